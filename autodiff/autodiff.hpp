@@ -1,0 +1,15 @@
+#pragma once
+// tapegrad: reverse-mode automatic differentiation on a tape of VJP closures.
+// What users include.
+
+#include "autodiff/check.hpp"
+#include "autodiff/errors.hpp"
+#include "autodiff/functional.hpp"
+#include "autodiff/ops/elementwise.hpp"
+#include "autodiff/ops/linalg.hpp"
+#include "autodiff/ops/nn.hpp"
+#include "autodiff/ops/reduce.hpp"
+#include "autodiff/ops/shape.hpp"
+#include "autodiff/tape.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"

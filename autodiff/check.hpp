@@ -1,0 +1,44 @@
+#pragma once
+// Gradient checking against central finite differences, in double.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autodiff/var.hpp"
+
+namespace ad {
+
+struct GradcheckOptions {
+    double eps = 1e-6;    ///< finite-difference step
+    double atol = 1e-6;   ///< |analytic - numeric| <= atol + rtol |numeric|
+    double rtol = 1e-5;
+    std::uint64_t seed = 0;  ///< draws the cotangent a non-scalar output is reduced with
+};
+
+struct GradcheckResult {
+    bool ok = true;
+    /// The worst element (largest error relative to its tolerance).
+    std::size_t input = 0;
+    Shape index;
+    double analytic = 0;
+    double numeric = 0;
+    double abs_error = 0;
+    double rel_error = 0;
+    /// "gradcheck: ok ..." or what failed, with the worst element.
+    std::string message;
+
+    explicit operator bool() const noexcept { return ok; }
+};
+
+using Function = std::function<Var<double>(const std::vector<Var<double>>&)>;
+
+/// Compares the tape's gradient of `f` at `inputs` with central differences.
+/// A non-scalar output y is reduced to sum(y * v) for a fixed random v, so
+/// every output element is checked through its VJP. Never throws on a
+/// mismatch: the result says where and by how much.
+GradcheckResult gradcheck(const Function& f, const std::vector<Array<double>>& inputs,
+                          const GradcheckOptions& options = {});
+
+}  // namespace ad

@@ -1,0 +1,217 @@
+// Elementwise ops: each forward beside its VJP. g is the cotangent of the
+// result y; binary VJPs may return a broadcast shape: the record sums it back
+// to the input's shape (sum_to_shape), the one place broadcasting is undone.
+//
+//   op          y                      VJP
+//   add         a + b                  a: g                 b: g
+//   sub         a - b                  a: g                 b: -g
+//   mul         a * b                  a: g b               b: g a
+//   div         a / b                  a: g / b             b: -g y / b
+//   pow         a ^ b                  a: g b a^(b-1)       b: g y log(a)
+//   pow         x ^ p (p constant)     g p x^(p-1)
+//   scale       x s                    g s
+//   shift       x + s                  g
+//   neg         -x                     -g
+//   exp         e^x                    g y
+//   log         ln x                   g / x
+//   sqrt        x^(1/2)                g / (2 y)
+//   square      x^2                    2 g x
+//   abs         |x|                    g sign(x)
+//   sigmoid     1 / (1 + e^-x)         g y (1 - y)
+//   tanh        tanh x                 g (1 - y^2)
+//   relu        max(x, 0)              g [x > 0]
+//   softplus    ln(1 + e^x)            g sigmoid(x)
+//   clamp       min(max(x, lo), hi)    g [lo <= x <= hi]
+
+#include "autodiff/ops/elementwise.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include <xtensor/xmath.hpp>
+#include <xtensor/xoperation.hpp>
+
+#include "autodiff/ops/all.hpp"
+
+namespace ad {
+namespace {
+
+template <class T>
+void check_broadcast(const char* op, const Var<T>& a, const Var<T>& b) {
+    if (equal_shapes(a.value(), b.value())) return;
+    broadcast_shapes(op, shape_of(a.value()), shape_of(b.value()));
+}
+
+/// y = f(x) elementwise into fresh storage, for functions xtensor lacks.
+template <class T, class F>
+Array<T> map(const Array<T>& x, F f) {
+    Array<T> y = Array<T>::from_shape(x.shape());
+    const T* in = x.data();
+    T* out = y.data();
+    for (std::size_t i = 0, n = x.size(); i < n; ++i) out[i] = f(in[i]);
+    return y;
+}
+
+template <class T>
+T stable_sigmoid(T x) {
+    T e = std::exp(-std::abs(x));  // never overflows
+    return x >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+
+}  // namespace
+
+template <class T>
+Var<T> add(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("add", a, b);
+    return make_op("add", Array<T>(a.value() + b.value()), a, b,
+                   [](std::size_t, const Var<T>& g, const Var<T>&) { return g; });
+}
+
+template <class T>
+Var<T> sub(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("sub", a, b);
+    return make_op("sub", Array<T>(a.value() - b.value()), a, b,
+                   [](std::size_t i, const Var<T>& g, const Var<T>&) { return i == 0 ? g : -g; });
+}
+
+template <class T>
+Var<T> mul(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("mul", a, b);
+    return make_op("mul", Array<T>(a.value() * b.value()), a, b,
+                   [a, b](std::size_t i, const Var<T>& g, const Var<T>&) { return i == 0 ? g * b : g * a; });
+}
+
+template <class T>
+Var<T> div(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("div", a, b);
+    return make_op("div", Array<T>(a.value() / b.value()), a, b,
+                   [b](std::size_t i, const Var<T>& g, const Var<T>& y) { return i == 0 ? g / b : -(g * y / b); });
+}
+
+template <class T>
+Var<T> pow(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("pow", a, b);
+    return make_op("pow", Array<T>(xt::pow(a.value(), b.value())), a, b,
+                   [a, b](std::size_t i, const Var<T>& g, const Var<T>& y) {
+                       return i == 0 ? g * b * pow(a, b - T(1)) : g * y * log(a);
+                   });
+}
+
+template <class T>
+Var<T> pow(const Var<T>& x, T p) {
+    return make_op("pow", Array<T>(xt::pow(x.value(), p)), x,
+                   [x, p](std::size_t, const Var<T>& g, const Var<T>&) { return g * pow(x, p - T(1)) * p; });
+}
+
+template <class T>
+Var<T> scale(const Var<T>& x, T s) {
+    return make_op("scale", Array<T>(x.value() * s), x,
+                   [s](std::size_t, const Var<T>& g, const Var<T>&) { return g * s; });
+}
+
+template <class T>
+Var<T> shift(const Var<T>& x, T s) {
+    return make_op("shift", Array<T>(x.value() + s), x,
+                   [](std::size_t, const Var<T>& g, const Var<T>&) { return g; });
+}
+
+template <class T>
+Var<T> neg(const Var<T>& x) {
+    return make_op("neg", Array<T>(-x.value()), x,
+                   [](std::size_t, const Var<T>& g, const Var<T>&) { return -g; });
+}
+
+template <class T>
+Var<T> exp(const Var<T>& x) {
+    return make_op("exp", Array<T>(xt::exp(x.value())), x,
+                   [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * y; });
+}
+
+template <class T>
+Var<T> log(const Var<T>& x) {
+    return make_op("log", Array<T>(xt::log(x.value())), x,
+                   [x](std::size_t, const Var<T>& g, const Var<T>&) { return g / x; });
+}
+
+template <class T>
+Var<T> sqrt(const Var<T>& x) {
+    return make_op("sqrt", Array<T>(xt::sqrt(x.value())), x,
+                   [](std::size_t, const Var<T>& g, const Var<T>& y) { return g / y * T(0.5); });
+}
+
+template <class T>
+Var<T> square(const Var<T>& x) {
+    return make_op("square", Array<T>(x.value() * x.value()), x,
+                   [x](std::size_t, const Var<T>& g, const Var<T>&) { return g * x * T(2); });
+}
+
+template <class T>
+Var<T> abs(const Var<T>& x) {
+    return make_op("abs", Array<T>(xt::abs(x.value())), x, [x](std::size_t, const Var<T>& g, const Var<T>&) {
+        return g * constant(map(x.value(), [](T v) { return T((v > 0) - (v < 0)); }));
+    });
+}
+
+template <class T>
+Var<T> sigmoid(const Var<T>& x) {
+    return make_op("sigmoid", map(x.value(), stable_sigmoid<T>), x,
+                   [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * y * (T(1) - y); });
+}
+
+template <class T>
+Var<T> tanh(const Var<T>& x) {
+    return make_op("tanh", Array<T>(xt::tanh(x.value())), x,
+                   [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * (T(1) - square(y)); });
+}
+
+template <class T>
+Var<T> relu(const Var<T>& x) {
+    return make_op("relu", map(x.value(), [](T v) { return v > 0 ? v : T(0); }), x,
+                   [x](std::size_t, const Var<T>& g, const Var<T>&) {
+                       return g * constant(map(x.value(), [](T v) { return T(v > 0); }));
+                   });
+}
+
+template <class T>
+Var<T> softplus(const Var<T>& x) {
+    // max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
+    return make_op("softplus",
+                   map(x.value(), [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); }), x,
+                   [x](std::size_t, const Var<T>& g, const Var<T>&) { return g * sigmoid(x); });
+}
+
+template <class T>
+Var<T> clamp(const Var<T>& x, T lo, T hi) {
+    if (!(lo <= hi)) throw value_error(fmt::format("clamp: the bounds [{}, {}] are empty", lo, hi));
+    return make_op("clamp", map(x.value(), [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
+                   [x, lo, hi](std::size_t, const Var<T>& g, const Var<T>&) {
+                       return g * constant(map(x.value(), [lo, hi](T v) { return T(v >= lo && v <= hi); }));
+                   });
+}
+
+#define AD_INSTANTIATE(T)                                                  \
+    template Var<T> add(const Var<T>&, const Var<T>&);                     \
+    template Var<T> sub(const Var<T>&, const Var<T>&);                     \
+    template Var<T> mul(const Var<T>&, const Var<T>&);                     \
+    template Var<T> div(const Var<T>&, const Var<T>&);                     \
+    template Var<T> pow(const Var<T>&, const Var<T>&);                     \
+    template Var<T> pow(const Var<T>&, T);                                 \
+    template Var<T> scale(const Var<T>&, T);                               \
+    template Var<T> shift(const Var<T>&, T);                               \
+    template Var<T> neg(const Var<T>&);                                    \
+    template Var<T> exp(const Var<T>&);                                    \
+    template Var<T> log(const Var<T>&);                                    \
+    template Var<T> sqrt(const Var<T>&);                                   \
+    template Var<T> square(const Var<T>&);                                 \
+    template Var<T> abs(const Var<T>&);                                    \
+    template Var<T> sigmoid(const Var<T>&);                                \
+    template Var<T> tanh(const Var<T>&);                                   \
+    template Var<T> relu(const Var<T>&);                                   \
+    template Var<T> softplus(const Var<T>&);                               \
+    template Var<T> clamp(const Var<T>&, T, T);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+
+}  // namespace ad

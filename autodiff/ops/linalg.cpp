@@ -1,0 +1,80 @@
+// Matrix products through BLAS. With C = op(A) op(B), where op transposes
+// when asked, the VJPs are again single GEMMs with transpose flags, so no
+// transpose is ever materialised:
+//
+//   A_bar = g op(B)^T        (transposed back when A was used transposed: op(B) g^T)
+//   B_bar = op(A)^T g        (transposed back when B was used transposed: g^T op(A))
+//
+// 1-D operands are reshaped to a row (left) or a column (right) and back.
+
+#include "autodiff/ops/linalg.hpp"
+
+#include <fmt/format.h>
+#include <xtensor-blas/xblas.hpp>
+
+#include "autodiff/ops/all.hpp"
+
+namespace ad {
+
+template <class T>
+Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
+    detail::check_defined("matmul", a);
+    detail::check_defined("matmul", b);
+    const auto& A = a.value();
+    const auto& B = b.value();
+    if (A.dimension() != 2 || B.dimension() != 2) {
+        throw shape_error(fmt::format("matmul: cannot multiply {} by {} (expects 2-D operands here)",
+                                      shape_string_of(A), shape_string_of(B)));
+    }
+    std::size_t m = transpose_a ? A.shape()[1] : A.shape()[0];
+    std::size_t k = transpose_a ? A.shape()[0] : A.shape()[1];
+    std::size_t k_b = transpose_b ? B.shape()[1] : B.shape()[0];
+    std::size_t n = transpose_b ? B.shape()[0] : B.shape()[1];
+    if (k != k_b) {
+        throw shape_error(fmt::format("matmul: cannot multiply {}{} by {}{}", shape_string_of(A),
+                                      transpose_a ? "^T" : "", shape_string_of(B), transpose_b ? "^T" : ""));
+    }
+    Array<T> c = Array<T>::from_shape({m, n});
+    if (k == 0 || m == 0 || n == 0) {
+        c.fill(T(0));
+    } else {
+        xt::blas::gemm(A, B, c, transpose_a, transpose_b);
+    }
+    return make_op("matmul", std::move(c), a, b,
+                   [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g, const Var<T>&) {
+                       if (i == 0) return transpose_a ? matmul(b, g, transpose_b, true) : matmul(g, b, false, !transpose_b);
+                       return transpose_b ? matmul(g, a, true, transpose_a) : matmul(a, g, !transpose_a, false);
+                   });
+}
+
+template <class T>
+Var<T> matmul(const Var<T>& a, const Var<T>& b) {
+    detail::check_defined("matmul", a);
+    detail::check_defined("matmul", b);
+    std::size_t ra = a.dim(), rb = b.dim();
+    if (ra < 1 || ra > 2 || rb < 1 || rb > 2) {
+        throw shape_error(fmt::format("matmul: cannot multiply {} by {} (expects 1-D or 2-D operands)",
+                                      shape_string_of(a.value()), shape_string_of(b.value())));
+    }
+    if (ra == 2 && rb == 2) return matmul(a, b, false, false);
+    // A vector on the left is a row, on the right a column; a mismatch is reported with the real shapes.
+    long ka = ra == 2 ? static_cast<long>(a.value().shape()[1]) : static_cast<long>(a.size());
+    long kb = static_cast<long>(b.value().shape()[0]);
+    if (ka != kb) {
+        throw shape_error(fmt::format("matmul: cannot multiply {} by {}", shape_string_of(a.value()),
+                                      shape_string_of(b.value())));
+    }
+    Var<T> left = ra == 1 ? reshape(a, {1, -1}) : a;
+    Var<T> right = rb == 1 ? reshape(b, {-1, 1}) : b;
+    Var<T> c = matmul(left, right, false, false);
+    return ra == 1 && rb == 1 ? reshape(c, {}) : reshape(c, {-1});
+}
+
+#define AD_INSTANTIATE(T)                                                  \
+    template Var<T> matmul(const Var<T>&, const Var<T>&);                  \
+    template Var<T> matmul(const Var<T>&, const Var<T>&, bool, bool);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+
+}  // namespace ad

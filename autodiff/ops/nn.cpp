@@ -1,0 +1,175 @@
+// Fused ops of neural networks: one record each, a stable forward, and a VJP
+// written with engine ops (so it can be differentiated again). g is the
+// cotangent of the result y; s is 1 for a summed loss and 1/n for a mean.
+//
+//   op                     y                                  VJP
+//   softmax                e^(x - max) / sum e^(x - max)      y (g - sum(g y))
+//   log_softmax            x - max - log sum e^(x - max)      g - e^y sum(g)
+//   softmax_cross_entropy  -s sum(t log_softmax(z))           z: g s (softmax(z) sum_row(t) - t)   t: -g s log_softmax(z)
+//   half_sse               s/2 sum (p - t)^2                  p: g s (p - t)                        t: -g s (p - t)
+//   mse                    s sum (p - t)^2                    p: 2 g s (p - t)                      t: -2 g s (p - t)
+//   binary_cross_entropy   -s sum(t log p + (1-t) log(1-p))   p: g s (p - t) / (p (1 - p))          t: g s (log(1-p) - log p)
+//
+// (sums along the softmax axis; log clamped at -100 and p (1 - p) at 1e-12 as in PyTorch.)
+
+#include "autodiff/ops/nn.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xreducer.hpp>
+#include <xtensor/xsort.hpp>
+
+#include "autodiff/ops/all.hpp"
+
+namespace ad {
+namespace {
+
+/// x - max along axis, and log sum exp of that: the stable pieces of softmax.
+template <class T>
+std::pair<Array<T>, Array<T>> shifted_and_log_norm(const Array<T>& x, std::size_t axis) {
+    Array<T> shifted = x - xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    Array<T> log_norm = xt::log(xt::sum(xt::exp(shifted), {axis}, xt::keep_dims | xt::evaluation_strategy::immediate));
+    return {std::move(shifted), std::move(log_norm)};
+}
+
+template <class T>
+void check_same_shape(const char* op, const Var<T>& pred, const Var<T>& target) {
+    detail::check_defined(op, pred);
+    detail::check_defined(op, target);
+    if (pred.shape() != target.shape()) {
+        throw shape_error(fmt::format("{}: prediction {} and target {} differ in shape", op,
+                                      shape_string_of(pred.value()), shape_string_of(target.value())));
+    }
+}
+
+/// 1 for a sum, 1 / n for a mean.
+template <class T>
+T reduction_scale(Reduction reduction, std::size_t n) {
+    return reduction == Reduction::mean && n > 0 ? T(1) / T(n) : T(1);
+}
+
+std::size_t batch_size(const Shape& shape) { return shape.empty() ? 1 : shape[0]; }
+
+}  // namespace
+
+template <class T>
+Var<T> softmax(const Var<T>& x, long axis) {
+    detail::check_defined("softmax", x);
+    std::size_t ax = normalize_axis("softmax", axis, x.dim());
+    auto [shifted, log_norm] = shifted_and_log_norm(x.value(), ax);
+    Array<T> y = xt::exp(shifted - log_norm);
+    return make_op("softmax", std::move(y), x, [ax](std::size_t, const Var<T>& g, const Var<T>& y) {
+        return y * (g - sum(g * y, static_cast<long>(ax), true));
+    });
+}
+
+template <class T>
+Var<T> log_softmax(const Var<T>& x, long axis) {
+    detail::check_defined("log_softmax", x);
+    std::size_t ax = normalize_axis("log_softmax", axis, x.dim());
+    auto [shifted, log_norm] = shifted_and_log_norm(x.value(), ax);
+    return make_op("log_softmax", Array<T>(shifted - log_norm), x, [ax](std::size_t, const Var<T>& g, const Var<T>& y) {
+        return g - exp(y) * sum(g, static_cast<long>(ax), true);
+    });
+}
+
+template <class T>
+Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Reduction reduction) {
+    check_same_shape("softmax_cross_entropy", logits, targets);
+    if (logits.dim() != 2) {
+        throw shape_error(fmt::format("softmax_cross_entropy: logits must be 2-D (rows are samples), got {}",
+                                      shape_string_of(logits.value())));
+    }
+    auto [shifted, log_norm] = shifted_and_log_norm(logits.value(), 1);
+    T s = reduction_scale<T>(reduction, logits.value().shape()[0]);
+    Array<T> loss = -s * xt::sum(targets.value() * (shifted - log_norm))();
+    return make_op("softmax_cross_entropy", std::move(loss), logits, targets,
+                   [logits, targets, s](std::size_t i, const Var<T>& g, const Var<T>&) {
+                       if (i == 0) return (softmax(logits, 1) * sum(targets, 1, true) - targets) * (g * s);
+                       return log_softmax(logits, 1) * (g * -s);
+                   });
+}
+
+template <class T>
+Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<std::size_t>& classes, Reduction reduction) {
+    detail::check_defined("softmax_cross_entropy", logits);
+    if (logits.dim() != 2 || logits.value().shape()[0] != classes.size()) {
+        throw shape_error(fmt::format("softmax_cross_entropy: logits {} do not match {} class indices (one per row)",
+                                      shape_string_of(logits.value()), classes.size()));
+    }
+    std::size_t n_classes = logits.value().shape()[1];
+    Array<T> one_hot = xt::zeros<T>(logits.value().shape());
+    for (std::size_t r = 0; r < classes.size(); ++r) {
+        if (classes[r] >= n_classes) {
+            throw value_error(fmt::format("softmax_cross_entropy: class {} of row {} is out of range for {} classes",
+                                          classes[r], r, n_classes));
+        }
+        one_hot(r, classes[r]) = T(1);
+    }
+    return softmax_cross_entropy(logits, constant(std::move(one_hot)), reduction);
+}
+
+template <class T>
+Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
+    check_same_shape("half_sse", pred, target);
+    T s = reduction_scale<T>(reduction, batch_size(pred.shape()));
+    Array<T> loss = T(0.5) * s * xt::sum(xt::square(pred.value() - target.value()))();
+    return make_op("half_sse", std::move(loss), pred, target,
+                   [pred, target, s](std::size_t i, const Var<T>& g, const Var<T>&) {
+                       return (pred - target) * (g * (i == 0 ? s : -s));
+                   });
+}
+
+template <class T>
+Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
+    check_same_shape("mse", pred, target);
+    T s = reduction_scale<T>(reduction, pred.size());
+    Array<T> loss = s * xt::sum(xt::square(pred.value() - target.value()))();
+    return make_op("mse", std::move(loss), pred, target, [pred, target, s](std::size_t i, const Var<T>& g, const Var<T>&) {
+        return (pred - target) * (g * (i == 0 ? 2 * s : -2 * s));
+    });
+}
+
+template <class T>
+Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction reduction) {
+    check_same_shape("binary_cross_entropy", p, target);
+    for (T v : p.value()) {
+        if (!(v >= 0 && v <= 1)) {
+            throw value_error(fmt::format("binary_cross_entropy: probabilities of shape {} must lie in [0, 1], found {}",
+                                          shape_string_of(p.value()), v));
+        }
+    }
+    const T log_floor = -100;
+    const T inf = std::numeric_limits<T>::infinity();
+    T s = reduction_scale<T>(reduction, p.size());
+    auto clamped_log = [log_floor](T v) { return std::max(std::log(v), log_floor); };
+    T total = 0;
+    const T* pv = p.value().data();
+    const T* tv = target.value().data();
+    for (std::size_t i = 0, n = p.size(); i < n; ++i) {
+        total += tv[i] * clamped_log(pv[i]) + (T(1) - tv[i]) * clamped_log(T(1) - pv[i]);
+    }
+    Array<T> loss(-s * total);
+    return make_op("binary_cross_entropy", std::move(loss), p, target,
+                   [p, target, s, inf, log_floor](std::size_t i, const Var<T>& g, const Var<T>&) {
+                       if (i == 0) return (p - target) / clamp(p * (T(1) - p), T(1e-12), inf) * (g * s);
+                       return (clamp(log(T(1) - p), log_floor, inf) - clamp(log(p), log_floor, inf)) * (g * s);
+                   });
+}
+
+#define AD_INSTANTIATE(T)                                                                                  \
+    template Var<T> softmax(const Var<T>&, long);                                                          \
+    template Var<T> log_softmax(const Var<T>&, long);                                                      \
+    template Var<T> softmax_cross_entropy(const Var<T>&, const Var<T>&, Reduction);                        \
+    template Var<T> softmax_cross_entropy(const Var<T>&, const std::vector<std::size_t>&, Reduction);      \
+    template Var<T> half_sse(const Var<T>&, const Var<T>&, Reduction);                                     \
+    template Var<T> mse(const Var<T>&, const Var<T>&, Reduction);                                          \
+    template Var<T> binary_cross_entropy(const Var<T>&, const Var<T>&, Reduction);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+
+}  // namespace ad

@@ -1,0 +1,131 @@
+// Reductions: each forward beside its VJP (g the cotangent of the result y).
+//
+//   op            y                          VJP
+//   sum           sum over all / one axis    g broadcast back to x's shape
+//   mean          sum / n                    g / n broadcast back
+//   max           max over all / one axis    g broadcast back, times [x == y] / (number of ties)
+//   sum_to_shape  x summed to `shape`        g broadcast back to x's shape
+
+#include "autodiff/ops/reduce.hpp"
+
+#include <fmt/format.h>
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xreducer.hpp>
+#include <xtensor/xsort.hpp>
+
+#include "autodiff/ops/all.hpp"
+
+namespace ad {
+namespace {
+
+/// x's shape with `axis` set to 1: where keepdims leaves a reduced value.
+std::vector<long> keepdims_shape(const Shape& x, std::size_t axis) {
+    std::vector<long> shape(x.begin(), x.end());
+    shape[axis] = 1;
+    return shape;
+}
+
+/// Undoes the dropping of a reduced axis, then broadcasts back to x's shape.
+template <class T>
+Var<T> unreduce(const Var<T>& g, const Shape& x_shape, std::size_t axis) {
+    return broadcast_to(reshape(g, keepdims_shape(x_shape, axis)), x_shape);
+}
+
+template <class T>
+Array<T> drop_axis_if(Array<T>&& reduced, const Shape& x_shape, std::size_t axis, bool keepdims) {
+    if (keepdims) return std::move(reduced);
+    Shape shape = x_shape;
+    shape.erase(shape.begin() + static_cast<long>(axis));
+    reduced.reshape(shape);
+    return std::move(reduced);
+}
+
+}  // namespace
+
+template <class T>
+Var<T> sum(const Var<T>& x) {
+    Shape x_shape = x.shape();
+    return make_op("sum", Array<T>(xt::sum(x.value())()), x,
+                   [x_shape](std::size_t, const Var<T>& g, const Var<T>&) { return broadcast_to(g, x_shape); });
+}
+
+template <class T>
+Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
+    Shape x_shape = x.shape();
+    std::size_t ax = normalize_axis("sum", axis, x_shape.size());
+    Array<T> reduced = xt::sum(x.value(), {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    return make_op("sum", drop_axis_if(std::move(reduced), x_shape, ax, keepdims), x,
+                   [x_shape, ax](std::size_t, const Var<T>& g, const Var<T>&) { return unreduce(g, x_shape, ax); });
+}
+
+template <class T>
+Var<T> mean(const Var<T>& x) {
+    if (x.size() == 0) throw value_error("mean: the value is empty (shape " + shape_string_of(x.value()) + ")");
+    return sum(x) * (T(1) / T(x.size()));
+}
+
+template <class T>
+Var<T> mean(const Var<T>& x, long axis, bool keepdims) {
+    std::size_t ax = normalize_axis("mean", axis, x.dim());
+    std::size_t n = x.value().shape()[ax];
+    if (n == 0) throw value_error("mean: axis " + std::to_string(axis) + " of shape " + shape_string_of(x.value()) + " is empty");
+    return sum(x, axis, keepdims) * (T(1) / T(n));
+}
+
+template <class T>
+Var<T> max(const Var<T>& x) {
+    if (x.size() == 0) throw value_error("max: the value is empty (shape " + shape_string_of(x.value()) + ")");
+    T m = xt::amax(x.value())();
+    Array<T> ties = xt::cast<T>(xt::equal(x.value(), m));
+    Array<T> weights = ties / xt::sum(ties)();
+    return make_op("max", Array<T>(m), x, [weights = std::move(weights)](std::size_t, const Var<T>& g, const Var<T>&) {
+        return g * constant(weights);
+    });
+}
+
+template <class T>
+Var<T> max(const Var<T>& x, long axis, bool keepdims) {
+    Shape x_shape = x.shape();
+    std::size_t ax = normalize_axis("max", axis, x_shape.size());
+    if (x_shape[ax] == 0) throw value_error(fmt::format("max: axis {} of shape {} is empty", axis, shape_string(x_shape)));
+    Array<T> m = xt::amax(x.value(), {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    Array<T> ties = xt::cast<T>(xt::equal(x.value(), m));
+    Array<T> count = xt::sum(ties, {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    Array<T> weights = ties / count;
+    return make_op("max", drop_axis_if(std::move(m), x_shape, ax, keepdims), x,
+                   [weights = std::move(weights), x_shape, ax](std::size_t, const Var<T>& g, const Var<T>&) {
+                       return reshape(g, keepdims_shape(x_shape, ax)) * constant(weights);
+                   });
+}
+
+template <class T>
+Var<T> sum_to_shape(const Var<T>& x, const Shape& shape) {
+    Shape x_shape = x.shape();
+    if (x_shape == shape) return x;
+    if (!broadcasts_to(shape, x_shape)) {
+        throw shape_error(fmt::format("sum_to_shape: cannot sum {} to {}", shape_string(x_shape), shape_string(shape)));
+    }
+    std::size_t lead = x_shape.size() - shape.size();
+    std::vector<std::size_t> axes;
+    for (std::size_t i = 0; i < x_shape.size(); ++i) {
+        if (i < lead || (shape[i - lead] == 1 && x_shape[i] != 1)) axes.push_back(i);
+    }
+    Array<T> reduced = xt::sum(x.value(), axes, xt::keep_dims | xt::evaluation_strategy::immediate);
+    reduced.reshape(shape);
+    return make_op("sum_to_shape", std::move(reduced), x,
+                   [x_shape](std::size_t, const Var<T>& g, const Var<T>&) { return broadcast_to(g, x_shape); });
+}
+
+#define AD_INSTANTIATE(T)                                          \
+    template Var<T> sum(const Var<T>&);                            \
+    template Var<T> sum(const Var<T>&, long, bool);                \
+    template Var<T> mean(const Var<T>&);                           \
+    template Var<T> mean(const Var<T>&, long, bool);               \
+    template Var<T> max(const Var<T>&);                            \
+    template Var<T> max(const Var<T>&, long, bool);                \
+    template Var<T> sum_to_shape(const Var<T>&, const Shape&);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+
+}  // namespace ad

@@ -1,0 +1,20 @@
+#pragma once
+// Reductions over all axes (a 0-d result) or over one axis, with keepdims.
+
+#include "autodiff/var.hpp"
+
+namespace ad {
+
+template <class T> Var<T> sum(const Var<T>& x);
+template <class T> Var<T> sum(const Var<T>& x, long axis, bool keepdims = false);
+template <class T> Var<T> mean(const Var<T>& x);
+template <class T> Var<T> mean(const Var<T>& x, long axis, bool keepdims = false);
+/// Ties share the gradient evenly (as torch.amax does).
+template <class T> Var<T> max(const Var<T>& x);
+template <class T> Var<T> max(const Var<T>& x, long axis, bool keepdims = false);
+
+/// Sums `x` over the axes that broadcasting added or stretched so that the
+/// result has `shape`: the VJP of broadcasting, used by every binary op.
+template <class T> Var<T> sum_to_shape(const Var<T>& x, const Shape& shape);
+
+}  // namespace ad

@@ -1,0 +1,259 @@
+// Shape ops: each forward beside its VJP (g the cotangent of the result y).
+// Every VJP here is another shape op: the pairs below are each other's VJP.
+//
+//   op                 y                                   VJP
+//   reshape            x with a new shape                  reshape(g, x.shape)
+//   transpose          axes permuted by perm               transpose(g, inverse(perm))
+//   broadcast_to       x repeated along broadcast axes     sum_to_shape(g, x.shape)
+//   slice              x[begin:end] along axis             pad(g, axis, begin, x.shape[axis])
+//   pad                zeros with x at [begin:...]         slice(g, axis, begin, begin + x.shape[axis])
+//   take_rows          x[indices]                          scatter_add_rows(g, indices, x.rows)
+//   scatter_add_rows   zeros, row indices[i] += x[i]       take_rows(g, indices)
+//   concatenate        xs joined along axis                slice of g for each input
+
+#include "autodiff/ops/shape.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <xtensor/xbroadcast.hpp>
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xstrided_view.hpp>
+
+#include "autodiff/ops/all.hpp"
+
+namespace ad {
+namespace {
+
+std::vector<long> as_long(const Shape& shape) { return std::vector<long>(shape.begin(), shape.end()); }
+
+/// The selection [begin, end) along `axis`, everything along the other axes.
+xt::xstrided_slice_vector axis_range(std::size_t rank, std::size_t axis, std::size_t begin, std::size_t end) {
+    xt::xstrided_slice_vector slices(rank, xt::all());
+    slices[axis] = xt::range(begin, end);
+    return slices;
+}
+
+void check_rows(const char* op, const Shape& shape, const std::vector<std::size_t>& indices, std::size_t rows) {
+    for (std::size_t i : indices) {
+        if (i >= rows) {
+            throw value_error(fmt::format("{}: row index {} is out of range for {} rows (shape {})", op, i,
+                                          rows, shape_string(shape)));
+        }
+    }
+}
+
+}  // namespace
+
+template <class T>
+Var<T> reshape(const Var<T>& x, const std::vector<long>& shape) {
+    Shape x_shape = x.shape();
+    Shape target(shape.size());
+    std::size_t known = 1;
+    long inferred = -1;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (shape[i] == -1 && inferred < 0) {
+            inferred = static_cast<long>(i);
+        } else if (shape[i] < 0) {
+            throw shape_error(fmt::format("reshape: cannot reshape {} into ({})", shape_string(x_shape), fmt::join(shape, ", ")));
+        } else {
+            target[i] = static_cast<std::size_t>(shape[i]);
+            known *= target[i];
+        }
+    }
+    if (inferred >= 0 && known != 0) target[static_cast<std::size_t>(inferred)] = x.size() / known;
+    if (element_count(target) != x.size()) {
+        throw shape_error(fmt::format("reshape: cannot reshape {} into ({})", shape_string(x_shape), fmt::join(shape, ", ")));
+    }
+    Array<T> y = x.value();
+    y.reshape(target);
+    return make_op("reshape", std::move(y), x, [x_shape](std::size_t, const Var<T>& g, const Var<T>&) {
+        return reshape(g, as_long(x_shape));
+    });
+}
+
+template <class T>
+Var<T> transpose(const Var<T>& x) {
+    std::vector<std::size_t> perm(x.dim());
+    std::iota(perm.rbegin(), perm.rend(), std::size_t{0});
+    return transpose(x, perm);
+}
+
+template <class T>
+Var<T> transpose(const Var<T>& x, const std::vector<std::size_t>& perm) {
+    std::vector<std::size_t> sorted = perm;
+    std::sort(sorted.begin(), sorted.end());
+    bool is_permutation = sorted.size() == x.dim();
+    for (std::size_t i = 0; is_permutation && i < sorted.size(); ++i) is_permutation = sorted[i] == i;
+    if (!is_permutation) {
+        throw shape_error(fmt::format("transpose: ({}) is not a permutation of the axes of {}", fmt::join(perm, ", "),
+                                      shape_string_of(x.value())));
+    }
+    std::vector<std::size_t> inverse(perm.size());
+    for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
+    return make_op("transpose", Array<T>(xt::transpose(x.value(), perm)), x,
+                   [inverse](std::size_t, const Var<T>& g, const Var<T>&) { return transpose(g, inverse); });
+}
+
+template <class T>
+Var<T> broadcast_to(const Var<T>& x, const Shape& shape) {
+    Shape x_shape = x.shape();
+    if (x_shape == shape) return x;
+    if (!broadcasts_to(x_shape, shape)) {
+        throw shape_error(fmt::format("broadcast_to: cannot broadcast {} to {}", shape_string(x_shape), shape_string(shape)));
+    }
+    return make_op("broadcast_to", Array<T>(xt::broadcast(x.value(), shape)), x,
+                   [x_shape](std::size_t, const Var<T>& g, const Var<T>&) { return sum_to_shape(g, x_shape); });
+}
+
+template <class T>
+Var<T> slice(const Var<T>& x, long axis, std::size_t begin, std::size_t end) {
+    Shape x_shape = x.shape();
+    std::size_t ax = normalize_axis("slice", axis, x_shape.size());
+    if (begin > end || end > x_shape[ax]) {
+        throw shape_error(fmt::format("slice: [{}, {}) is out of range for axis {} of {}", begin, end, axis,
+                                      shape_string(x_shape)));
+    }
+    Array<T> y = xt::strided_view(x.value(), axis_range(x_shape.size(), ax, begin, end));
+    std::size_t length = x_shape[ax];
+    return make_op("slice", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g, const Var<T>&) {
+        return pad(g, static_cast<long>(ax), begin, length);
+    });
+}
+
+template <class T>
+Var<T> rows(const Var<T>& x, std::size_t begin, std::size_t end) {
+    if (x.dim() == 0) throw shape_error("rows: a 0-d value has no rows");
+    return slice(x, 0, begin, end);
+}
+
+template <class T>
+Var<T> pad(const Var<T>& x, long axis, std::size_t begin, std::size_t size) {
+    Shape x_shape = x.shape();
+    std::size_t ax = normalize_axis("pad", axis, x_shape.size());
+    std::size_t length = x_shape[ax];
+    if (begin + length > size) {
+        throw shape_error(fmt::format("pad: {} does not fit at {} of an axis of length {}", shape_string(x_shape), begin, size));
+    }
+    Shape y_shape = x_shape;
+    y_shape[ax] = size;
+    Array<T> y = xt::zeros<T>(y_shape);
+    xt::strided_view(y, axis_range(y_shape.size(), ax, begin, begin + length)) = x.value();
+    return make_op("pad", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g, const Var<T>&) {
+        return slice(g, static_cast<long>(ax), begin, begin + length);
+    });
+}
+
+template <class T>
+Var<T> take_rows(const Var<T>& x, const std::vector<std::size_t>& indices) {
+    Shape x_shape = x.shape();
+    if (x_shape.empty()) throw shape_error("take_rows: a 0-d value has no rows");
+    check_rows("take_rows", x_shape, indices, x_shape[0]);
+    Shape y_shape = x_shape;
+    y_shape[0] = indices.size();
+    Array<T> y = Array<T>::from_shape(y_shape);
+    std::size_t row = x_shape[0] == 0 ? 0 : x.size() / x_shape[0];
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+        std::copy_n(x.value().data() + indices[i] * row, row, y.data() + i * row);
+    }
+    std::size_t n = x_shape[0];
+    return make_op("take_rows", std::move(y), x, [indices, n](std::size_t, const Var<T>& g, const Var<T>&) {
+        return scatter_add_rows(g, indices, n);
+    });
+}
+
+template <class T>
+Var<T> scatter_add_rows(const Var<T>& x, const std::vector<std::size_t>& indices, std::size_t rows) {
+    Shape x_shape = x.shape();
+    if (x_shape.empty() || x_shape[0] != indices.size()) {
+        throw shape_error(fmt::format("scatter_add_rows: {} rows of {} for {} indices", x_shape.empty() ? 0 : x_shape[0],
+                                      shape_string(x_shape), indices.size()));
+    }
+    check_rows("scatter_add_rows", x_shape, indices, rows);
+    Shape y_shape = x_shape;
+    y_shape[0] = rows;
+    Array<T> y = xt::zeros<T>(y_shape);
+    std::size_t row = indices.empty() ? 0 : x.size() / indices.size();
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+        const T* from = x.value().data() + i * row;
+        T* to = y.data() + indices[i] * row;
+        for (std::size_t j = 0; j < row; ++j) to[j] += from[j];
+    }
+    return make_op("scatter_add_rows", std::move(y), x, [indices](std::size_t, const Var<T>& g, const Var<T>&) {
+        return take_rows(g, indices);
+    });
+}
+
+template <class T>
+Var<T> concatenate(const std::vector<Var<T>>& xs, long axis) {
+    if (xs.empty()) throw shape_error("concatenate: no values to join");
+    for (const auto& x : xs) detail::check_defined("concatenate", x);
+    Shape first = xs[0].shape();
+    std::size_t ax = normalize_axis("concatenate", axis, first.size());
+    std::vector<std::size_t> offsets;
+    Shape y_shape = first;
+    y_shape[ax] = 0;
+    for (const auto& x : xs) {
+        Shape s = x.shape();
+        Shape a = s, b = first;
+        if (s.size() == first.size()) a[ax] = b[ax] = 0;
+        if (a != b) {
+            std::vector<std::string> shapes;
+            for (const auto& v : xs) shapes.push_back(shape_string_of(v.value()));
+            throw shape_error(fmt::format("concatenate: shapes {} differ outside axis {}", fmt::join(shapes, ", "), axis));
+        }
+        offsets.push_back(y_shape[ax]);
+        y_shape[ax] += s[ax];
+    }
+    Array<T> y = Array<T>::from_shape(y_shape);
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+        std::size_t length = xs[i].value().shape()[ax];
+        xt::strided_view(y, axis_range(y_shape.size(), ax, offsets[i], offsets[i] + length)) = xs[i].value();
+    }
+    std::vector<std::size_t> lengths;
+    for (const auto& x : xs) lengths.push_back(x.value().shape()[ax]);
+    return make_op("concatenate", std::move(y), xs,
+                   [ax, offsets, lengths](std::size_t i, const Var<T>& g, const Var<T>&) {
+                       return slice(g, static_cast<long>(ax), offsets[i], offsets[i] + lengths[i]);
+                   });
+}
+
+template <class T>
+Var<T> stack(const std::vector<Var<T>>& xs, long axis) {
+    if (xs.empty()) throw shape_error("stack: no values to join");
+    for (const auto& x : xs) detail::check_defined("stack", x);
+    Shape first = xs[0].shape();
+    std::size_t ax = normalize_axis("stack", axis, first.size() + 1);
+    std::vector<Var<T>> expanded;
+    for (const auto& x : xs) {
+        if (x.shape() != first) {
+            std::vector<std::string> shapes;
+            for (const auto& v : xs) shapes.push_back(shape_string_of(v.value()));
+            throw shape_error(fmt::format("stack: shapes {} are not all the same", fmt::join(shapes, ", ")));
+        }
+        std::vector<long> s = as_long(first);
+        s.insert(s.begin() + static_cast<long>(ax), 1);
+        expanded.push_back(reshape(x, s));
+    }
+    return concatenate(expanded, static_cast<long>(ax));
+}
+
+#define AD_INSTANTIATE(T)                                                                     \
+    template Var<T> reshape(const Var<T>&, const std::vector<long>&);                         \
+    template Var<T> transpose(const Var<T>&);                                                 \
+    template Var<T> transpose(const Var<T>&, const std::vector<std::size_t>&);                \
+    template Var<T> broadcast_to(const Var<T>&, const Shape&);                                \
+    template Var<T> slice(const Var<T>&, long, std::size_t, std::size_t);                     \
+    template Var<T> rows(const Var<T>&, std::size_t, std::size_t);                            \
+    template Var<T> pad(const Var<T>&, long, std::size_t, std::size_t);                       \
+    template Var<T> take_rows(const Var<T>&, const std::vector<std::size_t>&);                \
+    template Var<T> scatter_add_rows(const Var<T>&, const std::vector<std::size_t>&, std::size_t); \
+    template Var<T> concatenate(const std::vector<Var<T>>&, long);                            \
+    template Var<T> stack(const std::vector<Var<T>>&, long);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+
+}  // namespace ad

@@ -1,0 +1,86 @@
+#include "autodiff/tape.hpp"
+
+#include <algorithm>
+#include <atomic>
+
+namespace ad {
+namespace {
+
+thread_local Tape* current_tape = nullptr;
+thread_local bool grad_mode = true;
+std::atomic<std::uint32_t> next_tape_id{1};
+
+}  // namespace
+
+Tape::Tape()
+    : epoch_(std::uint64_t{next_tape_id.fetch_add(1)} << 32), previous_(current_tape) {
+    current_tape = this;
+}
+
+Tape::~Tape() {
+    destroy_records();
+    // Tapes are scoped objects, so they are destroyed in reverse order of
+    // creation and the previous tape becomes current again.
+    current_tape = previous_;
+}
+
+Tape* Tape::current() noexcept { return current_tape; }
+
+void Tape::destroy_records() noexcept {
+    // Reverse order: a closure may hold the last reference to a value an
+    // earlier closure also holds; order does not matter for correctness but
+    // mirrors construction.
+    for (auto it = records_.rbegin(); it != records_.rend(); ++it) it->destroy(it->closure);
+    records_.clear();
+    chunk_ = 0;
+    offset_ = 0;
+    value_bytes_ = 0;
+    consumed_end_ = 0;
+}
+
+void Tape::clear() {
+    destroy_records();
+    ++epoch_;  // the low 32 bits count clears of this tape
+}
+
+std::size_t Tape::bytes() const noexcept {
+    std::size_t arena = 0;
+    for (std::size_t size : chunk_sizes_) arena += size;
+    return records_.capacity() * sizeof(Record) + arena + value_bytes_;
+}
+
+void* Tape::allocate(std::size_t size, std::size_t align) {
+    while (chunk_ < chunks_.size()) {
+        std::size_t start = (offset_ + align - 1) / align * align;
+        if (start + size <= chunk_sizes_[chunk_]) {
+            offset_ = start + size;
+            return chunks_[chunk_].get() + start;
+        }
+        ++chunk_;
+        offset_ = 0;
+    }
+    std::size_t capacity = std::max(chunk_size_, size);
+    chunks_.push_back(std::make_unique<std::byte[]>(capacity));  // aligned for max_align_t
+    chunk_sizes_.push_back(capacity);
+    chunk_ = chunks_.size() - 1;
+    offset_ = size;
+    return chunks_[chunk_].get();
+}
+
+void Tape::run(std::size_t first, std::size_t last, Pass pass) {
+    // Indexing (not iterators): a create_graph sweep appends records while it runs.
+    for (std::size_t i = last; i-- > first;) {
+        Record record = records_[i];
+        record.run(record.closure, pass);
+    }
+}
+
+bool grad_enabled() noexcept { return grad_mode; }
+
+NoGrad::NoGrad() noexcept : previous_(grad_mode) { grad_mode = false; }
+NoGrad::~NoGrad() { grad_mode = previous_; }
+
+EnableGrad::EnableGrad() noexcept : previous_(grad_mode) { grad_mode = true; }
+EnableGrad::~EnableGrad() { grad_mode = previous_; }
+
+}  // namespace ad

@@ -1,0 +1,50 @@
+#pragma once
+// The one place that includes xtensor for the engine: the array type, shape
+// helpers, and NumPy broadcasting rules on shapes.
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+namespace ad {
+
+template <class T>
+using Array = xt::xarray<T>;
+
+using Shape = std::vector<std::size_t>;
+
+template <class E>
+Shape shape_of(const E& e) {
+    return Shape(e.shape().begin(), e.shape().end());
+}
+
+/// Whether two arrays have the same shape, without building Shape vectors.
+template <class A, class B>
+bool equal_shapes(const A& a, const B& b) {
+    return a.shape().size() == b.shape().size() &&
+           std::equal(a.shape().begin(), a.shape().end(), b.shape().begin());
+}
+
+/// "(3, 4)"; a 0-d shape prints as "()".
+std::string shape_string(const Shape& shape);
+
+template <class E>
+std::string shape_string_of(const E& e) {
+    return shape_string(shape_of(e));
+}
+
+/// The shape NumPy broadcasting gives two operands; throws shape_error naming `op`.
+Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
+
+/// True when an array of shape `from` broadcasts to `to` without changing `to`.
+bool broadcasts_to(const Shape& from, const Shape& to);
+
+/// Turns a possibly negative axis into an index below `rank`; throws value_error naming `op`.
+std::size_t normalize_axis(const char* op, long axis, std::size_t rank);
+
+std::size_t element_count(const Shape& shape);
+
+}  // namespace ad

@@ -1,0 +1,249 @@
+#include "autodiff/var.hpp"
+
+#include <cmath>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "autodiff/functional.hpp"
+#include "autodiff/ops/elementwise.hpp"
+#include "autodiff/ops/reduce.hpp"
+
+namespace ad {
+template <class T>
+detail::Node<T>& Var<T>::node() const {
+    if (!node_) throw tape_error("Var: this handle is empty (default-constructed or moved from)");
+    return *node_;
+}
+
+template <class T>
+const Array<T>& Var<T>::grad() const {
+    const auto& n = node();
+    if (!n.is_leaf) {
+        throw tape_error(fmt::format(
+            "grad: only parameters accumulate a gradient; this value of shape {} was computed by an "
+            "op (use ad::grad(loss, {{x}}) for the gradient of an intermediate value)",
+            shape_string_of(n.value)));
+    }
+    if (!n.requires_grad) {
+        throw tape_error(fmt::format("grad: this value of shape {} is a constant, it has no gradient",
+                                     shape_string_of(n.value)));
+    }
+    return n.grad;
+}
+
+template <class T>
+void Var<T>::zero_grad() {
+    auto& n = node();
+    if (n.is_leaf && n.requires_grad) n.grad.fill(T(0));
+}
+
+template <class T>
+T Var<T>::item() const {
+    const auto& v = node().value;
+    if (v.size() != 1) {
+        throw shape_error(fmt::format("item: the value has shape {}, not one element", shape_string_of(v)));
+    }
+    return *v.begin();
+}
+
+template <class T>
+Var<T> Var<T>::detach() const {
+    return constant(Array<T>(node().value));
+}
+
+template <class T>
+void Var<T>::backward(BackwardOptions options) const {
+    detail::run_backward<T>("backward", *this, nullptr, {}, options, true);
+}
+
+template <class T>
+void Var<T>::backward(const Array<T>& seed, BackwardOptions options) const {
+    detail::run_backward<T>("backward", *this, &seed, {}, options, true);
+}
+
+template <class T>
+Var<T> param(Array<T> value) {
+    Var<T> x = detail::make_value(std::move(value));
+    auto& node = *x.node_ptr();
+    node.requires_grad = true;
+    node.grad = xt::zeros<T>(node.value.shape());
+    return x;
+}
+
+template <class T>
+Var<T> constant(Array<T> value) {
+    return detail::make_value(std::move(value));
+}
+
+template <class T>
+Var<T> scalar(T value) {
+    return detail::make_value(Array<T>(value));
+}
+
+namespace detail {
+
+void reject(const char* op) {
+    throw tape_error(fmt::format(
+        "backward: reached the record of {}, which an earlier backward already walked back; pass "
+        "retain_graph = true to that backward to walk a graph twice",
+        op));
+}
+
+template <class T>
+void check_defined(const char* op, const Var<T>& x) {
+    if (!x.defined()) throw tape_error(fmt::format("{}: an input is an empty Var", op));
+}
+
+template <class T>
+void check_same_tape(const char* op, const Var<T>& x, const Tape* tape) {
+    std::uint64_t epoch = x.node_ptr()->epoch;
+    if (x.is_leaf() || (tape && epoch == tape->epoch())) return;
+    auto shape = shape_string_of(x.value());
+    if (!tape) {
+        throw tape_error(fmt::format(
+            "{}: the value of shape {} was recorded on a tape, but no tape is current on this thread",
+            op, shape));
+    }
+    if ((epoch >> 32) == tape->id()) {
+        throw tape_error(fmt::format(
+            "{}: the value of shape {} was recorded on this tape before it was cleared; values do not "
+            "survive clear()",
+            op, shape));
+    }
+    throw tape_error(fmt::format(
+        "{}: the value of shape {} was recorded on another tape than the current one; values cannot "
+        "mix tapes",
+        op, shape));
+}
+
+template <class T>
+Var<T> fit_gradient(const char* op, Var<T> grad, const Var<T>& input) {
+    const auto& g = grad.value();
+    const auto& x = input.value();
+    if (equal_shapes(g, x)) return grad;
+    Shape want = shape_of(x);
+    if (broadcasts_to(want, shape_of(g))) return sum_to_shape(grad, want);
+    throw shape_error(fmt::format("{}: the VJP returned a gradient of shape {} for an input of shape {}",
+                                  op, shape_string_of(g), shape_string(want)));
+}
+
+template <class T>
+void accumulate_cotangent(const Var<T>& x, Var<T> g) {
+    auto& node = *x.node_ptr();
+    if (!node.cotangent) {
+        node.cotangent = g.node_ptr();
+        return;
+    }
+    // Not recording and nobody else holds the running sum: add in place.
+    if (!grad_enabled() && node.cotangent.use_count() == 1) {
+        node.cotangent->value += g.value();
+        return;
+    }
+    node.cotangent = add(Var<T>(node.cotangent), g).node_ptr();
+}
+
+template <class T>
+std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Array<T>* seed,
+                                 const std::vector<Var<T>>& wrt, BackwardOptions options,
+                                 bool accumulate) {
+    check_defined(fn, loss);
+    for (const auto& x : wrt) check_defined(fn, x);
+    const auto& value = loss.value();
+    if (seed) {
+        if (!equal_shapes(*seed, value)) {
+            throw shape_error(fmt::format("{}: the seed has shape {} but the value has shape {}", fn,
+                                          shape_string_of(*seed), shape_string_of(value)));
+        }
+    } else if (value.size() != 1) {
+        throw shape_error(fmt::format(
+            "{}: the value has shape {}; without a seed, backward starts from a scalar (one element)",
+            fn, shape_string_of(value)));
+    }
+    for (T v : value) {
+        if (!std::isfinite(v)) {
+            throw value_error(fmt::format("{}: the value of shape {} holds {}; its gradients would be "
+                                          "meaningless",
+                                          fn, shape_string_of(value), v));
+        }
+    }
+    if (!loss.requires_grad()) {
+        throw tape_error(fmt::format(
+            "{}: the value of shape {} does not require a gradient: it depends on no parameter, or "
+            "was computed under NoGrad or with no tape current",
+            fn, shape_string_of(value)));
+    }
+    Array<T> seed_value = seed ? *seed : Array<T>(xt::ones<T>(value.shape()));
+
+    auto& loss_node = *loss.node_ptr();
+    if (loss.is_leaf()) {
+        // Nothing to walk: the loss is a parameter itself.
+        std::vector<Var<T>> grads;
+        for (const auto& x : wrt) {
+            grads.push_back(x.node_ptr() == loss.node_ptr() ? constant(seed_value)
+                                                            : constant(Array<T>(xt::zeros<T>(x.value().shape()))));
+        }
+        if (accumulate) loss_node.grad += seed_value;
+        return grads;
+    }
+
+    Tape* tape = Tape::current();
+    check_same_tape(fn, loss, tape);
+    std::size_t end = loss_node.record_index + 1;
+    if (loss_node.record_index < tape->consumed_end()) {
+        throw tape_error(fmt::format(
+            "{}: the graph of this value (shape {}) was already walked back; pass retain_graph = true "
+            "to the first backward to walk it twice",
+            fn, shape_string_of(value)));
+    }
+    std::size_t first = tape->consumed_end();
+
+    std::vector<Var<T>> grads;
+    {
+        std::optional<NoGrad> no_grad;
+        std::optional<EnableGrad> enable_grad;
+        if (options.create_graph) enable_grad.emplace(); else no_grad.emplace();
+        loss_node.cotangent = make_value(std::move(seed_value)).node_ptr();
+        try {
+            tape->run(first, end, Pass::backward);
+            if (first > 0) tape->run(0, first, Pass::reject_reached);
+            for (const auto& x : wrt) {
+                const auto& cot = x.node_ptr()->cotangent;
+                grads.push_back(cot ? Var<T>(cot) : constant(Array<T>(xt::zeros<T>(x.value().shape()))));
+            }
+        } catch (...) {
+            tape->run(0, end, Pass::finalize_discard);
+            throw;
+        }
+    }
+    tape->run(0, end, accumulate ? Pass::finalize_accumulate : Pass::finalize_discard);
+    if (!options.retain_graph && !options.create_graph) tape->consume(end);
+    return grads;
+}
+
+}  // namespace detail
+
+template <class T>
+std::vector<Var<T>> grad(const Var<T>& loss, const std::vector<Var<T>>& inputs, BackwardOptions options) {
+    return detail::run_backward<T>("grad", loss, nullptr, inputs, options, false);
+}
+
+#define AD_INSTANTIATE(T)                                                                               \
+    template class Var<T>;                                                                              \
+    template Var<T> param(Array<T>);                                                                    \
+    template Var<T> constant(Array<T>);                                                                 \
+    template Var<T> scalar(T);                                                                          \
+    template std::vector<Var<T>> grad(const Var<T>&, const std::vector<Var<T>>&, BackwardOptions);      \
+    namespace detail {                                                                                  \
+    template void check_defined(const char*, const Var<T>&);                                            \
+    template void check_same_tape(const char*, const Var<T>&, const Tape*);                             \
+    template Var<T> fit_gradient(const char*, Var<T>, const Var<T>&);                                   \
+    template void accumulate_cotangent(const Var<T>&, Var<T>);                                          \
+    template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Array<T>*,              \
+                                              const std::vector<Var<T>>&, BackwardOptions, bool);       \
+    }
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+
+}  // namespace ad
