@@ -58,7 +58,7 @@ void Var<T>::backward(BackwardOptions options) const {
 }
 
 template <class T>
-void Var<T>::backward(const Array<T>& seed, BackwardOptions options) const {
+void Var<T>::backward_from(const Array<T>& seed, BackwardOptions options) const {
     detail::run_backward<T>("backward", *this, &seed, {}, options, true);
 }
 
@@ -164,7 +164,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Array
         if (!std::isfinite(v)) {
             throw value_error(fmt::format("{}: the value of shape {} holds {}; its gradients would be "
                                           "meaningless",
-                                          fn, shape_string_of(value), v));
+                                          fn, shape_string_of(value), std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"));
         }
     }
     if (!loss.requires_grad()) {

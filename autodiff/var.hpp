@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -72,8 +73,17 @@ public:
     /// Seeds this scalar loss with 1 and walks the tape back, accumulating into
     /// the grad() of every parameter it depends on.
     void backward(BackwardOptions options = {}) const;
-    /// The same from a non-scalar value with cotangent `seed` of its shape.
-    void backward(const Array<T>& seed, BackwardOptions options = {}) const;
+    /// The same from a non-scalar value with cotangent `seed` of its shape:
+    /// the parameters receive the VJP of `seed`.
+    template <class E>
+    void backward(const xt::xexpression<E>& seed, BackwardOptions options = {}) const {
+        // A template, so that `backward({.retain_graph = true})` is not ambiguous.
+        if constexpr (std::is_same_v<E, Array<T>>) {
+            backward_from(seed.derived_cast(), options);
+        } else {
+            backward_from(Array<T>(seed.derived_cast()), options);
+        }
+    }
 
     /// The same value, cut from the tape: no gradient flows through it.
     Var detach() const;
@@ -86,6 +96,7 @@ public:
     explicit Var(std::shared_ptr<node_type> node) noexcept : node_(std::move(node)) {}
 
 private:
+    void backward_from(const Array<T>& seed, BackwardOptions options) const;
     node_type& node() const;
     std::shared_ptr<node_type> node_;
 };

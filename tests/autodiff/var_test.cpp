@@ -1,1 +1,132 @@
 #include "support/test_support.hpp"
+
+using ad::Array;
+
+TEST_CASE("var: a parameter's gradient starts at zero, accumulates over backward calls, and zeroes") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{1.0, -2.0});
+    CHECK(x.grad() == Array<double>{0.0, 0.0});
+    ad::sum(x * 3.0).backward();
+    ad::sum(x * 3.0).backward();  // a new graph: gradients add up like PyTorch's .grad
+    CHECK(x.grad() == Array<double>{6.0, 6.0});
+    x.zero_grad();
+    CHECK(x.grad() == Array<double>{0.0, 0.0});
+}
+
+TEST_CASE("var: backward from a non-scalar needs a seed, which gives the VJP") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}});
+    auto y = x * x;
+    CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("backward: the value has shape (2, 3)"), ad::shape_error);
+    CHECK_THROWS_WITH_AS(y.backward(Array<double>{1.0, 2.0}),
+                         "backward: the seed has shape (2,) but the value has shape (2, 3)", ad::shape_error);
+    Array<double> v = {{1.0, 0.0, -1.0}, {0.5, 2.0, 1.0}};
+    y.backward(v);
+    CHECK(x.grad() == Array<double>(2.0 * x.value() * v));
+}
+
+TEST_CASE("var: constants and intermediate values have no grad()") {
+    ad::Tape tape;
+    auto c = ad::constant(Array<double>{1.0});
+    auto x = ad::param(Array<double>{1.0});
+    auto y = ad::exp(x);
+    CHECK_THROWS_WITH_AS(c.grad(), doctest::Contains("grad: this value of shape (1,) is a constant"), ad::tape_error);
+    CHECK_THROWS_WITH_AS(y.grad(), doctest::Contains("grad: only parameters accumulate"), ad::tape_error);
+}
+
+TEST_CASE("var: a value from another tape, or from before clear(), is rejected by name") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{1.0, 2.0});
+    auto y = ad::exp(x);
+    {
+        ad::Tape other;
+        CHECK_THROWS_WITH_AS(ad::log(y), doctest::Contains("log: the value of shape (2,) was recorded on another tape"),
+                             ad::tape_error);
+        CHECK(other.size() == 0);
+    }
+    tape.clear();
+    CHECK_THROWS_WITH_AS(ad::sigmoid(y), doctest::Contains("sigmoid: the value of shape (2,) was recorded on this tape before it was cleared"),
+                         ad::tape_error);
+    CHECK_THROWS_WITH_AS(ad::sum(y).backward(), doctest::Contains("before it was cleared"), ad::tape_error);
+    CHECK(tape.size() == 0);
+}
+
+TEST_CASE("var: backward twice through one graph needs retain_graph") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{2.0});
+    auto loss = ad::sum(ad::square(x));
+    loss.backward({.retain_graph = true});
+    loss.backward();
+    CHECK(x.grad()(0) == doctest::Approx(8.0));
+    CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("backward: the graph of this value (shape ()) was already walked back"),
+                         ad::tape_error);
+    // A new loss that reaches into the walked-back graph is stopped too, and changes no gradient.
+    auto again = ad::exp(loss);
+    CHECK_THROWS_WITH_AS(again.backward(), doctest::Contains("backward: reached the record of sum"), ad::tape_error);
+    CHECK(x.grad()(0) == doctest::Approx(8.0));
+    // The tape still works for new graphs.
+    x.zero_grad();
+    ad::sum(x * 5.0).backward();
+    CHECK(x.grad()(0) == doctest::Approx(5.0));
+}
+
+TEST_CASE("var: a NaN or infinite loss is refused before any gradient changes") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{-1.0});
+    auto loss = ad::sum(ad::log(x));
+    CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("backward: the value of shape () holds nan"), ad::value_error);
+    CHECK(x.grad()(0) == 0.0);
+}
+
+TEST_CASE("var: backward needs a value that depends on a parameter, recorded on the current tape") {
+    auto x = ad::param(Array<double>{1.0});
+    auto untracked = ad::sum(ad::exp(x));  // no tape current
+    CHECK_THROWS_WITH_AS(untracked.backward(), doctest::Contains("does not require a gradient"), ad::tape_error);
+    ad::Tape tape;
+    auto c = ad::sum(ad::exp(ad::constant(Array<double>{1.0})));
+    CHECK_THROWS_AS(c.backward(), ad::tape_error);
+    auto loss = ad::sum(ad::exp(x));
+    {
+        ad::Tape inner;
+        CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("another tape"), ad::tape_error);
+    }
+    loss.backward();
+    CHECK(x.grad()(0) == doctest::Approx(std::exp(1.0)));
+}
+
+TEST_CASE("var: detach and stop_gradient cut the gradient") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{3.0});
+    ad::sum(x * ad::stop_gradient(x)).backward();  // d/dx of x * c is c = 3, not 2x = 6
+    CHECK(x.grad()(0) == doctest::Approx(3.0));
+    x.zero_grad();
+    ad::sum(x.detach() * x * x).backward();  // 3 * 2x = 18
+    CHECK(x.grad()(0) == doctest::Approx(18.0));
+    CHECK_FALSE(x.detach().requires_grad());
+}
+
+TEST_CASE("var: item() reads one element and refuses more") {
+    auto s = ad::constant(Array<double>(2.5));
+    CHECK(s.item() == 2.5);
+    CHECK_THROWS_WITH_AS(ad::constant(Array<double>{1.0, 2.0}).item(), "item: the value has shape (2,), not one element",
+                         ad::shape_error);
+}
+
+TEST_CASE("var: an empty handle is rejected, not dereferenced") {
+    ad::Var<double> empty;
+    CHECK_FALSE(empty.defined());
+    CHECK_THROWS_WITH_AS(ad::exp(empty), doctest::Contains("this handle is empty"), ad::tape_error);
+    ad::Tape tape;
+    CHECK_THROWS_WITH_AS(ad::grad(empty, {}), "grad: an input is an empty Var", ad::tape_error);
+}
+
+TEST_CASE("var: float values record and walk back like double ones") {
+    ad::Tape tape;
+    auto x = ad::param(Array<float>{0.25f, -1.5f});
+    auto loss = ad::sum(ad::tanh(x) * 2.0f);
+    loss.backward();
+    for (std::size_t i = 0; i < 2; ++i) {
+        float t = std::tanh(x.value()(i));
+        CHECK(x.grad()(i) == doctest::Approx(2 * (1 - t * t)).epsilon(1e-6));
+    }
+}
