@@ -9,8 +9,7 @@
 //   div         a / b                  a: g / b             b: -g y / b
 //   pow         a ^ b                  a: g b a^(b-1)       b: g y log(a)
 //   pow         x ^ p (p constant)     g p x^(p-1)
-//   scale       x s                    g s
-//   shift       x + s                  g
+//   affine      a x + b (a, b const)   g a
 //   neg         -x                     -g
 //   exp         e^x                    g y
 //   log         ln x                   g / x
@@ -105,15 +104,9 @@ Var<T> pow(const Var<T>& x, T p) {
 }
 
 template <class T>
-Var<T> scale(const Var<T>& x, T s) {
-    return make_op("scale", Array<T>(x.value() * s), x,
-                   [s](std::size_t, const Var<T>& g, const Var<T>&) { return g * s; });
-}
-
-template <class T>
-Var<T> shift(const Var<T>& x, T s) {
-    return make_op("shift", Array<T>(x.value() + s), x,
-                   [](std::size_t, const Var<T>& g, const Var<T>&) { return g; });
+Var<T> affine(const Var<T>& x, T a, T b) {
+    return make_op("affine", map(x.value(), [a, b](T v) { return a * v + b; }), x,
+                   [a](std::size_t, const Var<T>& g, const Var<T>&) { return a == T(1) ? g : g * a; });
 }
 
 template <class T>
@@ -197,8 +190,7 @@ Var<T> clamp(const Var<T>& x, T lo, T hi) {
     template Var<T> div(const Var<T>&, const Var<T>&);                     \
     template Var<T> pow(const Var<T>&, const Var<T>&);                     \
     template Var<T> pow(const Var<T>&, T);                                 \
-    template Var<T> scale(const Var<T>&, T);                               \
-    template Var<T> shift(const Var<T>&, T);                               \
+    template Var<T> affine(const Var<T>&, T, T);                           \
     template Var<T> neg(const Var<T>&);                                    \
     template Var<T> exp(const Var<T>&);                                    \
     template Var<T> log(const Var<T>&);                                    \

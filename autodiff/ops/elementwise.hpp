@@ -14,9 +14,10 @@ template <class T> Var<T> div(const Var<T>& a, const Var<T>& b);
 template <class T> Var<T> pow(const Var<T>& a, const Var<T>& b);
 /// x ** p for a constant exponent.
 template <class T> Var<T> pow(const Var<T>& x, T p);
-/// x * s and x + s for a constant scalar s: no broadcasting machinery.
-template <class T> Var<T> scale(const Var<T>& x, T s);
-template <class T> Var<T> shift(const Var<T>& x, T s);
+/// a x + b for constant scalars a and b: scalar arithmetic in one pass.
+template <class T> Var<T> affine(const Var<T>& x, T a, T b);
+template <class T> Var<T> scale(const Var<T>& x, T s) { return affine(x, s, T(0)); }
+template <class T> Var<T> shift(const Var<T>& x, T s) { return affine(x, T(1), s); }
 
 template <class T> Var<T> neg(const Var<T>& x);
 template <class T> Var<T> exp(const Var<T>& x);
@@ -44,7 +45,7 @@ template <class T> using same_t = typename identity<T>::type;
 template <class T> Var<T> operator+(const Var<T>& x, same_t<T> s) { return shift(x, s); }
 template <class T> Var<T> operator+(same_t<T> s, const Var<T>& x) { return shift(x, s); }
 template <class T> Var<T> operator-(const Var<T>& x, same_t<T> s) { return shift(x, -s); }
-template <class T> Var<T> operator-(same_t<T> s, const Var<T>& x) { return shift(neg(x), s); }
+template <class T> Var<T> operator-(same_t<T> s, const Var<T>& x) { return affine(x, T(-1), s); }
 template <class T> Var<T> operator*(const Var<T>& x, same_t<T> s) { return scale(x, s); }
 template <class T> Var<T> operator*(same_t<T> s, const Var<T>& x) { return scale(x, s); }
 template <class T> Var<T> operator/(const Var<T>& x, same_t<T> s) { return scale(x, T(1) / s); }
