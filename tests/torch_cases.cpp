@@ -1,1 +1,477 @@
-int main() { return 1; }
+// The PyTorch reference cases (tests/data/torch-cases/README.md) run against the engine.
+//
+//   torch_cases DIR [KIND...]
+//
+// Runs every case in DIR (a subfolder holding a case.json) whose kind is one of
+// KIND, or of every kind this program knows when none is given. Prints one line
+// per failing case and ends with "N passed, M failed"; exits non-zero when a case
+// fails, a KIND is unknown, DIR is missing, or DIR holds no case to run.
+//
+// A kind is one entry of kind_runners(): a function that computes a loaded case
+// with the engine and returns what differs from PyTorch's arrays. Shapes always
+// come from the .npy files: another draw of the generator has other shapes.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <xtensor/xnpy.hpp>
+
+#include "autodiff/autodiff.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Array = ad::Array<double>;
+using Var = ad::Var<double>;
+
+/// One entry per array that disagrees with PyTorch; empty when the case passes.
+using Differences = std::vector<std::string>;
+
+// --- Tables and their error messages ---------------------------------------------
+
+template <class Strings>
+std::string join(const Strings& strings, const char* separator) {
+    std::string joined;
+    for (const std::string& s : strings) joined += (joined.empty() ? "" : separator) + s;
+    return joined;
+}
+
+template <class Table>
+std::string keys_of(const Table& table) {
+    std::vector<std::string> keys;
+    for (const auto& entry : table) keys.push_back(entry.first);
+    return join(keys, ", ");
+}
+
+/// The entry `name` of `table`; an unknown name is an error that lists the known ones.
+template <class Table>
+const typename Table::mapped_type& lookup(const Table& table, const std::string& name, const char* what) {
+    auto it = table.find(name);
+    if (it == table.end()) {
+        throw std::invalid_argument(fmt::format("unknown {} '{}' (known: {})", what, name, keys_of(table)));
+    }
+    return it->second;
+}
+
+// --- Comparing with the reference ------------------------------------------------
+
+/// The README promises agreement to about 1e-10 in float64. The error of an element
+/// is |got - want| / max(1, |want|): relative where values are large, absolute near
+/// zero (where PyTorch's rounding noise would make a purely relative measure explode).
+/// Every array of every case is held to the same bound.
+constexpr double tolerance = 1e-10;
+
+/// |got - want|, infinite when either is NaN: a NaN must fail, and NaN compares false with everything.
+double abs_error(double got, double want) {
+    double error = std::abs(got - want);
+    return std::isnan(error) ? std::numeric_limits<double>::infinity() : error;
+}
+
+double element_error(double got, double want) { return abs_error(got, want) / std::max(1.0, std::abs(want)); }
+
+/// The generator saves a 0-d tensor (a loss, a full reduction) with shape (1,),
+/// so a one-element array of rank 0 or 1 stands for either. Any other difference
+/// in shape is a failure.
+bool is_scalar_like(const Array& a) { return a.dimension() <= 1 && a.size() == 1; }
+
+bool same_shape(const Array& got, const Array& want) {
+    return ad::equal_shapes(got, want) || (is_scalar_like(got) && is_scalar_like(want));
+}
+
+/// "(2, 1)": the position of flat (row-major) element `flat` in `shape`.
+std::string index_string(std::size_t flat, const ad::Shape& shape) {
+    ad::Shape index(shape.size());
+    for (std::size_t axis = shape.size(); axis-- > 0;) {
+        index[axis] = flat % shape[axis];
+        flat /= shape[axis];
+    }
+    return ad::shape_string(index);
+}
+
+/// Appends to `out` how `got` differs from the reference `want`, if it does.
+void compare(Differences& out, const std::string& name, const Array& got, const Array& want) {
+    if (!same_shape(got, want)) {
+        out.push_back(fmt::format("{}: shape {}, reference {}", name, ad::shape_string_of(got),
+                                  ad::shape_string_of(want)));
+        return;
+    }
+    // Engine values and loaded arrays are both row-major xarrays: flat indices match.
+    double max_abs = 0;
+    double max_error = 0;
+    std::size_t worst = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        double error = element_error(got.data()[i], want.data()[i]);
+        max_abs = std::max(max_abs, abs_error(got.data()[i], want.data()[i]));
+        if (error > max_error || i == 0) {
+            max_error = error;
+            worst = i;
+        }
+    }
+    if (max_error <= tolerance) return;
+    out.push_back(fmt::format("{}: max abs err {:.3g}, max rel err {:.3g} > {:g} at {}: got {:.17g}, want {:.17g}",
+                              name, max_abs, max_error, tolerance, index_string(worst, ad::shape_of(want)),
+                              got.data()[worst], want.data()[worst]));
+}
+
+// --- A case on disk ---------------------------------------------------------------
+
+/// xt::load_npy with the file named in its errors. xtensor does not check that the
+/// data was all there, so a truncated file is caught here instead of read as garbage.
+Array load_npy(const fs::path& file) {
+    std::ifstream stream(file, std::ios::binary);
+    if (!stream) throw ad::io_error(fmt::format("{}: cannot open", file.filename().string()));
+    Array array;
+    try {
+        array = xt::load_npy<double>(stream);
+    } catch (const std::exception& e) {
+        throw ad::io_error(fmt::format("{}: {}", file.filename().string(), e.what()));
+    }
+    if (!stream) {
+        throw ad::io_error(fmt::format("{}: truncated, holds fewer values than its shape {} needs",
+                                       file.filename().string(), ad::shape_string_of(array)));
+    }
+    return array;
+}
+
+json load_case_json(const fs::path& file) {
+    std::ifstream stream(file);
+    if (!stream) throw ad::io_error("case.json: cannot open");
+    try {
+        return json::parse(stream);
+    } catch (const json::exception& e) {
+        throw ad::io_error(fmt::format("case.json: {}", e.what()));
+    }
+}
+
+/// A case folder with its parsed case.json; arrays are read when asked for.
+class Case {
+public:
+    Case(fs::path dir, json spec) : dir_(std::move(dir)), spec_(std::move(spec)) {}
+
+    const json& spec() const { return spec_; }
+    Array array(const std::string& name) const { return load_npy(dir_ / (name + ".npy")); }
+
+private:
+    fs::path dir_;
+    json spec_;
+};
+
+// --- kind "op": one engine op, its value and its VJP --------------------------------
+
+/// What an op of the table gets: its inputs, case.json's params, and the shape of
+/// the reference result (which tells whether the generator kept reduced axes).
+struct OpCall {
+    std::vector<Var> inputs;
+    const json& params;
+    ad::Shape reference_shape;
+};
+
+struct OpSpec {
+    std::size_t arity;
+    std::vector<std::string> params;  // the keys of case.json's params the op understands
+    std::function<Var(const OpCall&)> compute;
+};
+
+OpSpec unary(Var (*f)(const Var&)) {
+    return {1, {}, [f](const OpCall& call) { return f(call.inputs[0]); }};
+}
+
+OpSpec binary(Var (*f)(const Var&, const Var&)) {
+    return {2, {}, [f](const OpCall& call) { return f(call.inputs[0], call.inputs[1]); }};
+}
+
+/// params.axis: null (or absent) reduces over all axes.
+std::optional<long> axis_param(const json& params) {
+    if (!params.contains("axis") || params.at("axis").is_null()) return std::nullopt;
+    return params.at("axis").get<long>();
+}
+
+/// The generator's keepdims, read from the reference result: a kept axis leaves the rank unchanged.
+bool keeps_dims(const OpCall& call) { return call.reference_shape.size() == call.inputs[0].dim(); }
+
+OpSpec reduction(Var (*over_all)(const Var&), Var (*along)(const Var&, long, bool)) {
+    return {1, {"axis"}, [over_all, along](const OpCall& call) {
+                std::optional<long> axis = axis_param(call.params);
+                return axis ? along(call.inputs[0], *axis, keeps_dims(call)) : over_all(call.inputs[0]);
+            }};
+}
+
+OpSpec along_axis(Var (*f)(const Var&, long)) {
+    return {1, {"axis"}, [f](const OpCall& call) { return f(call.inputs[0], call.params.at("axis").get<long>()); }};
+}
+
+OpSpec reshape_op() {
+    return {1, {"shape"}, [](const OpCall& call) {
+                return ad::reshape(call.inputs[0], call.params.at("shape").get<std::vector<long>>());
+            }};
+}
+
+/// case.json's op names (PyTorch's) to engine ops.
+const std::map<std::string, OpSpec>& op_table() {
+    static const std::map<std::string, OpSpec> table = {
+        {"add", binary(ad::add<double>)},
+        {"sub", binary(ad::sub<double>)},
+        {"mul", binary(ad::mul<double>)},
+        {"div", binary(ad::div<double>)},
+        {"pow", binary(ad::pow<double>)},
+        {"matmul", binary(ad::matmul<double>)},  // 2-D x 2-D and matrix x vector
+        {"neg", unary(ad::neg<double>)},
+        {"exp", unary(ad::exp<double>)},
+        {"log", unary(ad::log<double>)},
+        {"sqrt", unary(ad::sqrt<double>)},
+        {"square", unary(ad::square<double>)},
+        {"abs", unary(ad::abs<double>)},
+        {"sigmoid", unary(ad::sigmoid<double>)},
+        {"tanh", unary(ad::tanh<double>)},
+        {"relu", unary(ad::relu<double>)},
+        {"softplus", unary(ad::softplus<double>)},
+        {"transpose", unary(ad::transpose<double>)},  // no params: all axes reversed
+        {"sum", reduction(ad::sum<double>, ad::sum<double>)},
+        {"mean", reduction(ad::mean<double>, ad::mean<double>)},
+        {"max", reduction(ad::max<double>, ad::max<double>)},
+        {"softmax", along_axis(ad::softmax<double>)},
+        {"log_softmax", along_axis(ad::log_softmax<double>)},
+        {"reshape", reshape_op()},
+    };
+    return table;
+}
+
+/// A param the op would ignore means the case asks for something this runner does not do.
+void check_params(const std::string& name, const OpSpec& op, const json& params) {
+    for (const auto& item : params.items()) {
+        if (std::find(op.params.begin(), op.params.end(), item.key()) == op.params.end()) {
+            throw std::invalid_argument(fmt::format("op {}: unknown param '{}'", name, item.key()));
+        }
+    }
+}
+
+void check_arity(const std::string& name, const OpSpec& op, const json& spec) {
+    if (spec.contains("arity") && spec.at("arity").get<std::size_t>() != op.arity) {
+        throw std::invalid_argument(fmt::format("op {}: case.json says arity {}, the op takes {}", name,
+                                                spec.at("arity").get<std::size_t>(), op.arity));
+    }
+}
+
+/// The cotangent v as a seed of y's shape: only a 0-d y saved as (1,) needs reshaping.
+Array seed_for(const Var& y, Array v) {
+    if (is_scalar_like(v) && is_scalar_like(y.value())) v.reshape(y.shape());
+    return v;
+}
+
+Differences run_op_case(const Case& c) {
+    const std::string name = c.spec().at("op").get<std::string>();
+    const OpSpec& op = lookup(op_table(), name, "op");
+    const json params = c.spec().value("params", json::object());
+    check_arity(name, op, c.spec());
+    check_params(name, op, params);
+
+    ad::Tape tape;
+    std::vector<Var> inputs;
+    for (std::size_t i = 0; i < op.arity; ++i) inputs.push_back(ad::param(c.array(fmt::format("x{}", i))));
+    const Array y_reference = c.array("y");
+    Var y = op.compute(OpCall{inputs, params, ad::shape_of(y_reference)});
+
+    Differences differences;
+    compare(differences, "y", y.value(), y_reference);
+    if (!same_shape(y.value(), y_reference)) return differences;  // v has y's shape: no VJP to compare
+
+    y.backward(seed_for(y, c.array("v")));
+    for (std::size_t i = 0; i < op.arity; ++i) {
+        std::string g = fmt::format("g{}", i);
+        compare(differences, g, inputs[i].grad(), c.array(g));
+    }
+    return differences;
+}
+
+// --- kind "mlp": a network of raw engine ops and its loss gradient --------------------
+
+using Activation = Var (*)(const Var&);
+using Loss = Var (*)(const Var& output, const Var& target);
+
+Var identity(const Var& x) { return x; }
+
+Activation activation_named(const std::string& name) {
+    static const std::map<std::string, Activation> table = {
+        {"identity", identity},
+        {"relu", ad::relu<double>},
+        {"sigmoid", ad::sigmoid<double>},
+        {"tanh", ad::tanh<double>},
+    };
+    return lookup(table, name, "activation");
+}
+
+/// The README's losses; "mean" divides by the batch size (rows), as PyTorch's reference does.
+Loss loss_named(const std::string& name) {
+    static const std::map<std::string, Loss> table = {
+        {"half_sse", [](const Var& out, const Var& y) { return ad::half_sse(out, y, ad::Reduction::sum); }},
+        {"half_sse_mean", [](const Var& out, const Var& y) { return ad::half_sse(out, y, ad::Reduction::mean); }},
+        {"softmax_ce_mean",
+         [](const Var& out, const Var& y) { return ad::softmax_cross_entropy(out, y, ad::Reduction::mean); }},
+    };
+    return lookup(table, name, "loss");
+}
+
+/// Layer l (from 1) computes activation(A W^T + b); W is (out, in).
+struct Layer {
+    Var weight;
+    Var bias;
+    Activation activation;
+};
+
+std::vector<Layer> load_layers(const Case& c) {
+    std::vector<Layer> layers;
+    std::size_t l = 1;
+    for (const auto& activation : c.spec().at("activations")) {
+        layers.push_back({ad::param(c.array(fmt::format("W{}", l))), ad::param(c.array(fmt::format("b{}", l))),
+                          activation_named(activation.get<std::string>())});
+        ++l;
+    }
+    return layers;
+}
+
+Var forward(Var a, const std::vector<Layer>& layers) {
+    for (const Layer& layer : layers) {
+        a = layer.activation(ad::matmul(a, layer.weight, false, true) + layer.bias);
+    }
+    return a;
+}
+
+Differences run_mlp_case(const Case& c) {
+    const Loss loss_fn = loss_named(c.spec().at("loss").get<std::string>());
+    ad::Tape tape;
+    const std::vector<Layer> layers = load_layers(c);
+    Var loss = loss_fn(forward(ad::constant(c.array("X")), layers), ad::constant(c.array("Y")));
+    loss.backward();
+
+    Differences differences;
+    compare(differences, "loss", loss.value(), c.array("loss"));
+    for (std::size_t l = 1; l <= layers.size(); ++l) {
+        std::string dw = fmt::format("dW{}", l);
+        std::string db = fmt::format("db{}", l);
+        compare(differences, dw, layers[l - 1].weight.grad(), c.array(dw));
+        compare(differences, db, layers[l - 1].bias.grad(), c.array(db));
+    }
+    return differences;
+}
+
+// --- Kinds and the run ------------------------------------------------------------
+
+using Runner = Differences (*)(const Case&);
+
+/// One entry per kind of case this program can check.
+const std::map<std::string, Runner>& kind_runners() {
+    static const std::map<std::string, Runner> runners = {
+        {"mlp", run_mlp_case},
+        {"op", run_op_case},
+    };
+    return runners;
+}
+
+class Tally {
+public:
+    void pass() { ++passed_; }
+    void fail(const std::string& name, const std::string& what) {
+        std::cout << name << ": " << what << '\n';
+        ++failed_;
+    }
+    void skip(const std::string& kind) { skipped_kinds_.insert(kind); }
+
+    /// Zero: every case run passed, and there was at least one.
+    int finish() const {
+        if (!skipped_kinds_.empty()) {
+            std::cout.flush();  // the note goes to stderr, after the failures and before the summary
+            std::cerr << "note: cases of kinds not run: " << join(skipped_kinds_, ", ") << '\n';
+        }
+        if (passed_ + failed_ == 0) std::cout << "no case to run\n";
+        std::cout << passed_ << " passed, " << failed_ << " failed\n";
+        return failed_ == 0 && passed_ > 0 ? 0 : 1;
+    }
+
+private:
+    int passed_ = 0;
+    int failed_ = 0;
+    std::set<std::string> skipped_kinds_;
+};
+
+/// The kinds asked for on the command line (all known ones if none); an unknown
+/// kind is reported as a failure, since its cases would otherwise pass unchecked.
+std::set<std::string> selected_kinds(int argc, char** argv, Tally& tally) {
+    std::set<std::string> kinds;
+    if (argc <= 2) {
+        for (const auto& entry : kind_runners()) kinds.insert(entry.first);
+    }
+    for (int i = 2; i < argc; ++i) {
+        if (kind_runners().count(argv[i])) {
+            kinds.insert(argv[i]);
+        } else {
+            tally.fail(fmt::format("kind {}", argv[i]),
+                       fmt::format("unknown kind (known: {})", keys_of(kind_runners())));
+        }
+    }
+    return kinds;
+}
+
+/// Subfolders holding a case.json, by name so the output is stable.
+std::vector<fs::path> case_dirs(const fs::path& dir) {
+    std::vector<fs::path> dirs;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+        if (entry.is_directory() && fs::exists(entry.path() / "case.json")) dirs.push_back(entry.path());
+    }
+    std::sort(dirs.begin(), dirs.end());
+    return dirs;
+}
+
+void run_case(const fs::path& dir, const std::set<std::string>& kinds, Tally& tally) {
+    const std::string name = dir.filename().string();
+    try {
+        // An unreadable case.json hides the kind: it fails whatever kinds were asked for.
+        json spec = load_case_json(dir / "case.json");
+        const std::string kind = spec.at("kind").get<std::string>();
+        if (!kinds.count(kind)) {
+            tally.skip(kind);
+            return;
+        }
+        Differences differences = kind_runners().at(kind)(Case(dir, std::move(spec)));
+        if (differences.empty()) {
+            tally.pass();
+        } else {
+            tally.fail(name, join(differences, "; "));
+        }
+    } catch (const std::exception& e) {
+        tally.fail(name, e.what());
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::cerr << "usage: torch_cases DIR [KIND...]\n";
+        return 2;
+    }
+    const fs::path dir = argv[1];
+    if (!fs::is_directory(dir)) {
+        std::cerr << "torch_cases: " << dir.string() << " is not a directory\n";
+        return 2;
+    }
+    Tally tally;
+    const std::set<std::string> kinds = selected_kinds(argc, argv, tally);
+    for (const fs::path& case_dir : case_dirs(dir)) run_case(case_dir, kinds, tally);
+    return tally.finish();
+}
