@@ -59,7 +59,8 @@ void Var<T>::backward(BackwardOptions options) const {
 
 template <class T>
 void Var<T>::backward_from(const Array<T>& seed, BackwardOptions options) const {
-    detail::run_backward<T>("backward", *this, &seed, {}, options, true);
+    Var<T> seed_var = constant(seed);
+    detail::run_backward<T>("backward", *this, &seed_var, {}, options, true);
 }
 
 template <class T>
@@ -144,16 +145,17 @@ void accumulate_cotangent(const Var<T>& x, Var<T> g) {
 }
 
 template <class T>
-std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Array<T>* seed,
+std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T>* seed,
                                  const std::vector<Var<T>>& wrt, BackwardOptions options,
                                  bool accumulate) {
     check_defined(fn, loss);
     for (const auto& x : wrt) check_defined(fn, x);
     const auto& value = loss.value();
     if (seed) {
-        if (!equal_shapes(*seed, value)) {
+        check_defined(fn, *seed);
+        if (!equal_shapes(seed->value(), value)) {
             throw shape_error(fmt::format("{}: the seed has shape {} but the value has shape {}", fn,
-                                          shape_string_of(*seed), shape_string_of(value)));
+                                          shape_string_of(seed->value()), shape_string_of(value)));
         }
     } else if (value.size() != 1) {
         throw shape_error(fmt::format(
@@ -173,17 +175,17 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Array
             "was computed under NoGrad or with no tape current",
             fn, shape_string_of(value)));
     }
-    Array<T> seed_value = seed ? *seed : Array<T>(xt::ones<T>(value.shape()));
+    Var<T> seed_var = seed ? *seed : constant(Array<T>(xt::ones<T>(value.shape())));
 
     auto& loss_node = *loss.node_ptr();
     if (loss.is_leaf()) {
         // Nothing to walk: the loss is a parameter itself.
         std::vector<Var<T>> grads;
         for (const auto& x : wrt) {
-            grads.push_back(x.node_ptr() == loss.node_ptr() ? constant(seed_value)
+            grads.push_back(x.node_ptr() == loss.node_ptr() ? seed_var
                                                             : constant(Array<T>(xt::zeros<T>(x.value().shape()))));
         }
-        if (accumulate) loss_node.grad += seed_value;
+        if (accumulate) loss_node.grad += seed_var.value();
         return grads;
     }
 
@@ -203,7 +205,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Array
         std::optional<NoGrad> no_grad;
         std::optional<EnableGrad> enable_grad;
         if (options.create_graph) enable_grad.emplace(); else no_grad.emplace();
-        loss_node.cotangent = make_value(std::move(seed_value)).node_ptr();
+        loss_node.cotangent = seed_var.node_ptr();
         try {
             tape->run(first, end, Pass::backward);
             if (first > 0) tape->run(0, first, Pass::reject_reached);
@@ -228,18 +230,26 @@ std::vector<Var<T>> grad(const Var<T>& loss, const std::vector<Var<T>>& inputs, 
     return detail::run_backward<T>("grad", loss, nullptr, inputs, options, false);
 }
 
+template <class T>
+std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs, const Var<T>& seed,
+                         BackwardOptions options) {
+    return detail::run_backward<T>("grad", output, &seed, inputs, options, false);
+}
+
 #define AD_INSTANTIATE(T)                                                                               \
     template class Var<T>;                                                                              \
     template Var<T> param(Array<T>);                                                                    \
     template Var<T> constant(Array<T>);                                                                 \
     template Var<T> scalar(T);                                                                          \
     template std::vector<Var<T>> grad(const Var<T>&, const std::vector<Var<T>>&, BackwardOptions);      \
+    template std::vector<Var<T>> grad(const Var<T>&, const std::vector<Var<T>>&, const Var<T>&,         \
+                                      BackwardOptions);                                                 \
     namespace detail {                                                                                  \
     template void check_defined(const char*, const Var<T>&);                                            \
     template void check_same_tape(const char*, const Var<T>&, const Tape*);                             \
     template Var<T> fit_gradient(const char*, Var<T>, const Var<T>&);                                   \
     template void accumulate_cotangent(const Var<T>&, Var<T>);                                          \
-    template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Array<T>*,              \
+    template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \
     }
 
