@@ -26,7 +26,11 @@ struct GradcheckResult {
     double numeric = 0;
     double abs_error = 0;
     double rel_error = 0;
-    /// "gradcheck: ok ..." or what failed, with the worst element.
+    /// When the check failed: the first record of f's tape whose VJP disagrees
+    /// with finite differences (each record checked in recording order).
+    std::string bad_op;
+    std::size_t bad_record = 0;
+    /// "gradcheck: ok ..." or what failed, with the worst element and the culprit.
     std::string message;
 
     explicit operator bool() const noexcept { return ok; }
@@ -37,8 +41,15 @@ using Function = std::function<Var<double>(const std::vector<Var<double>>&)>;
 /// Compares the tape's gradient of `f` at `inputs` with central differences.
 /// A non-scalar output y is reduced to sum(y * v) for a fixed random v, so
 /// every output element is checked through its VJP. Never throws on a
-/// mismatch: the result says where and by how much.
+/// mismatch: the result says where, by how much, and which recorded op's VJP
+/// is the first to disagree (f must record the same ops on every run for that).
 GradcheckResult gradcheck(const Function& f, const std::vector<Array<double>>& inputs,
                           const GradcheckOptions& options = {});
+
+/// Checks second derivatives: gradcheck of x -> grad(sum(f(x) * v), x) with
+/// create_graph, for a fixed random cotangent v of f's output. Passes when every
+/// VJP on f's path is itself correctly differentiable (double backward).
+GradcheckResult gradgradcheck(const Function& f, const std::vector<Array<double>>& inputs,
+                              const GradcheckOptions& options = {});
 
 }  // namespace ad

@@ -57,10 +57,20 @@ public:
     std::uint64_t epoch() const noexcept { return epoch_; }
     std::uint32_t id() const noexcept { return static_cast<std::uint32_t>(epoch_ >> 32); }
 
-    /// Appends a record; `closure` must be callable as `closure(Pass)`.
-    /// `value_bytes` is what the record keeps alive beyond the closure itself.
+    /// Appends a record; `closure` must be callable as `closure(Pass)` and
+    /// have members `op` (the op's name) and `result` (a Var). `value_bytes`
+    /// is what the record keeps alive beyond the closure itself.
     template <class Closure>
     void record(Closure&& closure, std::size_t value_bytes);
+
+    /// The name of the op of record i.
+    const char* op_name(std::size_t i) const { return records_.at(i).op; }
+    /// The result of record i, or nullptr when it holds another element type.
+    template <class VarType>
+    const VarType* result(std::size_t i) const {
+        const Record& r = records_.at(i);
+        return r.element_size == sizeof(typename VarType::value_type) ? static_cast<const VarType*>(r.result) : nullptr;
+    }
 
     /// Runs `pass` on records [first, last) from last-1 down to first.
     void run(std::size_t first, std::size_t last, Pass pass);
@@ -78,6 +88,9 @@ private:
         void (*run)(void*, Pass);
         void (*destroy)(void*) noexcept;
         std::size_t value_bytes;
+        const char* op;
+        const void* result;
+        std::size_t element_size;
     };
 
     void* allocate(std::size_t size, std::size_t align);
@@ -106,7 +119,7 @@ void Tape::record(Closure&& closure, std::size_t value_bytes) {
         stored,
         [](void* c, Pass pass) { (*static_cast<C*>(c))(pass); },
         [](void* c) noexcept { static_cast<C*>(c)->~C(); },
-        value_bytes});
+        value_bytes, stored->op, &stored->result, sizeof(typename decltype(stored->result)::value_type)});
     value_bytes_ += value_bytes;
 }
 

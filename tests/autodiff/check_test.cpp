@@ -29,6 +29,42 @@ TEST_CASE("gradcheck: a wrong VJP fails and the worst element is reported") {
     CHECK(result.message.find("input 1 at (1, 0)") != std::string::npos);
 }
 
+TEST_CASE("gradcheck: names the first recorded op whose VJP is wrong, inside a longer function") {
+    // exp -> wrong_square -> sigmoid -> sum: the whole function fails, and the
+    // record to blame is the second one, not the last.
+    auto f = [](const ad::test::Vars& in) {
+        auto e = ad::exp(in[0]);
+        auto wrong_square = ad::make_op("wrong_square", ad::Array<double>(e.value() * e.value()), e,
+                                        [e](std::size_t, const ad::Var<double>& g, const ad::Var<double>&) {
+                                            return g * e * 3.0;  // should be 2 e
+                                        });
+        return ad::sum(ad::sigmoid(wrong_square));
+    };
+    auto result = ad::gradcheck(f, {ad::test::uniform({2, 3}, 12)});
+    CHECK_FALSE(result.ok);
+    CHECK(result.bad_op == "wrong_square");
+    CHECK(result.bad_record == 1);
+    CHECK(result.message.find("first record whose VJP disagrees: #1 wrong_square") != std::string::npos);
+}
+
+TEST_CASE("gradgradcheck: correct second derivatives pass; a VJP that is not differentiable fails") {
+    auto smooth = [](const ad::test::Vars& in) { return ad::tanh(ad::matmul(in[0], in[1])); };
+    auto result = ad::gradgradcheck(smooth, {ad::test::uniform({2, 3}, 13), ad::test::uniform({3, 2}, 14)});
+    INFO(result.message);
+    CHECK(result.ok);
+    // A VJP built from a constant copy of sigmoid's derivative gives right first
+    // derivatives but no second derivative through x.
+    auto frozen = [](const ad::test::Vars& in) {
+        const auto& x = in[0];
+        return ad::make_op("frozen_sigmoid", ad::Array<double>(1.0 / (1.0 + xt::exp(-x.value()))), x,
+                           [x](std::size_t, const ad::Var<double>& g, const ad::Var<double>& y) {
+                               return g * ad::constant(ad::Array<double>(y.value() * (1.0 - y.value())));
+                           });
+    };
+    CHECK_GRADCHECK(frozen, (std::vector<ad::Array<double>>{ad::test::uniform({4}, 15)}));
+    CHECK_FALSE(ad::gradgradcheck(frozen, {ad::test::uniform({4}, 15)}).ok);
+}
+
 TEST_CASE("gradcheck: an input the function ignores has zero gradient on both sides") {
     auto f = [](const ad::test::Vars& in) { return ad::sum(ad::exp(in[0])); };
     CHECK_GRADCHECK(f, (std::vector<Array<double>>{ad::test::uniform({3}, 7), ad::test::uniform({2}, 8)}));
