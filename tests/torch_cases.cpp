@@ -29,6 +29,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <xtensor/xbuilder.hpp>
 #include <xtensor/xnpy.hpp>
 
 #include "autodiff/autodiff.hpp"
@@ -334,15 +335,45 @@ struct Layer {
     Activation activation;
 };
 
-std::vector<Layer> load_layers(const Case& c) {
-    std::vector<Layer> layers;
-    std::size_t l = 1;
+std::vector<Activation> activations_of(const Case& c) {
+    std::vector<Activation> activations;
     for (const auto& activation : c.spec().at("activations")) {
-        layers.push_back({ad::param(c.array(fmt::format("W{}", l))), ad::param(c.array(fmt::format("b{}", l))),
-                          activation_named(activation.get<std::string>())});
-        ++l;
+        activations.push_back(activation_named(activation.get<std::string>()));
+    }
+    return activations;
+}
+
+/// "W1", "b1", "W2", "b2", ...: the parameters of `layers` layers, in that order.
+std::vector<std::string> parameter_names(std::size_t layers) {
+    std::vector<std::string> names;
+    for (std::size_t l = 1; l <= layers; ++l) {
+        names.push_back(fmt::format("W{}", l));
+        names.push_back(fmt::format("b{}", l));
+    }
+    return names;
+}
+
+std::vector<Array> parameter_arrays(const Case& c, std::size_t layers) {
+    std::vector<Array> arrays;
+    for (const std::string& name : parameter_names(layers)) arrays.push_back(c.array(name));
+    return arrays;
+}
+
+/// The layers whose weights and biases are `parameters`, ordered as parameter_names.
+std::vector<Layer> layers_of(const std::vector<Var>& parameters, const std::vector<Activation>& activations) {
+    std::vector<Layer> layers;
+    for (std::size_t l = 0; l < activations.size(); ++l) {
+        layers.push_back({parameters.at(2 * l), parameters.at(2 * l + 1), activations[l]});
     }
     return layers;
+}
+
+/// The case's layers, their weights and biases made leaves by `leaf` (ad::param or ad::constant).
+std::vector<Layer> load_layers(const Case& c, Var (*leaf)(Array)) {
+    const std::vector<Activation> activations = activations_of(c);
+    std::vector<Var> parameters;
+    for (Array& array : parameter_arrays(c, activations.size())) parameters.push_back(leaf(std::move(array)));
+    return layers_of(parameters, activations);
 }
 
 Var forward(Var a, const std::vector<Layer>& layers) {
@@ -355,7 +386,7 @@ Var forward(Var a, const std::vector<Layer>& layers) {
 Differences run_mlp_case(const Case& c) {
     const Loss loss_fn = loss_named(c.spec().at("loss").get<std::string>());
     ad::Tape tape;
-    const std::vector<Layer> layers = load_layers(c);
+    const std::vector<Layer> layers = load_layers(c, ad::param<double>);
     Var loss = loss_fn(forward(ad::constant(c.array("X")), layers), ad::constant(c.array("Y")));
     loss.backward();
 
@@ -370,6 +401,98 @@ Differences run_mlp_case(const Case& c) {
     return differences;
 }
 
+// --- kinds "hessian", "hvp", "jvp", "jacobian": the transforms of functional.hpp ------
+//
+// The transforms take arrays and record on a tape of their own: what a function
+// closes over (data, fixed weights) is constants, which no tape records.
+
+/// A case.json field naming the kind's function must name the one this runner computes.
+void check_function(const Case& c, const std::string& expected) {
+    if (c.spec().contains("function") && c.spec().at("function").get<std::string>() != expected) {
+        throw std::invalid_argument(fmt::format("function '{}': this runner computes '{}'",
+                                                c.spec().at("function").get<std::string>(), expected));
+    }
+}
+
+/// H column by column, H e_k by ad::hvp: a second path to H (hvp never forms it).
+Array hessian_by_hvp(const ad::UnaryFn<double>& f, const Array& x) {
+    const std::size_t n = x.size();
+    ad::Shape shape = ad::shape_of(x);
+    const ad::Shape x_shape = shape;
+    shape.insert(shape.end(), x_shape.begin(), x_shape.end());
+    Array h = Array::from_shape(shape);
+    for (std::size_t k = 0; k < n; ++k) {
+        Array e = xt::zeros<double>(x_shape);
+        e.data()[k] = 1;
+        const Array column = ad::hvp<double>(f, x, e);
+        for (std::size_t i = 0; i < n; ++i) h.data()[i * n + k] = column.data()[i];
+    }
+    return h;
+}
+
+Differences run_hessian_case(const Case& c) {
+    check_function(c, "f(x) = sum(sigmoid(W x)) + sum(x^3)/3");
+    const Var w = ad::constant(c.array("W"));
+    auto f = [&w](const Var& x) { return ad::sum(ad::sigmoid(ad::matmul(w, x))) + ad::sum(ad::pow(x, 3.0)) / 3.0; };
+    const Array x = c.array("x");
+    const Array h_reference = c.array("H");
+
+    Differences differences;
+    compare(differences, "f", ad::value_and_grad<double>(f, x).value, c.array("f"));
+    compare(differences, "H (hessian)", ad::hessian<double>(f, x), h_reference);
+    compare(differences, "H (hvp columns)", hessian_by_hvp(f, x), h_reference);
+    return differences;
+}
+
+/// HV_p = d/dp <dL/dW1, V1>: H v for v = (V1, 0, 0, ...), V1 in W1's block, over all parameters.
+Differences run_hvp_case(const Case& c) {
+    const Loss loss_fn = loss_named(c.spec().at("loss").get<std::string>());
+    const std::vector<Activation> activations = activations_of(c);
+    const Var x = ad::constant(c.array("X"));
+    const Var y = ad::constant(c.array("Y"));
+    auto loss = [&](const std::vector<Var>& parameters) {
+        return loss_fn(forward(x, layers_of(parameters, activations)), y);
+    };
+    const std::vector<Array> parameters = parameter_arrays(c, activations.size());
+    std::vector<Array> vs;
+    for (const Array& p : parameters) vs.push_back(xt::zeros<double>(p.shape()));
+    vs.at(0) = c.array("V1");
+    const std::vector<Array> hv = ad::hvp<double>(loss, parameters, vs);
+
+    Differences differences;
+    const std::vector<std::string> names = parameter_names(activations.size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        std::string name = "HV_" + names[i];
+        compare(differences, name, hv.at(i), c.array(name));
+    }
+    return differences;
+}
+
+/// out = net(X) and JV = J T, the weights fixed.
+Differences run_jvp_case(const Case& c) {
+    const std::vector<Layer> layers = load_layers(c, ad::constant<double>);
+    auto net = [&layers](const Var& x) { return forward(x, layers); };
+    const ad::ValueAndGrad<double> result = ad::jvp<double>(net, c.array("X"), c.array("T"));
+
+    Differences differences;
+    compare(differences, "out", result.value, c.array("out"));
+    compare(differences, "JV", result.grad, c.array("JV"));
+    return differences;
+}
+
+/// J = d net(X) / dX, shape out.shape + X.shape, by reverse and by forward mode.
+Differences run_jacobian_case(const Case& c) {
+    const std::vector<Layer> layers = load_layers(c, ad::constant<double>);
+    auto net = [&layers](const Var& x) { return forward(x, layers); };
+    const Array x = c.array("X");
+    const Array j_reference = c.array("J");
+
+    Differences differences;
+    compare(differences, "J (jacrev)", ad::jacrev<double>(net, x), j_reference);
+    compare(differences, "J (jacfwd)", ad::jacfwd<double>(net, x), j_reference);
+    return differences;
+}
+
 // --- Kinds and the run ------------------------------------------------------------
 
 using Runner = Differences (*)(const Case&);
@@ -377,6 +500,10 @@ using Runner = Differences (*)(const Case&);
 /// One entry per kind of case this program can check.
 const std::map<std::string, Runner>& kind_runners() {
     static const std::map<std::string, Runner> runners = {
+        {"hessian", run_hessian_case},
+        {"hvp", run_hvp_case},
+        {"jacobian", run_jacobian_case},
+        {"jvp", run_jvp_case},
         {"mlp", run_mlp_case},
         {"op", run_op_case},
     };

@@ -30,6 +30,12 @@ namespace {
 /// x - max along axis, and log sum exp of that: the stable pieces of softmax.
 template <class T>
 std::pair<Array<T>, Array<T>> shifted_and_log_norm(const Array<T>& x, std::size_t axis) {
+    if (x.size() == 0) {
+        // xtensor's immediate reducers read out of bounds on an empty value.
+        Shape kept = shape_of(x);
+        kept[axis] = 1;
+        return {x, xt::zeros<T>(kept)};
+    }
     Array<T> shifted = x - xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
     Array<T> log_norm = xt::log(xt::sum(xt::exp(shifted), {axis}, xt::keep_dims | xt::evaluation_strategy::immediate));
     return {std::move(shifted), std::move(log_norm)};

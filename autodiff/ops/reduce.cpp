@@ -31,6 +31,16 @@ Var<T> unreduce(const Var<T>& g, const Shape& x_shape, std::size_t axis) {
     return broadcast_to(reshape(g, keepdims_shape(x_shape, axis)), x_shape);
 }
 
+/// What a keep_dims reduction of an empty value gives: xtensor's immediate
+/// reducers read out of bounds there, so they must not see one. Zeros are the
+/// sum of nothing; wherever another op reduces, the result has no elements.
+template <class T>
+Array<T> empty_reduction(const Shape& x_shape, const std::vector<std::size_t>& axes) {
+    Shape kept = x_shape;
+    for (std::size_t a : axes) kept[a] = 1;
+    return xt::zeros<T>(kept);
+}
+
 template <class T>
 Array<T> drop_axis_if(Array<T>&& reduced, const Shape& x_shape, std::size_t axis, bool keepdims) {
     if (keepdims) return std::move(reduced);
@@ -53,7 +63,8 @@ template <class T>
 Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
     Shape x_shape = x.shape();
     std::size_t ax = normalize_axis("sum", axis, x_shape.size());
-    Array<T> reduced = xt::sum(x.value(), {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    Array<T> reduced = x.size() == 0 ? empty_reduction<T>(x_shape, {ax})
+                                     : xt::sum(x.value(), {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
     return make_op("sum", drop_axis_if(std::move(reduced), x_shape, ax, keepdims), x,
                    [x_shape, ax](std::size_t, const Var<T>& g, const Var<T>&) { return unreduce(g, x_shape, ax); });
 }
@@ -88,9 +99,11 @@ Var<T> max(const Var<T>& x, long axis, bool keepdims) {
     Shape x_shape = x.shape();
     std::size_t ax = normalize_axis("max", axis, x_shape.size());
     if (x_shape[ax] == 0) throw value_error(fmt::format("max: axis {} of shape {} is empty", axis, shape_string(x_shape)));
-    Array<T> m = xt::amax(x.value(), {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    Array<T> m = x.size() == 0 ? empty_reduction<T>(x_shape, {ax})
+                               : xt::amax(x.value(), {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
     Array<T> ties = xt::cast<T>(xt::equal(x.value(), m));
-    Array<T> count = xt::sum(ties, {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    Array<T> count = x.size() == 0 ? empty_reduction<T>(x_shape, {ax})
+                                   : xt::sum(ties, {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
     Array<T> weights = ties / count;
     return make_op("max", drop_axis_if(std::move(m), x_shape, ax, keepdims), x,
                    [weights = std::move(weights), x_shape, ax](std::size_t, const Var<T>& g, const Var<T>&) {
@@ -110,7 +123,8 @@ Var<T> sum_to_shape(const Var<T>& x, const Shape& shape) {
     for (std::size_t i = 0; i < x_shape.size(); ++i) {
         if (i < lead || (shape[i - lead] == 1 && x_shape[i] != 1)) axes.push_back(i);
     }
-    Array<T> reduced = xt::sum(x.value(), axes, xt::keep_dims | xt::evaluation_strategy::immediate);
+    Array<T> reduced = x.size() == 0 ? empty_reduction<T>(x_shape, axes)
+                                     : xt::sum(x.value(), axes, xt::keep_dims | xt::evaluation_strategy::immediate);
     reduced.reshape(shape);
     return make_op("sum_to_shape", std::move(reduced), x,
                    [x_shape](std::size_t, const Var<T>& g, const Var<T>&) { return broadcast_to(g, x_shape); });

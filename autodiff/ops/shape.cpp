@@ -126,6 +126,11 @@ Var<T> slice(const Var<T>& x, long axis, std::size_t begin, std::size_t end) {
 template <class T>
 Var<T> rows(const Var<T>& x, std::size_t begin, std::size_t end) {
     if (x.dim() == 0) throw shape_error("rows: a 0-d value has no rows");
+    std::size_t n = x.value().shape()[0];
+    if (begin > end || end > n) {
+        throw shape_error(fmt::format("rows: [{}, {}) is out of range for the {} rows of {}", begin, end, n,
+                                      shape_string_of(x.value())));
+    }
     return slice(x, 0, begin, end);
 }
 
@@ -226,17 +231,18 @@ Var<T> stack(const std::vector<Var<T>>& xs, long axis) {
     for (const auto& x : xs) detail::check_defined("stack", x);
     Shape first = xs[0].shape();
     std::size_t ax = normalize_axis("stack", axis, first.size() + 1);
-    std::vector<Var<T>> expanded;
     for (const auto& x : xs) {
         if (x.shape() != first) {
             std::vector<std::string> shapes;
             for (const auto& v : xs) shapes.push_back(shape_string_of(v.value()));
             throw shape_error(fmt::format("stack: shapes {} are not all the same", fmt::join(shapes, ", ")));
         }
-        std::vector<long> s = as_long(first);
-        s.insert(s.begin() + static_cast<long>(ax), 1);
-        expanded.push_back(reshape(x, s));
     }
+    // Only once every shape is known to fit: a throwing stack must record nothing.
+    std::vector<long> s = as_long(first);
+    s.insert(s.begin() + static_cast<long>(ax), 1);
+    std::vector<Var<T>> expanded;
+    for (const auto& x : xs) expanded.push_back(reshape(x, s));
     return concatenate(expanded, static_cast<long>(ax));
 }
 

@@ -1,1 +1,438 @@
 #include "support/test_support.hpp"
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+#include <xtensor/xbroadcast.hpp>
+
+using ad::Array;
+using ad::Shape;
+using ad::Var;
+using ad::test::Vars;
+
+namespace {
+
+using Unary = std::function<Var<double>(const Var<double>&)>;
+using BinaryOp = Var<double> (*)(const Var<double>&, const Var<double>&);
+
+/// Where an op's inputs are drawn: kinks and poles are kept out of reach of
+/// gradcheck's finite differences, and log/sqrt/pow see a positive base.
+enum class Domain { real, away_from_zero, positive };
+
+Array<double> draw(Domain domain, const Shape& shape, std::uint64_t seed) {
+    switch (domain) {
+        case Domain::away_from_zero: return ad::test::away_from_zero(shape, seed, 0.3);
+        case Domain::positive: return ad::test::uniform(shape, seed, 0.3, 2.0);
+        case Domain::real: break;
+    }
+    return ad::test::uniform(shape, seed, -2.0, 2.0);
+}
+
+/// Moves values that lie within `margin` of a kink to 2 margin beyond it, so
+/// that a finite difference never straddles the kink.
+Array<double> away_from(Array<double> x, const std::vector<double>& kinks, double margin = 0.05) {
+    for (auto& v : x) {
+        for (double k : kinks) {
+            if (std::abs(v - k) < margin) v = k + (v < k ? -2 * margin : 2 * margin);
+        }
+    }
+    return x;
+}
+
+/// f applied to a and b broadcast by hand (NumPy's rule), one scalar at a time:
+/// what a binary op must compute, without the engine's broadcasting helpers.
+template <class F>
+Array<double> binary_reference(const Array<double>& a, const Array<double>& b, F f) {
+    std::size_t rank = std::max(a.dimension(), b.dimension());
+    Shape out(rank);
+    for (std::size_t i = 0; i < rank; ++i) {
+        std::size_t da = i + a.dimension() < rank ? 1 : a.shape()[i + a.dimension() - rank];
+        std::size_t db = i + b.dimension() < rank ? 1 : b.shape()[i + b.dimension() - rank];
+        out[i] = std::max(da, db);
+    }
+    Array<double> wide_a = xt::broadcast(a, out);
+    Array<double> wide_b = xt::broadcast(b, out);
+    Array<double> y = Array<double>::from_shape(out);
+    for (std::size_t i = 0; i < y.size(); ++i) y.data()[i] = f(wide_a.data()[i], wide_b.data()[i]);
+    return y;
+}
+
+template <class F>
+Array<double> unary_reference(Array<double> x, F f) {
+    for (auto& v : x) v = f(v);
+    return x;
+}
+
+bool same(const Array<double>& actual, const Array<double>& expected) {
+    return actual.shape() == expected.shape() && xt::allclose(actual, expected, 1e-12, 1e-12);
+}
+
+/// The ways two operands broadcast against each other.
+enum class Broadcast { same, row, column, scalar, leading, both };
+const Broadcast all_broadcasts[] = {Broadcast::same,   Broadcast::row,     Broadcast::column,
+                                    Broadcast::scalar, Broadcast::leading, Broadcast::both};
+
+const char* name_of(Broadcast kind) {
+    switch (kind) {
+        case Broadcast::same: return "same shape";
+        case Broadcast::row: return "row";
+        case Broadcast::column: return "column";
+        case Broadcast::scalar: return "0-d scalar";
+        case Broadcast::leading: return "leading dims";
+        case Broadcast::both: return "both sides";
+    }
+    return "?";
+}
+
+/// Operand shapes of a random size that broadcast the way `kind` says. Sides
+/// are at least 2 where the other operand is stretched, so the VJP really has
+/// to sum.
+std::pair<Shape, Shape> operand_shapes(Broadcast kind, std::mt19937_64& rng) {
+    std::size_t m = 2 + rng() % 3, n = 2 + rng() % 3, k = 2 + rng() % 2;
+    switch (kind) {
+        case Broadcast::same: {
+            Shape s = ad::test::random_shape(rng, 0, 3);
+            return {s, s};
+        }
+        case Broadcast::row: return {{m, n}, rng() % 2 ? Shape{n} : Shape{1, n}};
+        case Broadcast::column: return {{m, n}, {m, 1}};
+        case Broadcast::scalar: return {ad::test::random_shape(rng, 1, 3), {}};
+        case Broadcast::leading: return {{k, m, n}, rng() % 2 ? Shape{m, n} : Shape{n}};
+        case Broadcast::both: return rng() % 2 ? std::pair<Shape, Shape>{{m, 1}, {1, n}}
+                                               : std::pair<Shape, Shape>{{k, 1, n}, {m, 1}};
+    }
+    return {};
+}
+
+struct BinaryCase {
+    const char* name;
+    BinaryOp op;
+    double (*reference)(double, double);
+    Domain a_domain, b_domain;
+};
+
+const BinaryCase binary_cases[] = {
+    {"add", [](const Var<double>& a, const Var<double>& b) { return ad::add(a, b); },
+     [](double a, double b) { return a + b; }, Domain::real, Domain::real},
+    {"sub", [](const Var<double>& a, const Var<double>& b) { return ad::sub(a, b); },
+     [](double a, double b) { return a - b; }, Domain::real, Domain::real},
+    {"mul", [](const Var<double>& a, const Var<double>& b) { return ad::mul(a, b); },
+     [](double a, double b) { return a * b; }, Domain::real, Domain::real},
+    {"div", [](const Var<double>& a, const Var<double>& b) { return ad::div(a, b); },
+     [](double a, double b) { return a / b; }, Domain::real, Domain::away_from_zero},
+    {"pow", [](const Var<double>& a, const Var<double>& b) { return ad::pow(a, b); },
+     [](double a, double b) { return std::pow(a, b); }, Domain::positive, Domain::real},
+};
+
+struct UnaryCase {
+    const char* name;
+    Unary op;
+    double (*reference)(double);
+    Domain domain;
+};
+
+const UnaryCase unary_cases[] = {
+    {"neg", [](const Var<double>& x) { return ad::neg(x); }, [](double v) { return -v; }, Domain::real},
+    {"exp", [](const Var<double>& x) { return ad::exp(x); }, [](double v) { return std::exp(v); }, Domain::real},
+    {"log", [](const Var<double>& x) { return ad::log(x); }, [](double v) { return std::log(v); }, Domain::positive},
+    {"sqrt", [](const Var<double>& x) { return ad::sqrt(x); }, [](double v) { return std::sqrt(v); }, Domain::positive},
+    {"square", [](const Var<double>& x) { return ad::square(x); }, [](double v) { return v * v; }, Domain::real},
+    {"abs", [](const Var<double>& x) { return ad::abs(x); }, [](double v) { return std::fabs(v); },
+     Domain::away_from_zero},
+    {"sigmoid", [](const Var<double>& x) { return ad::sigmoid(x); }, [](double v) { return 1 / (1 + std::exp(-v)); },
+     Domain::real},
+    {"tanh", [](const Var<double>& x) { return ad::tanh(x); }, [](double v) { return std::tanh(v); }, Domain::real},
+    {"relu", [](const Var<double>& x) { return ad::relu(x); }, [](double v) { return v > 0 ? v : 0.0; },
+     Domain::away_from_zero},
+    {"softplus", [](const Var<double>& x) { return ad::softplus(x); }, [](double v) { return std::log(1 + std::exp(v)); },
+     Domain::real},
+    {"pow(x, 3)", [](const Var<double>& x) { return ad::pow(x, 3.0); }, [](double v) { return v * v * v; }, Domain::real},
+    {"pow(x, 0.5)", [](const Var<double>& x) { return ad::pow(x, 0.5); }, [](double v) { return std::sqrt(v); },
+     Domain::positive},
+    {"pow(x, -1.5)", [](const Var<double>& x) { return ad::pow(x, -1.5); }, [](double v) { return std::pow(v, -1.5); },
+     Domain::positive},
+    {"scale", [](const Var<double>& x) { return ad::scale(x, -2.5); }, [](double v) { return v * -2.5; }, Domain::real},
+    {"shift", [](const Var<double>& x) { return ad::shift(x, 0.75); }, [](double v) { return v + 0.75; }, Domain::real},
+    {"affine", [](const Var<double>& x) { return ad::affine(x, -1.5, 0.25); }, [](double v) { return -1.5 * v + 0.25; },
+     Domain::real},
+    {"affine with a = 1", [](const Var<double>& x) { return ad::affine(x, 1.0, -3.0); }, [](double v) { return v - 3.0; },
+     Domain::real},
+    // Operators with a scalar on either side.
+    {"x + s", [](const Var<double>& x) { return x + 1.5; }, [](double v) { return v + 1.5; }, Domain::real},
+    {"s + x", [](const Var<double>& x) { return 1.5 + x; }, [](double v) { return 1.5 + v; }, Domain::real},
+    {"x - s", [](const Var<double>& x) { return x - 1.5; }, [](double v) { return v - 1.5; }, Domain::real},
+    {"s - x", [](const Var<double>& x) { return 1.5 - x; }, [](double v) { return 1.5 - v; }, Domain::real},
+    {"x * s", [](const Var<double>& x) { return x * 3.0; }, [](double v) { return v * 3.0; }, Domain::real},
+    {"s * x", [](const Var<double>& x) { return 3.0 * x; }, [](double v) { return 3.0 * v; }, Domain::real},
+    {"x / s", [](const Var<double>& x) { return x / 4.0; }, [](double v) { return v / 4.0; }, Domain::real},
+    {"s / x", [](const Var<double>& x) { return 4.0 / x; }, [](double v) { return 4.0 / v; }, Domain::away_from_zero},
+    {"-x", [](const Var<double>& x) { return -x; }, [](double v) { return -v; }, Domain::real},
+};
+
+constexpr double clamp_lo = -0.5, clamp_hi = 0.7;
+
+/// The first gradient of sum(f(xs)) with respect to xs[wrt], as a function of
+/// xs. Given parameters it is recorded with create_graph, so gradcheck
+/// differentiates it again (the second derivative); gradcheck's finite
+/// differences call it with constants under NoGrad, where it is computed
+/// plainly on a scratch tape.
+ad::Function first_gradient(ad::Function f, std::size_t wrt) {
+    return [f, wrt](const Vars& xs) {
+        if (xs[wrt].requires_grad()) return ad::grad(ad::sum(f(xs)), {xs[wrt]}, {.create_graph = true})[0];
+        ad::EnableGrad recording;
+        ad::Tape scratch;
+        Vars ps;
+        for (const auto& x : xs) ps.push_back(ad::param(Array<double>(x.value())));
+        return ad::constant(Array<double>(ad::grad(ad::sum(f(ps)), {ps[wrt]})[0].value()));
+    };
+}
+
+}  // namespace
+
+TEST_CASE("elementwise binary ops: forward values match scalar arithmetic over broadcast shapes") {
+    std::mt19937_64 rng(11);
+    for (const auto& c : binary_cases) {
+        for (Broadcast kind : all_broadcasts) {
+            for (int swap = 0; swap < 2; ++swap) {
+                auto [sa, sb] = operand_shapes(kind, rng);
+                if (swap) std::swap(sa, sb);  // the broadcast operand on the left, too
+                Array<double> a = draw(c.a_domain, sa, rng()), b = draw(c.b_domain, sb, rng());
+                INFO(fmt::format("{}: {} by {} ({})", c.name, ad::shape_string(sa), ad::shape_string(sb), name_of(kind)));
+                auto y = c.op(ad::constant(a), ad::constant(b));
+                CHECK(same(y.value(), binary_reference(a, b, c.reference)));
+            }
+        }
+    }
+}
+
+TEST_CASE("elementwise binary operators: a + b, a - b, a * b, a / b are add, sub, mul, div") {
+    Array<double> a = ad::test::uniform({2, 3}, 1);
+    Array<double> b = ad::test::away_from_zero({3}, 2);
+    auto x = ad::constant(a), y = ad::constant(b);
+    CHECK(same((x + y).value(), binary_reference(a, b, [](double p, double q) { return p + q; })));
+    CHECK(same((x - y).value(), binary_reference(a, b, [](double p, double q) { return p - q; })));
+    CHECK(same((x * y).value(), binary_reference(a, b, [](double p, double q) { return p * q; })));
+    CHECK(same((x / y).value(), binary_reference(a, b, [](double p, double q) { return p / q; })));
+}
+
+TEST_CASE("elementwise binary ops: gradients match finite differences over random broadcast shapes") {
+    int checked = 0;
+    for (const auto& c : binary_cases) {
+        std::mt19937_64 rng(2024);
+        for (Broadcast kind : all_broadcasts) {
+            for (int round = 0; round < 3; ++round) {
+                auto [sa, sb] = operand_shapes(kind, rng);
+                if (round == 1) std::swap(sa, sb);  // the broadcast operand on the left, too
+                Array<double> a = draw(c.a_domain, sa, rng()), b = draw(c.b_domain, sb, rng());
+                INFO(fmt::format("{}: {} by {} ({})", c.name, ad::shape_string(sa), ad::shape_string(sb), name_of(kind)));
+                BinaryOp op = c.op;
+                CHECK_GRADCHECK([op](const Vars& v) { return op(v[0], v[1]); }, (std::vector<Array<double>>{a, b}));
+                ++checked;
+            }
+        }
+    }
+    CHECK(checked == 5 * 6 * 3);
+}
+
+TEST_CASE("elementwise binary ops: an operand used twice gets both contributions") {
+    // d/dx (x * x) = 2x and d/dx (x / x) = 0: the record's two inputs share one node.
+    Array<double> x0 = ad::test::away_from_zero({3, 2}, 5);
+    CHECK_GRADCHECK([](const Vars& v) { return v[0] * v[0]; }, (std::vector<Array<double>>{x0}));
+    CHECK_GRADCHECK([](const Vars& v) { return ad::div(v[0], v[0]) + ad::pow(ad::abs(v[0]), v[0]); },
+                    (std::vector<Array<double>>{x0}));
+}
+
+TEST_CASE("elementwise unary ops and scalar operators: forward values match the scalar functions") {
+    std::mt19937_64 rng(3);
+    for (const auto& c : unary_cases) {
+        for (int round = 0; round < 3; ++round) {
+            Shape s = ad::test::random_shape(rng, 0, 4);
+            Array<double> x = draw(c.domain, s, rng());
+            INFO(fmt::format("{} of shape {}", c.name, ad::shape_string(s)));
+            CHECK(same(c.op(ad::constant(x)).value(), unary_reference(x, c.reference)));
+        }
+    }
+}
+
+TEST_CASE("elementwise: sigmoid and softplus stay finite and exact far from zero") {
+    Array<double> x = {-800.0, -40.0, 0.0, 40.0, 800.0};
+    auto s = ad::sigmoid(ad::constant(x)).value();
+    auto p = ad::softplus(ad::constant(x)).value();
+    CHECK(xt::all(xt::isfinite(s)));
+    CHECK(xt::all(xt::isfinite(p)));
+    CHECK(s(0) == 0.0);
+    CHECK(s(2) == 0.5);
+    CHECK(s(4) == 1.0);
+    // 1/(1+e^40) = e^-40 (1 - e^-40 + ...): a naive 1 - 1/(1+e^-x) would lose it entirely.
+    CHECK(std::abs(s(1) / std::exp(-40.0) - 1) < 1e-12);
+    CHECK(p(0) == 0.0);  // log(1 + e^-800) underflows to 0
+    CHECK(p(4) == 800.0);  // log(1 + e^800) = 800 + log(1 + e^-800), where e^800 overflows
+    CHECK(std::abs(p(1) / std::exp(-40.0) - 1) < 1e-12);  // log(1 + u) = u for tiny u
+}
+
+TEST_CASE("elementwise unary ops and scalar operators: gradients match finite differences over random shapes") {
+    int checked = 0;
+    for (const auto& c : unary_cases) {
+        std::mt19937_64 rng(77);
+        for (int round = 0; round < 4; ++round) {
+            Shape s = ad::test::random_shape(rng, 0, 3);
+            Array<double> x = draw(c.domain, s, rng());
+            INFO(fmt::format("{} of shape {}", c.name, ad::shape_string(s)));
+            Unary op = c.op;
+            CHECK_GRADCHECK([op](const Vars& v) { return op(v[0]); }, (std::vector<Array<double>>{x}));
+            ++checked;
+        }
+    }
+    CHECK(checked == 26 * 4);
+}
+
+TEST_CASE("clamp: forward limits to [lo, hi] and the gradient vanishes outside") {
+    std::mt19937_64 rng(8);
+    for (int round = 0; round < 5; ++round) {
+        Shape s = ad::test::random_shape(rng, 1, 3, 5);
+        // Wide enough that some values fall on each side; none near a bound.
+        Array<double> x = away_from(ad::test::uniform(s, rng(), -1.5, 1.5), {clamp_lo, clamp_hi});
+        INFO(fmt::format("clamp of shape {}", ad::shape_string(s)));
+        auto y = ad::clamp(ad::constant(x), clamp_lo, clamp_hi);
+        CHECK(same(y.value(), unary_reference(x, [](double v) { return v < clamp_lo ? clamp_lo : v > clamp_hi ? clamp_hi : v; })));
+        CHECK_GRADCHECK([](const Vars& v) { return ad::clamp(v[0], clamp_lo, clamp_hi); }, (std::vector<Array<double>>{x}));
+    }
+    // A degenerate interval is a constant function wherever x is off the point.
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{-1.0, 2.0});
+    ad::sum(ad::clamp(x, 0.5, 0.5)).backward();
+    CHECK(x.grad() == Array<double>{0.0, 0.0});
+}
+
+TEST_CASE("relu and abs: the gradient is the slope on each side of the kink") {
+    // relu' = [x > 0] and |x|' = sign(x), derived by hand; at 0 both give 0 (a subgradient).
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{-2.0, -0.5, 0.0, 0.5, 3.0});
+    ad::sum(ad::relu(x) + ad::abs(x) * 10.0).backward();
+    CHECK(x.grad() == Array<double>{-10.0, -10.0, 0.0, 11.0, 11.0});
+}
+
+TEST_CASE("elementwise ops: operands that do not broadcast are refused, naming the op and both shapes") {
+    auto a = ad::constant(Array<double>::from_shape({2, 3}));
+    auto b = ad::constant(Array<double>::from_shape({4}));
+    CHECK_THROWS_WITH_AS(ad::add(a, b), "add: cannot broadcast (2, 3) with (4,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::sub(a, b), "sub: cannot broadcast (2, 3) with (4,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::mul(b, a), "mul: cannot broadcast (4,) with (2, 3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::div(a, b), "div: cannot broadcast (2, 3) with (4,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::pow(a, b), "pow: cannot broadcast (2, 3) with (4,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(a + b, "add: cannot broadcast (2, 3) with (4,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(a * b, "mul: cannot broadcast (2, 3) with (4,)", ad::shape_error);
+    auto c = ad::constant(Array<double>::from_shape({3, 1, 2}));
+    auto d = ad::constant(Array<double>::from_shape({4, 3}));
+    CHECK_THROWS_WITH_AS(a - d, "sub: cannot broadcast (2, 3) with (4, 3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(c / d, "div: cannot broadcast (3, 1, 2) with (4, 3)", ad::shape_error);
+}
+
+TEST_CASE("clamp: empty bounds are refused with a value_error naming clamp") {
+    auto x = ad::constant(Array<double>{1.0, 2.0});
+    CHECK_THROWS_WITH_AS(ad::clamp(x, 1.0, -1.0), "clamp: the bounds [1, -1] are empty", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::clamp(x, std::nan(""), 1.0), "clamp: the bounds [nan, 1] are empty", ad::value_error);
+}
+
+TEST_CASE("elementwise ops: a value from before clear() is refused by the op's name") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{1.0, 2.0});
+    auto y = ad::exp(x);
+    tape.clear();
+    CHECK_THROWS_WITH_AS(ad::mul(y, x), doctest::Contains("mul: the value of shape (2,) was recorded on this tape before it was cleared"),
+                         ad::tape_error);
+    CHECK_THROWS_WITH_AS(ad::tanh(y), doctest::Contains("tanh: the value of shape (2,) was recorded on this tape"), ad::tape_error);
+    CHECK_THROWS_WITH_AS(ad::clamp(y, 0.0, 1.0), doctest::Contains("clamp: the value of shape (2,)"), ad::tape_error);
+    CHECK(tape.size() == 0);
+}
+
+TEST_CASE("elementwise ops: a throwing op leaves the tape as it was") {
+    ad::Tape tape;
+    Array<double> x0 = ad::test::uniform({2, 3}, 4);
+    auto x = ad::param(x0);
+    auto y = ad::sigmoid(x) * x;
+    std::size_t before = tape.size();
+    CHECK_THROWS_AS(ad::add(y, ad::param(Array<double>::from_shape({4}))), ad::shape_error);
+    CHECK_THROWS_AS(y * ad::param(Array<double>::from_shape({3, 2})), ad::shape_error);
+    CHECK_THROWS_AS(ad::clamp(y, 1.0, 0.0), ad::value_error);
+    CHECK(tape.size() == before);
+    ad::sum(y).backward();
+    // d/dx x s(x) = s + x s (1 - s), by the product rule.
+    Array<double> s = 1.0 / (1.0 + xt::exp(-x0));
+    CHECK(xt::allclose(x.grad(), s + x0 * s * (1.0 - s)));
+}
+
+TEST_CASE("elementwise ops: float gradients agree with double ones") {
+    Array<float> xf = xt::cast<float>(ad::test::uniform({3, 4}, 21, 0.2, 1.5));
+    Array<float> yf = xt::cast<float>(ad::test::uniform({4}, 22, -1.0, 1.0));
+    auto gradients = [](const auto& x0, const auto& y0) {
+        using T = typename std::decay_t<decltype(x0)>::value_type;
+        ad::Tape tape;
+        auto x = ad::param(x0);
+        auto y = ad::param(y0);
+        auto z = ad::sigmoid(x * y) + ad::tanh(x - y) / (ad::exp(y) + 1.0) + ad::softplus(-x) * ad::sqrt(x) +
+                 ad::pow(x, y) - ad::log(x) * ad::square(y) + ad::abs(y) * 0.5 + ad::relu(y) +
+                 ad::clamp(x, T(0.5), T(1.0)) + ad::pow(x, T(1.5)) + 2.0 / x - ad::neg(y) +
+                 ad::affine(y, T(-0.5), T(2.0)) * ad::scale(x, T(3.0)) + ad::shift(y, T(1.0)) * (1.0 - x);
+        ad::sum(z).backward();
+        return std::make_pair(x.grad(), y.grad());
+    };
+    auto [gxf, gyf] = gradients(xf, yf);
+    auto [gxd, gyd] = gradients(Array<double>(xt::cast<double>(xf)), Array<double>(xt::cast<double>(yf)));
+    CHECK(xt::allclose(xt::cast<double>(gxf), gxd, 1e-5, 1e-6));
+    CHECK(xt::allclose(xt::cast<double>(gyf), gyd, 1e-5, 1e-6));
+}
+
+TEST_CASE("elementwise ops: create_graph gradients differentiate again (second derivatives match finite differences)") {
+    std::mt19937_64 rng(99);
+    struct Case {
+        const char* name;
+        ad::Function f;
+        std::vector<Domain> domains;
+    };
+    const Case cases[] = {
+        {"sigmoid", [](const Vars& v) { return ad::sigmoid(v[0]); }, {Domain::real}},
+        {"tanh", [](const Vars& v) { return ad::tanh(v[0]); }, {Domain::real}},
+        {"exp", [](const Vars& v) { return ad::exp(v[0]); }, {Domain::real}},
+        {"log", [](const Vars& v) { return ad::log(v[0]); }, {Domain::positive}},
+        {"sqrt", [](const Vars& v) { return ad::sqrt(v[0]); }, {Domain::positive}},
+        {"softplus", [](const Vars& v) { return ad::softplus(v[0]); }, {Domain::real}},
+        {"square", [](const Vars& v) { return ad::square(v[0]); }, {Domain::real}},
+        {"pow(x, p)", [](const Vars& v) { return ad::pow(v[0], 2.5); }, {Domain::positive}},
+        {"mul", [](const Vars& v) { return ad::mul(v[0], v[1]) * v[0]; }, {Domain::real, Domain::real}},
+        {"div", [](const Vars& v) { return ad::div(v[0], v[1]); }, {Domain::real, Domain::away_from_zero}},
+        {"pow", [](const Vars& v) { return ad::pow(v[0], v[1]); }, {Domain::positive, Domain::real}},
+    };
+    for (const auto& c : cases) {
+        for (std::size_t wrt = 0; wrt < c.domains.size(); ++wrt) {
+            for (int round = 0; round < 2; ++round) {
+                Shape s = ad::test::random_shape(rng, 0, 2);
+                std::vector<Array<double>> inputs;
+                for (std::size_t i = 0; i < c.domains.size(); ++i) {
+                    // The second operand of a binary op is a row: its gradient is summed, twice.
+                    Shape si = (i == 1 && !s.empty()) ? Shape{s.back()} : s;
+                    inputs.push_back(draw(c.domains[i], si, rng()));
+                }
+                INFO(fmt::format("{}: d/dx{} of shape {}", c.name, wrt, ad::shape_string(s)));
+                CHECK_GRADCHECK(first_gradient(c.f, wrt), inputs);
+            }
+        }
+    }
+}
+
+TEST_CASE("sigmoid: the sum of a create_graph gradient backpropagates to the second derivative") {
+    // s' = s (1 - s), so s'' = s' (1 - s) - s s' = s (1 - s) (1 - 2 s).
+    Array<double> x0 = ad::test::uniform({5}, 31, -3, 3);
+    ad::Tape tape;
+    auto x = ad::param(x0);
+    auto g = ad::grad(ad::sum(ad::sigmoid(x)), {x}, {.create_graph = true});
+    REQUIRE(g.size() == 1);
+    CHECK(g[0].requires_grad());
+    ad::sum(g[0]).backward();
+    Array<double> s = 1.0 / (1.0 + xt::exp(-x0));
+    CHECK(xt::allclose(g[0].value(), s * (1.0 - s)));
+    CHECK(xt::allclose(x.grad(), s * (1.0 - s) * (1.0 - 2.0 * s)));
+}

@@ -1,1 +1,239 @@
 #include "support/test_support.hpp"
+
+#include <string>
+
+#include <fmt/format.h>
+
+using ad::Array;
+using ad::Shape;
+using ad::Var;
+using ad::test::Vars;
+
+namespace {
+
+/// The textbook triple loop: c(i, j) = sum_k a(i, k) b(k, j).
+Array<double> naive_matmul(const Array<double>& a, const Array<double>& b) {
+    std::size_t m = a.shape()[0], k = a.shape()[1], n = b.shape()[1];
+    Array<double> c = xt::zeros<double>({m, n});
+    for (std::size_t i = 0; i < m; ++i) {
+        for (std::size_t j = 0; j < n; ++j) {
+            for (std::size_t p = 0; p < k; ++p) c(i, j) += a(i, p) * b(p, j);
+        }
+    }
+    return c;
+}
+
+Array<double> naive_transpose(const Array<double>& a) {
+    Array<double> t = Array<double>::from_shape({a.shape()[1], a.shape()[0]});
+    for (std::size_t i = 0; i < a.shape()[0]; ++i) {
+        for (std::size_t j = 0; j < a.shape()[1]; ++j) t(j, i) = a(i, j);
+    }
+    return t;
+}
+
+bool matches(const Array<double>& actual, const Array<double>& expected) {
+    return actual.shape() == expected.shape() && xt::allclose(actual, expected, 1e-12, 1e-12);
+}
+
+/// See elementwise_test.cpp: the first gradient as a function gradcheck can differentiate again.
+ad::Function first_gradient(ad::Function f, std::size_t wrt) {
+    return [f, wrt](const Vars& xs) {
+        if (xs[wrt].requires_grad()) return ad::grad(ad::sum(f(xs)), {xs[wrt]}, {.create_graph = true})[0];
+        ad::EnableGrad recording;
+        ad::Tape scratch;
+        Vars ps;
+        for (const auto& x : xs) ps.push_back(ad::param(Array<double>(x.value())));
+        return ad::constant(Array<double>(ad::grad(ad::sum(f(ps)), {ps[wrt]})[0].value()));
+    };
+}
+
+}  // namespace
+
+TEST_CASE("matmul: forward matches the triple loop for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D") {
+    std::mt19937_64 rng(1);
+    for (int round = 0; round < 6; ++round) {
+        std::size_t m = 1 + rng() % 5, k = 1 + rng() % 5, n = 1 + rng() % 5;
+        INFO(fmt::format("m {}, k {}, n {}", m, k, n));
+        Array<double> a = ad::test::uniform({m, k}, rng());
+        Array<double> b = ad::test::uniform({k, n}, rng());
+        Array<double> u = ad::test::uniform({k}, rng());
+        Array<double> w = ad::test::uniform({k}, rng());
+        Array<double> expected = naive_matmul(a, b);
+        CHECK(matches(ad::matmul(ad::constant(a), ad::constant(b)).value(), expected));
+
+        // A vector on the right is a column: the result is a vector of length m.
+        Array<double> column = u;
+        column.reshape({k, 1});
+        Array<double> av = naive_matmul(a, column);
+        av.reshape({m});
+        CHECK(matches(ad::matmul(ad::constant(a), ad::constant(u)).value(), av));
+
+        // A vector on the left is a row: the result is a vector of length n.
+        Array<double> row = u;
+        row.reshape({1, k});
+        Array<double> vb = naive_matmul(row, b);
+        vb.reshape({n});
+        CHECK(matches(ad::matmul(ad::constant(u), ad::constant(b)).value(), vb));
+
+        // Two vectors: their dot product, 0-d.
+        double dot = 0;
+        for (std::size_t p = 0; p < k; ++p) dot += u(p) * w(p);
+        auto uw = ad::matmul(ad::constant(u), ad::constant(w));
+        CHECK(uw.dim() == 0);
+        CHECK(uw.item() == doctest::Approx(dot).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("matmul with transpose flags: forward matches the triple loop for all four combinations") {
+    std::mt19937_64 rng(2);
+    for (int round = 0; round < 4; ++round) {
+        std::size_t m = 1 + rng() % 5, k = 1 + rng() % 5, n = 1 + rng() % 5;
+        for (bool ta : {false, true}) {
+            for (bool tb : {false, true}) {
+                INFO(fmt::format("m {}, k {}, n {}, transpose_a {}, transpose_b {}", m, k, n, ta, tb));
+                // Stored so that op(a) is m x k and op(b) is k x n.
+                Array<double> a = ad::test::uniform(ta ? Shape{k, m} : Shape{m, k}, rng());
+                Array<double> b = ad::test::uniform(tb ? Shape{n, k} : Shape{k, n}, rng());
+                Array<double> expected = naive_matmul(ta ? naive_transpose(a) : a, tb ? naive_transpose(b) : b);
+                CHECK(matches(ad::matmul(ad::constant(a), ad::constant(b), ta, tb).value(), expected));
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul: empty inner or outer dimensions give zeros of the right shape") {
+    auto c = ad::matmul(ad::constant(Array<double>::from_shape({3, 0})), ad::constant(Array<double>::from_shape({0, 2})));
+    CHECK(c.shape() == Shape{3, 2});
+    CHECK(c.value() == Array<double>(xt::zeros<double>({3, 2})));
+    CHECK(ad::matmul(ad::constant(Array<double>::from_shape({0, 4})), ad::constant(Array<double>::from_shape({4, 2})))
+              .shape() == Shape{0, 2});
+}
+
+TEST_CASE("matmul: gradients match finite differences for every operand rank over random sizes") {
+    std::mt19937_64 rng(3);
+    int checked = 0;
+    for (int round = 0; round < 6; ++round) {
+        std::size_t m = 1 + rng() % 4, k = 1 + rng() % 4, n = 1 + rng() % 4;
+        INFO(fmt::format("m {}, k {}, n {}", m, k, n));
+        auto mm = [](const Vars& v) { return ad::matmul(v[0], v[1]); };
+        CHECK_GRADCHECK(mm, (std::vector<Array<double>>{ad::test::uniform({m, k}, rng()), ad::test::uniform({k, n}, rng())}));
+        CHECK_GRADCHECK(mm, (std::vector<Array<double>>{ad::test::uniform({m, k}, rng()), ad::test::uniform({k}, rng())}));
+        CHECK_GRADCHECK(mm, (std::vector<Array<double>>{ad::test::uniform({k}, rng()), ad::test::uniform({k, n}, rng())}));
+        CHECK_GRADCHECK(mm, (std::vector<Array<double>>{ad::test::uniform({k}, rng()), ad::test::uniform({k}, rng())}));
+        checked += 4;
+    }
+    CHECK(checked == 24);
+}
+
+TEST_CASE("matmul with transpose flags: gradients match finite differences for all four combinations") {
+    std::mt19937_64 rng(4);
+    int checked = 0;
+    for (int round = 0; round < 4; ++round) {
+        std::size_t m = 1 + rng() % 4, k = 1 + rng() % 4, n = 1 + rng() % 4;
+        for (bool ta : {false, true}) {
+            for (bool tb : {false, true}) {
+                INFO(fmt::format("m {}, k {}, n {}, transpose_a {}, transpose_b {}", m, k, n, ta, tb));
+                Array<double> a = ad::test::uniform(ta ? Shape{k, m} : Shape{m, k}, rng());
+                Array<double> b = ad::test::uniform(tb ? Shape{n, k} : Shape{k, n}, rng());
+                CHECK_GRADCHECK(([ta, tb](const Vars& v) { return ad::matmul(v[0], v[1], ta, tb); }),
+                                (std::vector<Array<double>>{a, b}));
+                ++checked;
+            }
+        }
+    }
+    CHECK(checked == 16);
+}
+
+TEST_CASE("matmul: one operand used on both sides gets both contributions") {
+    // d/dA sum(A A^T W) involves A through both factors; the flags form must route each.
+    Array<double> a = ad::test::uniform({3, 2}, 5);
+    Array<double> w = ad::test::uniform({3, 3}, 6);
+    CHECK_GRADCHECK([](const Vars& v) { return ad::matmul(ad::matmul(v[0], v[0], false, true), v[1]); },
+                    (std::vector<Array<double>>{a, w}));
+    CHECK_GRADCHECK([](const Vars& v) { return ad::matmul(v[0], v[0], true, false); }, (std::vector<Array<double>>{a}));
+}
+
+TEST_CASE("matmul: shapes that do not multiply are shape_errors naming matmul and both shapes") {
+    auto a34 = ad::constant(Array<double>::from_shape({3, 4}));
+    auto a52 = ad::constant(Array<double>::from_shape({5, 2}));
+    auto v3 = ad::constant(Array<double>::from_shape({3}));
+    auto v5 = ad::constant(Array<double>::from_shape({5}));
+    CHECK_THROWS_WITH_AS(ad::matmul(a34, a52), "matmul: cannot multiply (3, 4) by (5, 2)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(a34, v3), "matmul: cannot multiply (3, 4) by (3,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(v3, a52), "matmul: cannot multiply (3,) by (5, 2)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(v3, v5), "matmul: cannot multiply (3,) by (5,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(a34, ad::constant(Array<double>::from_shape({4, 2, 2}))),
+                         "matmul: cannot multiply (3, 4) by (4, 2, 2) (expects 1-D or 2-D operands)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(ad::scalar(2.0), v3), "matmul: cannot multiply () by (3,) (expects 1-D or 2-D operands)",
+                         ad::shape_error);
+    // The flags form names the transposes it was asked for.
+    CHECK_THROWS_WITH_AS(ad::matmul(a34, a52, true, false), "matmul: cannot multiply (3, 4)^T by (5, 2)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(a34, a52, false, true), "matmul: cannot multiply (3, 4) by (5, 2)^T", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(a34, a52, true, true), "matmul: cannot multiply (3, 4)^T by (5, 2)^T", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(a34, v3, true, false),
+                         "matmul: cannot multiply (3, 4) by (3,) (expects 2-D operands here)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::matmul(a34, Var<double>()), "matmul: an input is an empty Var", ad::tape_error);
+}
+
+TEST_CASE("matmul: a throwing matmul leaves the tape as it was") {
+    ad::Tape tape;
+    Array<double> a0 = ad::test::uniform({2, 3}, 7);
+    Array<double> b0 = ad::test::uniform({3, 4}, 8);
+    auto a = ad::param(a0);
+    auto b = ad::param(b0);
+    auto c = ad::matmul(a, b);
+    std::size_t before = tape.size();
+    CHECK_THROWS_AS(ad::matmul(c, b), ad::shape_error);
+    CHECK_THROWS_AS(ad::matmul(ad::param(Array<double>::from_shape({5})), b), ad::shape_error);
+    CHECK_THROWS_AS(ad::matmul(b, ad::param(Array<double>::from_shape({5}))), ad::shape_error);
+    CHECK_THROWS_AS(ad::matmul(c, a, false, false), ad::shape_error);
+    CHECK(tape.size() == before);
+    ad::sum(c).backward();
+    // d/dA sum(A B) = 1 B^T: each row holds B's row sums; d/dB = A^T 1: each column holds A's column sums.
+    Array<double> ones = xt::ones<double>({2, 4});
+    CHECK(matches(a.grad(), naive_matmul(ones, naive_transpose(b0))));
+    CHECK(matches(b.grad(), naive_matmul(naive_transpose(a0), ones)));
+}
+
+TEST_CASE("matmul: float gradients agree with double ones") {
+    Array<float> af = xt::cast<float>(ad::test::uniform({3, 4}, 9));
+    Array<float> bf = xt::cast<float>(ad::test::uniform({4, 2}, 10));
+    Array<float> vf = xt::cast<float>(ad::test::uniform({4}, 11));
+    auto gradients = [](const auto& a0, const auto& b0, const auto& v0) {
+        ad::Tape tape;
+        auto a = ad::param(a0);
+        auto b = ad::param(b0);
+        auto v = ad::param(v0);
+        auto h = ad::tanh(ad::matmul(a, b));
+        auto z = ad::sum(ad::matmul(h, b, false, true) * a) + ad::sum(ad::square(ad::matmul(a, v))) +
+                 ad::matmul(v, v) * ad::sum(ad::matmul(v, b)) + ad::sum(ad::matmul(a, h, true, false));
+        z.backward();
+        return std::vector{a.grad(), b.grad(), v.grad()};
+    };
+    auto gf = gradients(af, bf, vf);
+    auto gd = gradients(Array<double>(xt::cast<double>(af)), Array<double>(xt::cast<double>(bf)),
+                        Array<double>(xt::cast<double>(vf)));
+    for (std::size_t i = 0; i < 3; ++i) {
+        INFO(fmt::format("input {}", i));
+        CHECK(xt::allclose(xt::cast<double>(gf[i]), gd[i], 1e-5, 1e-6));
+    }
+}
+
+TEST_CASE("matmul: create_graph gradients differentiate again (second derivatives match finite differences)") {
+    std::mt19937_64 rng(12);
+    for (int round = 0; round < 3; ++round) {
+        std::size_t m = 1 + rng() % 3, k = 1 + rng() % 3, n = 1 + rng() % 3;
+        INFO(fmt::format("m {}, k {}, n {}", m, k, n));
+        std::vector<Array<double>> inputs{ad::test::uniform({m, k}, rng()), ad::test::uniform({k, n}, rng())};
+        // Bilinear: d/dA is linear in B, so only the mixed second derivative is nonzero.
+        ad::Function plain = [](const Vars& v) { return ad::matmul(v[0], v[1]); };
+        // Through tanh the second derivative with respect to the same operand is nonzero too.
+        ad::Function curved = [](const Vars& v) { return ad::tanh(ad::matmul(v[0], v[1], false, false)); };
+        ad::Function flagged = [](const Vars& v) { return ad::sigmoid(ad::matmul(v[1], v[0], true, true)); };
+        for (std::size_t wrt = 0; wrt < 2; ++wrt) {
+            CHECK_GRADCHECK(first_gradient(plain, wrt), inputs);
+            CHECK_GRADCHECK(first_gradient(curved, wrt), inputs);
+            CHECK_GRADCHECK(first_gradient(flagged, wrt), inputs);
+        }
+    }
+}

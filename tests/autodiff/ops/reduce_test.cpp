@@ -1,1 +1,295 @@
 #include "support/test_support.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <limits>
+#include <string>
+
+#include <fmt/format.h>
+
+using ad::Array;
+using ad::Shape;
+using ad::Var;
+using ad::test::Vars;
+
+namespace {
+
+/// The row-major multi-index of element `flat` of an array of `shape`.
+Shape unravel(std::size_t flat, const Shape& shape) {
+    Shape index(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        index[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return index;
+}
+
+std::size_t ravel(const Shape& index, const Shape& shape) {
+    std::size_t flat = 0;
+    for (std::size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + index[d];
+    return flat;
+}
+
+/// x reduced along `axis` by folding `combine` over every element in turn:
+/// the reduction spelled out with loops, independent of xtensor's reducers.
+Array<double> reduce_reference(const Array<double>& x, std::size_t axis, bool keepdims, double init,
+                               const std::function<double(double, double)>& combine) {
+    Shape x_shape = ad::shape_of(x);
+    Shape kept = x_shape;
+    kept[axis] = 1;
+    Array<double> y = Array<double>::from_shape(kept);
+    y.fill(init);
+    for (std::size_t flat = 0; flat < x.size(); ++flat) {
+        Shape index = unravel(flat, x_shape);
+        index[axis] = 0;
+        double& out = y.data()[ravel(index, kept)];
+        out = combine(out, x.data()[flat]);
+    }
+    if (!keepdims) {
+        kept.erase(kept.begin() + static_cast<long>(axis));
+        y.reshape(kept);
+    }
+    return y;
+}
+
+double sum_all(const Array<double>& x) {
+    double total = 0;
+    for (double v : x) total += v;
+    return total;
+}
+
+double max_all(const Array<double>& x) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (double v : x) m = std::max(m, v);
+    return m;
+}
+
+/// x summed onto `shape` element by element: each element lands where
+/// broadcasting `shape` up to x's shape would have read it from.
+Array<double> sum_to_reference(const Array<double>& x, const Shape& shape) {
+    Shape x_shape = ad::shape_of(x);
+    std::size_t lead = x_shape.size() - shape.size();
+    Array<double> y = xt::zeros<double>(shape);
+    for (std::size_t flat = 0; flat < x.size(); ++flat) {
+        Shape index = unravel(flat, x_shape);
+        Shape target(shape.size());
+        for (std::size_t d = 0; d < shape.size(); ++d) target[d] = shape[d] == 1 ? 0 : index[lead + d];
+        y.data()[ravel(target, shape)] += x.data()[flat];
+    }
+    return y;
+}
+
+bool same(const Array<double>& actual, const Array<double>& expected) {
+    return actual.shape() == expected.shape() && xt::allclose(actual, expected, 1e-12, 1e-12);
+}
+
+using AxisReduction = Var<double> (*)(const Var<double>&, long, bool);
+
+struct AxisCase {
+    const char* name;
+    AxisReduction op;
+    std::function<Array<double>(const Array<double>&, std::size_t, bool)> reference;
+};
+
+const AxisCase axis_cases[] = {
+    {"sum", [](const Var<double>& x, long axis, bool keep) { return ad::sum(x, axis, keep); },
+     [](const Array<double>& x, std::size_t axis, bool keep) {
+         return reduce_reference(x, axis, keep, 0.0, [](double a, double b) { return a + b; });
+     }},
+    {"mean", [](const Var<double>& x, long axis, bool keep) { return ad::mean(x, axis, keep); },
+     [](const Array<double>& x, std::size_t axis, bool keep) {
+         double n = static_cast<double>(x.shape()[axis]);
+         return reduce_reference(x, axis, keep, 0.0, [n](double a, double b) { return a + b / n; });
+     }},
+    {"max", [](const Var<double>& x, long axis, bool keep) { return ad::max(x, axis, keep); },
+     [](const Array<double>& x, std::size_t axis, bool keep) {
+         return reduce_reference(x, axis, keep, -std::numeric_limits<double>::infinity(),
+                                 [](double a, double b) { return std::max(a, b); });
+     }},
+};
+
+}  // namespace
+
+TEST_CASE("sum, mean, max over all axes: forward values match loops over random shapes") {
+    std::mt19937_64 rng(5);
+    for (int round = 0; round < 10; ++round) {
+        Shape s = ad::test::random_shape(rng, 0, 4);
+        Array<double> x0 = ad::test::uniform(s, rng());
+        INFO(fmt::format("shape {}", ad::shape_string(s)));
+        auto x = ad::constant(x0);
+        auto total = ad::sum(x), average = ad::mean(x), largest = ad::max(x);
+        CHECK(total.dim() == 0);
+        CHECK(average.dim() == 0);
+        CHECK(largest.dim() == 0);
+        CHECK(total.item() == doctest::Approx(sum_all(x0)).epsilon(1e-12));
+        CHECK(average.item() == doctest::Approx(sum_all(x0) / static_cast<double>(x0.size())).epsilon(1e-12));
+        CHECK(largest.item() == max_all(x0));
+    }
+}
+
+TEST_CASE("sum, mean, max along one axis: forward values match loops for every axis, negative axes, keepdims both ways") {
+    std::mt19937_64 rng(6);
+    for (const auto& c : axis_cases) {
+        for (int round = 0; round < 4; ++round) {
+            Shape s = ad::test::random_shape(rng, 1, 4);
+            Array<double> x0 = ad::test::uniform(s, rng());
+            long rank = static_cast<long>(s.size());
+            for (long axis = -rank; axis < rank; ++axis) {
+                for (bool keep : {false, true}) {
+                    INFO(fmt::format("{} of {} along {}, keepdims {}", c.name, ad::shape_string(s), axis, keep));
+                    std::size_t ax = static_cast<std::size_t>(axis < 0 ? axis + rank : axis);
+                    CHECK(same(c.op(ad::constant(x0), axis, keep).value(), c.reference(x0, ax, keep)));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("sum, mean, max over all axes: gradients match finite differences over random shapes") {
+    std::mt19937_64 rng(7);
+    for (int round = 0; round < 6; ++round) {
+        Shape s = ad::test::random_shape(rng, 0, 4);
+        INFO(fmt::format("shape {}", ad::shape_string(s)));
+        // max has a kink where two elements tie; distinct magnitudes keep it away.
+        std::vector<Array<double>> inputs{ad::test::away_from_zero(s, rng())};
+        CHECK_GRADCHECK([](const Vars& v) { return ad::sum(v[0]); }, inputs);
+        CHECK_GRADCHECK([](const Vars& v) { return ad::mean(v[0]); }, inputs);
+        CHECK_GRADCHECK([](const Vars& v) { return ad::max(v[0]); }, inputs);
+        // Through a nonlinearity, so the cotangent reaching the reduction is not constant.
+        CHECK_GRADCHECK([](const Vars& v) { return ad::square(ad::max(v[0]) + ad::mean(v[0]) * ad::sum(v[0])); }, inputs);
+    }
+}
+
+TEST_CASE("sum, mean, max along one axis: gradients match finite differences for every axis and keepdims") {
+    int checked = 0;
+    for (const auto& c : axis_cases) {
+        std::mt19937_64 rng(8);
+        for (int round = 0; round < 3; ++round) {
+            Shape s = ad::test::random_shape(rng, 1, 3);
+            std::vector<Array<double>> inputs{ad::test::away_from_zero(s, rng())};
+            long rank = static_cast<long>(s.size());
+            for (long axis = -rank; axis < rank; ++axis) {
+                for (bool keep : {false, true}) {
+                    INFO(fmt::format("{} of {} along {}, keepdims {}", c.name, ad::shape_string(s), axis, keep));
+                    AxisReduction op = c.op;
+                    CHECK_GRADCHECK(([op, axis, keep](const Vars& v) { return op(v[0], axis, keep); }), inputs);
+                    ++checked;
+                }
+            }
+        }
+    }
+    CHECK(checked >= 3 * 3 * 2);
+}
+
+TEST_CASE("max: tied maxima share the gradient evenly") {
+    // Over all axes: three elements tie at 3, so each receives 1/3 of the cotangent.
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{{3.0, 1.0, 3.0}, {-2.0, 3.0, 0.0}});
+    ad::max(x).backward();
+    CHECK(xt::allclose(x.grad(), Array<double>{{1.0 / 3, 0.0, 1.0 / 3}, {0.0, 1.0 / 3, 0.0}}));
+    // Along rows: row 0 ties twice (1/2 each), row 1 has one maximum. The
+    // cotangent (1, 10) of the two row maxima scales each row's share.
+    auto y = ad::param(Array<double>{{3.0, 1.0, 3.0}, {-2.0, 3.0, 0.0}});
+    ad::sum(ad::max(y, 1) * ad::constant(Array<double>{1.0, 10.0})).backward();
+    CHECK(xt::allclose(y.grad(), Array<double>{{0.5, 0.0, 0.5}, {0.0, 10.0, 0.0}}));
+    // Along columns with keepdims: column 0 and 2 have one maximum each; column 1 ties.
+    auto z = ad::param(Array<double>{{3.0, 1.0, 3.0}, {-2.0, 1.0, 4.0}});
+    ad::sum(ad::max(z, -2, true)).backward();
+    CHECK(xt::allclose(z.grad(), Array<double>{{1.0, 0.5, 0.0}, {0.0, 0.5, 1.0}}));
+}
+
+TEST_CASE("sum_to_shape: forward sums over broadcast axes and the gradient matches finite differences") {
+    struct Case {
+        Shape from, to;
+    };
+    const Case cases[] = {
+        {{2, 3}, {2, 3}}, {{2, 3}, {3}},       {{2, 3}, {1, 3}},       {{2, 3}, {2, 1}},    {{2, 3}, {}},
+        {{2, 3}, {1, 1}}, {{4, 2, 3}, {2, 3}}, {{4, 2, 3}, {4, 1, 3}}, {{4, 2, 3}, {1, 1}}, {{3, 1, 2}, {1, 2}},
+        {{}, {}},         {{5}, {1}},
+    };
+    std::mt19937_64 rng(9);
+    for (const auto& c : cases) {
+        INFO(fmt::format("{} to {}", ad::shape_string(c.from), ad::shape_string(c.to)));
+        Array<double> x0 = ad::test::uniform(c.from, rng());
+        CHECK(same(ad::sum_to_shape(ad::constant(x0), c.to).value(), sum_to_reference(x0, c.to)));
+        Shape to = c.to;
+        CHECK_GRADCHECK(([to](const Vars& v) { return ad::sum_to_shape(v[0], to); }), (std::vector<Array<double>>{x0}));
+    }
+}
+
+TEST_CASE("reduce ops: a bad axis is a value_error naming the op, the axis and the rank") {
+    auto x = ad::constant(Array<double>::from_shape({2, 3}));
+    CHECK_THROWS_WITH_AS(ad::sum(x, 2), "sum: axis 2 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::sum(x, -3, true), "sum: axis -3 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::mean(x, 5), "mean: axis 5 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::max(x, -3), "max: axis -3 is out of range for a value of rank 2", ad::value_error);
+    auto s = ad::constant(Array<double>(1.0));
+    CHECK_THROWS_WITH_AS(ad::sum(s, 0), "sum: axis 0 is out of range for a value of rank 0", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::max(s, -1), "max: axis -1 is out of range for a value of rank 0", ad::value_error);
+}
+
+TEST_CASE("reduce ops: mean and max of nothing are value_errors naming the op and the shape") {
+    auto empty = ad::constant(Array<double>::from_shape({0, 3}));
+    CHECK_THROWS_WITH_AS(ad::mean(empty), "mean: the value is empty (shape (0, 3))", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::max(empty), "max: the value is empty (shape (0, 3))", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::mean(empty, 0), "mean: axis 0 of shape (0, 3) is empty", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::max(empty, -2, true), "max: axis -2 of shape (0, 3) is empty", ad::value_error);
+}
+
+TEST_CASE("reduce ops: empty values reduce to zeros or to empty values, and gradients flow through them") {
+    // Summing nothing gives 0, like NumPy; reducing along a non-empty axis of an empty value gives an empty value.
+    auto empty = ad::constant(Array<double>::from_shape({0, 3}));
+    CHECK(ad::sum(empty).item() == 0.0);
+    CHECK(same(ad::sum(empty, 0).value(), Array<double>{0.0, 0.0, 0.0}));
+    CHECK(same(ad::sum(empty, -2, true).value(), Array<double>(xt::zeros<double>({1, 3}))));
+    CHECK(ad::sum(empty, 1).shape() == Shape{0});
+    CHECK(ad::mean(empty, 1, true).shape() == Shape{0, 1});
+    CHECK(ad::max(empty, 1).shape() == Shape{0});
+    CHECK(same(ad::sum_to_shape(empty, {3}).value(), Array<double>{0.0, 0.0, 0.0}));
+    CHECK(ad::sum_to_shape(empty, {0, 1}).shape() == Shape{0, 1});
+    // An empty batch broadcast against a parameter: the parameter's gradient is the sum of nothing.
+    ad::Tape tape;
+    auto b = ad::param(Array<double>{1.0, 2.0, 3.0});
+    ad::sum(ad::sum(empty + b, 0) + ad::max(empty * b, 1, true)).backward();
+    CHECK(b.grad() == Array<double>{0.0, 0.0, 0.0});
+}
+
+TEST_CASE("sum_to_shape: a shape that does not broadcast to the value's is a shape_error") {
+    auto x = ad::constant(Array<double>::from_shape({2, 3}));
+    CHECK_THROWS_WITH_AS(ad::sum_to_shape(x, {4}), "sum_to_shape: cannot sum (2, 3) to (4,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::sum_to_shape(x, {3, 2}), "sum_to_shape: cannot sum (2, 3) to (3, 2)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::sum_to_shape(x, {1, 2, 3}), "sum_to_shape: cannot sum (2, 3) to (1, 2, 3)", ad::shape_error);
+}
+
+TEST_CASE("reduce ops: a throwing op leaves the tape as it was") {
+    ad::Tape tape;
+    Array<double> x0 = ad::test::uniform({3, 4}, 12);
+    auto x = ad::param(x0);
+    auto y = ad::square(x);
+    std::size_t before = tape.size();
+    CHECK_THROWS_AS(ad::sum(y, 2), ad::value_error);
+    CHECK_THROWS_AS(ad::mean(y, -3, true), ad::value_error);
+    CHECK_THROWS_AS(ad::max(y, 7), ad::value_error);
+    CHECK_THROWS_AS(ad::sum_to_shape(y, {4, 3}), ad::shape_error);
+    CHECK_THROWS_AS(ad::mean(ad::param(Array<double>::from_shape({0}))), ad::value_error);
+    CHECK(tape.size() == before);
+    ad::mean(y).backward();
+    // d/dx mean(x^2) = 2x / n.
+    CHECK(xt::allclose(x.grad(), 2.0 * x0 / 12.0));
+}
+
+TEST_CASE("reduce ops: float gradients agree with double ones") {
+    Array<float> xf = xt::cast<float>(ad::test::away_from_zero({3, 4, 2}, 13));
+    auto gradient = [](const auto& x0) {
+        ad::Tape tape;
+        auto x = ad::param(x0);
+        auto w = ad::tanh(x);
+        auto z = ad::sum(ad::max(w, 1) * ad::mean(w, -2)) + ad::sum(ad::square(ad::sum(w, 0, true))) +
+                 ad::max(w) * ad::mean(w) + ad::sum(ad::sum_to_shape(w * w, {1, 2}));
+        z.backward();
+        return x.grad();
+    };
+    auto gf = gradient(xf);
+    auto gd = gradient(Array<double>(xt::cast<double>(xf)));
+    CHECK(xt::allclose(xt::cast<double>(gf), gd, 1e-5, 1e-6));
+}

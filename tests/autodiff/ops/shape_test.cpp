@@ -1,1 +1,382 @@
 #include "support/test_support.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+using ad::Array;
+using ad::Shape;
+using ad::Var;
+using ad::test::Vars;
+
+namespace {
+
+Shape unravel(std::size_t flat, const Shape& shape) {
+    Shape index(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        index[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return index;
+}
+
+std::size_t ravel(const Shape& index, const Shape& shape) {
+    std::size_t flat = 0;
+    for (std::size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + index[d];
+    return flat;
+}
+
+/// y of `y_shape` whose element at index i is x at source(i): every shape op
+/// is such a gather, spelled out here with index arithmetic alone.
+template <class Source>
+Array<double> gather_reference(const Array<double>& x, const Shape& y_shape, Source source) {
+    Array<double> y = Array<double>::from_shape(y_shape);
+    Shape x_shape = ad::shape_of(x);
+    for (std::size_t flat = 0; flat < y.size(); ++flat) y.data()[flat] = x.data()[ravel(source(unravel(flat, y_shape)), x_shape)];
+    return y;
+}
+
+bool same(const Array<double>& actual, const Array<double>& expected) {
+    return actual.shape() == expected.shape() && actual == expected;
+}
+
+std::vector<std::size_t> random_permutation(std::size_t rank, std::mt19937_64& rng) {
+    std::vector<std::size_t> perm(rank);
+    std::iota(perm.begin(), perm.end(), std::size_t{0});
+    std::shuffle(perm.begin(), perm.end(), rng);
+    return perm;
+}
+
+std::vector<std::size_t> random_rows(std::size_t count, std::size_t rows, std::mt19937_64& rng) {
+    std::vector<std::size_t> indices(count);
+    for (auto& i : indices) i = rng() % rows;
+    return indices;
+}
+
+}  // namespace
+
+TEST_CASE("reshape: forward keeps the row-major order, infers -1, and the gradient matches finite differences") {
+    struct Case {
+        Shape from;
+        std::vector<long> to;
+        Shape expected;
+    };
+    const Case cases[] = {
+        {{2, 3}, {3, 2}, {3, 2}},       {{2, 3}, {-1}, {6}},          {{2, 3, 4}, {4, -1}, {4, 6}},
+        {{2, 3, 4}, {-1, 2, 3}, {4, 2, 3}}, {{6}, {1, -1, 1}, {1, 6, 1}}, {{1, 1}, {}, {}},
+        {{}, {1, 1, 1}, {1, 1, 1}},     {{}, {-1}, {1}},              {{4, 5}, {2, 5, 2}, {2, 5, 2}},
+    };
+    std::mt19937_64 rng(1);
+    for (const auto& c : cases) {
+        INFO(fmt::format("{} into ({})", ad::shape_string(c.from), fmt::join(c.to, ", ")));
+        Array<double> x0 = ad::test::uniform(c.from, rng());
+        auto y = ad::reshape(ad::constant(x0), c.to);
+        REQUIRE(y.shape() == c.expected);
+        CHECK(std::equal(x0.begin(), x0.end(), y.value().begin(), y.value().end()));
+        std::vector<long> to = c.to;
+        CHECK_GRADCHECK(([to](const Vars& v) { return ad::reshape(v[0], to); }), (std::vector<Array<double>>{x0}));
+    }
+}
+
+TEST_CASE("transpose: both forms permute axes like index arithmetic over random shapes, and gradients match") {
+    std::mt19937_64 rng(2);
+    for (int round = 0; round < 12; ++round) {
+        Shape s = ad::test::random_shape(rng, 0, 4);
+        Array<double> x0 = ad::test::uniform(s, rng());
+        // The permuted form; result axis i is input axis perm[i].
+        auto perm = random_permutation(s.size(), rng);
+        INFO(fmt::format("{} by ({})", ad::shape_string(s), fmt::join(perm, ", ")));
+        Shape y_shape(s.size());
+        for (std::size_t i = 0; i < s.size(); ++i) y_shape[i] = s[perm[i]];
+        auto expected = gather_reference(x0, y_shape, [&](const Shape& yi) {
+            Shape xi(yi.size());
+            for (std::size_t i = 0; i < yi.size(); ++i) xi[perm[i]] = yi[i];
+            return xi;
+        });
+        CHECK(same(ad::transpose(ad::constant(x0), perm).value(), expected));
+        CHECK_GRADCHECK(([perm](const Vars& v) { return ad::transpose(v[0], perm); }), (std::vector<Array<double>>{x0}));
+        // The plain form reverses the axes.
+        Shape reversed(s.rbegin(), s.rend());
+        auto reversed_expected = gather_reference(x0, reversed, [](const Shape& yi) { return Shape(yi.rbegin(), yi.rend()); });
+        CHECK(same(ad::transpose(ad::constant(x0)).value(), reversed_expected));
+        CHECK_GRADCHECK([](const Vars& v) { return ad::transpose(v[0]); }, (std::vector<Array<double>>{x0}));
+    }
+}
+
+TEST_CASE("broadcast_to: forward repeats along broadcast axes and the gradient sums them back") {
+    struct Case {
+        Shape from, to;
+    };
+    const Case cases[] = {
+        {{3}, {2, 3}},    {{1, 3}, {4, 3}},       {{2, 1}, {2, 5}},    {{}, {2, 3}},    {{2, 1}, {3, 2, 4}},
+        {{1}, {1}},       {{1, 1}, {2, 3, 1}},    {{2, 3}, {2, 3}},    {{3, 1, 2}, {3, 4, 2}},
+    };
+    std::mt19937_64 rng(3);
+    for (const auto& c : cases) {
+        INFO(fmt::format("{} to {}", ad::shape_string(c.from), ad::shape_string(c.to)));
+        Array<double> x0 = ad::test::uniform(c.from, rng());
+        std::size_t lead = c.to.size() - c.from.size();
+        Shape from = c.from;
+        auto expected = gather_reference(x0, c.to, [&](const Shape& yi) {
+            Shape xi(from.size());
+            for (std::size_t d = 0; d < from.size(); ++d) xi[d] = from[d] == 1 ? 0 : yi[lead + d];
+            return xi;
+        });
+        CHECK(same(ad::broadcast_to(ad::constant(x0), c.to).value(), expected));
+        Shape to = c.to;
+        CHECK_GRADCHECK(([to](const Vars& v) { return ad::broadcast_to(v[0], to); }), (std::vector<Array<double>>{x0}));
+    }
+}
+
+TEST_CASE("slice and pad: forward matches index arithmetic on random axes and ranges, and gradients match") {
+    std::mt19937_64 rng(4);
+    int checked = 0;
+    for (int round = 0; round < 12; ++round) {
+        Shape s = ad::test::random_shape(rng, 1, 3, 5);
+        long rank = static_cast<long>(s.size());
+        long axis = static_cast<long>(rng() % (2 * s.size())) - rank;  // negative axes too
+        std::size_t ax = static_cast<std::size_t>(axis < 0 ? axis + rank : axis);
+        std::size_t begin = rng() % (s[ax] + 1);
+        std::size_t end = begin + rng() % (s[ax] - begin + 1);
+        INFO(fmt::format("[{}, {}) of axis {} of {}", begin, end, axis, ad::shape_string(s)));
+        Array<double> x0 = ad::test::uniform(s, rng());
+
+        Shape y_shape = s;
+        y_shape[ax] = end - begin;
+        auto sliced = gather_reference(x0, y_shape, [&](Shape yi) {
+            yi[ax] += begin;
+            return yi;
+        });
+        CHECK(same(ad::slice(ad::constant(x0), axis, begin, end).value(), sliced));
+        CHECK_GRADCHECK(([axis, begin, end](const Vars& v) { return ad::slice(v[0], axis, begin, end); }),
+                        (std::vector<Array<double>>{x0}));
+
+        // pad puts x back at `begin` of a longer axis of zeros.
+        std::size_t size = s[ax] + begin + rng() % 3;
+        Shape padded_shape = s;
+        padded_shape[ax] = size;
+        Array<double> padded = xt::zeros<double>(padded_shape);
+        for (std::size_t flat = 0; flat < x0.size(); ++flat) {
+            Shape xi = unravel(flat, s);
+            xi[ax] += begin;
+            padded.data()[ravel(xi, padded_shape)] = x0.data()[flat];
+        }
+        CHECK(same(ad::pad(ad::constant(x0), axis, begin, size).value(), padded));
+        CHECK_GRADCHECK(([axis, begin, size](const Vars& v) { return ad::pad(v[0], axis, begin, size); }),
+                        (std::vector<Array<double>>{x0}));
+        checked += 2;
+    }
+    CHECK(checked == 24);
+}
+
+TEST_CASE("rows: a contiguous block of rows, with the gradient of a slice of axis 0") {
+    Array<double> x0 = ad::test::uniform({5, 3}, 5);
+    auto y = ad::rows(ad::constant(x0), 1, 4);
+    REQUIRE(y.shape() == Shape{3, 3});
+    for (std::size_t r = 0; r < 3; ++r) {
+        for (std::size_t c = 0; c < 3; ++c) CHECK(y.value()(r, c) == x0(r + 1, c));
+    }
+    CHECK(ad::rows(ad::constant(x0), 2, 2).shape() == Shape{0, 3});
+    CHECK_GRADCHECK([](const Vars& v) { return ad::rows(v[0], 1, 4); }, (std::vector<Array<double>>{x0}));
+    CHECK_GRADCHECK([](const Vars& v) { return ad::rows(v[0], 0, 1); }, (std::vector<Array<double>>{ad::test::uniform({2}, 6)}));
+}
+
+TEST_CASE("take_rows and scatter_add_rows: forward matches loops with repeated indices, and gradients match") {
+    std::mt19937_64 rng(6);
+    for (int round = 0; round < 8; ++round) {
+        Shape s = ad::test::random_shape(rng, 1, 3);
+        std::size_t n = s[0];
+        // More picks than rows, so some rows repeat and their gradients must add up.
+        auto indices = random_rows(n + 2 + rng() % 3, n, rng);
+        INFO(fmt::format("rows ({}) of {}", fmt::join(indices, ", "), ad::shape_string(s)));
+        Array<double> x0 = ad::test::uniform(s, rng());
+        std::size_t row = x0.size() / n;
+
+        Shape taken_shape = s;
+        taken_shape[0] = indices.size();
+        Array<double> taken = Array<double>::from_shape(taken_shape);
+        for (std::size_t i = 0; i < indices.size(); ++i) {
+            for (std::size_t j = 0; j < row; ++j) taken.data()[i * row + j] = x0.data()[indices[i] * row + j];
+        }
+        CHECK(same(ad::take_rows(ad::constant(x0), indices).value(), taken));
+        CHECK_GRADCHECK(([indices](const Vars& v) { return ad::take_rows(v[0], indices); }), (std::vector<Array<double>>{x0}));
+
+        // scatter_add_rows takes the taken rows back, adding where indices repeat.
+        Array<double> scattered = xt::zeros<double>(s);
+        for (std::size_t i = 0; i < indices.size(); ++i) {
+            for (std::size_t j = 0; j < row; ++j) scattered.data()[indices[i] * row + j] += taken.data()[i * row + j];
+        }
+        CHECK(xt::allclose(ad::scatter_add_rows(ad::constant(taken), indices, n).value(), scattered, 1e-14, 1e-14));
+        CHECK_GRADCHECK(([indices, n](const Vars& v) { return ad::scatter_add_rows(v[0], indices, n); }),
+                        (std::vector<Array<double>>{taken}));
+    }
+}
+
+TEST_CASE("take_rows: a row picked k times receives k times its cotangent") {
+    // d/dx sum(take_rows(x, {2, 0, 2, 2})) counts each row's picks: rows 0, 1, 2 get 1, 0, 3.
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{{1.0, 2.0}, {3.0, 4.0}, {5.0, 6.0}});
+    ad::sum(ad::take_rows(x, {2, 0, 2, 2})).backward();
+    CHECK(x.grad() == Array<double>{{1.0, 1.0}, {0.0, 0.0}, {3.0, 3.0}});
+}
+
+TEST_CASE("concatenate and stack: forward matches index arithmetic on several axes, and gradients match") {
+    std::mt19937_64 rng(7);
+    for (int round = 0; round < 8; ++round) {
+        Shape s = ad::test::random_shape(rng, 1, 3);
+        long rank = static_cast<long>(s.size());
+        long axis = static_cast<long>(rng() % (2 * s.size())) - rank;
+        std::size_t ax = static_cast<std::size_t>(axis < 0 ? axis + rank : axis);
+        // Three inputs of different lengths along the axis.
+        std::vector<Array<double>> parts;
+        std::vector<std::size_t> offsets;
+        Shape y_shape = s;
+        y_shape[ax] = 0;
+        for (int i = 0; i < 3; ++i) {
+            Shape si = s;
+            si[ax] = 1 + rng() % 3;
+            offsets.push_back(y_shape[ax]);
+            y_shape[ax] += si[ax];
+            parts.push_back(ad::test::uniform(si, rng()));
+        }
+        INFO(fmt::format("concatenate along {} into {}", axis, ad::shape_string(y_shape)));
+        Array<double> expected = Array<double>::from_shape(y_shape);
+        for (std::size_t i = 0; i < parts.size(); ++i) {
+            Shape pi = ad::shape_of(parts[i]);
+            for (std::size_t flat = 0; flat < parts[i].size(); ++flat) {
+                Shape index = unravel(flat, pi);
+                index[ax] += offsets[i];
+                expected.data()[ravel(index, y_shape)] = parts[i].data()[flat];
+            }
+        }
+        Vars constants;
+        for (const auto& p : parts) constants.push_back(ad::constant(p));
+        CHECK(same(ad::concatenate(constants, axis).value(), expected));
+        CHECK_GRADCHECK(([axis](const Vars& v) { return ad::concatenate(v, axis); }), parts);
+
+        // stack: equal shapes joined along a new axis, which may be one past the last.
+        long stack_axis = static_cast<long>(rng() % (2 * s.size() + 2)) - (rank + 1);
+        std::size_t sax = static_cast<std::size_t>(stack_axis < 0 ? stack_axis + rank + 1 : stack_axis);
+        std::vector<Array<double>> same_shape{ad::test::uniform(s, rng()), ad::test::uniform(s, rng()),
+                                              ad::test::uniform(s, rng())};
+        Shape stacked_shape = s;
+        stacked_shape.insert(stacked_shape.begin() + static_cast<long>(sax), 3);
+        Array<double> stacked = Array<double>::from_shape(stacked_shape);
+        for (std::size_t flat = 0; flat < stacked.size(); ++flat) {
+            Shape index = unravel(flat, stacked_shape);
+            std::size_t which = index[sax];
+            index.erase(index.begin() + static_cast<long>(sax));
+            stacked.data()[flat] = same_shape[which].data()[ravel(index, s)];
+        }
+        INFO(fmt::format("stack along {} into {}", stack_axis, ad::shape_string(stacked_shape)));
+        Vars stack_inputs;
+        for (const auto& p : same_shape) stack_inputs.push_back(ad::constant(p));
+        CHECK(same(ad::stack(stack_inputs, stack_axis).value(), stacked));
+        CHECK_GRADCHECK(([stack_axis](const Vars& v) { return ad::stack(v, stack_axis); }), same_shape);
+    }
+}
+
+TEST_CASE("concatenate and stack: one input used twice gets both slices of the gradient") {
+    Array<double> x0 = ad::test::uniform({2, 3}, 8);
+    CHECK_GRADCHECK([](const Vars& v) { return ad::concatenate(Vars{v[0], ad::tanh(v[0]), v[0]}, 1); },
+                    (std::vector<Array<double>>{x0}));
+    CHECK_GRADCHECK([](const Vars& v) { return ad::stack(Vars{v[0], ad::square(v[0])}, -1); }, (std::vector<Array<double>>{x0}));
+    // 0-d values stack into a vector.
+    CHECK_GRADCHECK([](const Vars& v) { return ad::stack(Vars{v[0], v[1], v[0]}); },
+                    (std::vector<Array<double>>{Array<double>(0.5), Array<double>(-1.5)}));
+}
+
+TEST_CASE("shape ops: bad shapes are shape_errors naming the op and the shapes") {
+    auto x = ad::constant(Array<double>::from_shape({2, 3}));
+    CHECK_THROWS_WITH_AS(ad::reshape(x, {4, -1}), "reshape: cannot reshape (2, 3) into (4, -1)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::reshape(x, {4, 2}), "reshape: cannot reshape (2, 3) into (4, 2)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::reshape(x, {-1, -1}), "reshape: cannot reshape (2, 3) into (-1, -1)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::reshape(x, {-2, -3}), "reshape: cannot reshape (2, 3) into (-2, -3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::transpose(x, {0, 0}), "transpose: (0, 0) is not a permutation of the axes of (2, 3)",
+                         ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::transpose(x, {2, 0, 1}), "transpose: (2, 0, 1) is not a permutation of the axes of (2, 3)",
+                         ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::broadcast_to(x, {3, 2}), "broadcast_to: cannot broadcast (2, 3) to (3, 2)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::broadcast_to(x, {3}), "broadcast_to: cannot broadcast (2, 3) to (3,)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::slice(x, 1, 3, 2), "slice: [3, 2) is out of range for axis 1 of (2, 3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::slice(x, -1, 0, 4), "slice: [0, 4) is out of range for axis -1 of (2, 3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::rows(x, 1, 3), "rows: [1, 3) is out of range for the 2 rows of (2, 3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::rows(x, 2, 1), "rows: [2, 1) is out of range for the 2 rows of (2, 3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::rows(ad::scalar(1.0), 0, 0), "rows: a 0-d value has no rows", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::pad(x, 1, 2, 4), "pad: (2, 3) does not fit at 2 of an axis of length 4", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::pad(x, 0, 0, 1), "pad: (2, 3) does not fit at 0 of an axis of length 1", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::take_rows(ad::scalar(1.0), {0}), "take_rows: a 0-d value has no rows", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::scatter_add_rows(x, {0, 1, 1}, 4), "scatter_add_rows: 2 rows of (2, 3) for 3 indices",
+                         ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::scatter_add_rows(ad::scalar(1.0), {}, 4), "scatter_add_rows: 0 rows of () for 0 indices",
+                         ad::shape_error);
+    auto y = ad::constant(Array<double>::from_shape({3, 3}));
+    auto v = ad::constant(Array<double>::from_shape({3}));
+    CHECK_THROWS_WITH_AS(ad::concatenate(Vars{}), "concatenate: no values to join", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::concatenate(Vars{x, y}, 1), "concatenate: shapes (2, 3), (3, 3) differ outside axis 1",
+                         ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::concatenate(Vars{x, v}), "concatenate: shapes (2, 3), (3,) differ outside axis 0",
+                         ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::stack(Vars{}), "stack: no values to join", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::stack(Vars{x, x, y}), "stack: shapes (2, 3), (2, 3), (3, 3) are not all the same",
+                         ad::shape_error);
+}
+
+TEST_CASE("shape ops: bad axes and row indices are value_errors naming the op") {
+    auto x = ad::constant(Array<double>::from_shape({2, 3}));
+    CHECK_THROWS_WITH_AS(ad::slice(x, 2, 0, 1), "slice: axis 2 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::pad(x, -3, 0, 4), "pad: axis -3 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::concatenate(Vars{x, x}, 2), "concatenate: axis 2 is out of range for a value of rank 2",
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::stack(Vars{x, x}, -4), "stack: axis -4 is out of range for a value of rank 3", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::take_rows(x, {0, 2}), "take_rows: row index 2 is out of range for 2 rows (shape (2, 3))",
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::scatter_add_rows(x, {0, 5}, 4),
+                         "scatter_add_rows: row index 5 is out of range for 4 rows (shape (2, 3))", ad::value_error);
+}
+
+TEST_CASE("shape ops: a throwing op leaves the tape as it was") {
+    ad::Tape tape;
+    Array<double> x0 = ad::test::uniform({2, 3}, 9);
+    auto x = ad::param(x0);
+    auto y = ad::exp(x);
+    auto other = ad::param(Array<double>::from_shape({3, 2}));
+    std::size_t before = tape.size();
+    CHECK_THROWS_AS(ad::reshape(y, {4, -1}), ad::shape_error);
+    CHECK_THROWS_AS(ad::transpose(y, {1, 1}), ad::shape_error);
+    CHECK_THROWS_AS(ad::broadcast_to(y, {2, 2}), ad::shape_error);
+    CHECK_THROWS_AS(ad::slice(y, 0, 1, 3), ad::shape_error);
+    CHECK_THROWS_AS(ad::rows(y, 0, 3), ad::shape_error);
+    CHECK_THROWS_AS(ad::pad(y, 0, 1, 2), ad::shape_error);
+    CHECK_THROWS_AS(ad::take_rows(y, {0, 7}), ad::value_error);
+    CHECK_THROWS_AS(ad::scatter_add_rows(y, {0, 7}, 3), ad::value_error);
+    CHECK_THROWS_AS(ad::concatenate(Vars{y, y, other}), ad::shape_error);
+    // The inputs before the odd one out are valid: nothing of them may be recorded either.
+    CHECK_THROWS_AS(ad::stack(Vars{y, y, other}), ad::shape_error);
+    CHECK(tape.size() == before);
+    ad::sum(y).backward();
+    CHECK(xt::allclose(x.grad(), xt::exp(x0)));  // d/dx sum(e^x) = e^x
+}
+
+TEST_CASE("shape ops: float gradients agree with double ones") {
+    Array<float> xf = xt::cast<float>(ad::test::uniform({3, 4}, 10));
+    auto gradient = [](const auto& x0) {
+        ad::Tape tape;
+        auto x = ad::param(x0);
+        auto w = ad::tanh(x);
+        auto parts = ad::concatenate(std::vector{ad::slice(w, 1, 1, 3), ad::transpose(ad::rows(w, 0, 2))}, 0);
+        auto z = ad::sum(ad::square(ad::reshape(parts, {-1, 7}))) +
+                 ad::sum(ad::broadcast_to(ad::take_rows(w, {2, 2, 0, 1}), {2, 4, 4}) *
+                         ad::transpose(ad::take_rows(w, {0, 1, 2, 2}), {1, 0})) +
+                 ad::sum(ad::exp(ad::stack(std::vector{w, ad::pad(ad::slice(w, 0, 1, 2), 0, 2, 3)}, 1))) +
+                 ad::sum(ad::scatter_add_rows(w, {1, 1, 0}, 2) * ad::rows(w, 1, 3));
+        z.backward();
+        return x.grad();
+    };
+    auto gf = gradient(xf);
+    auto gd = gradient(Array<double>(xt::cast<double>(xf)));
+    CHECK(xt::allclose(xt::cast<double>(gf), gd, 1e-5, 1e-6));
+}
