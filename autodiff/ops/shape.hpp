@@ -1,6 +1,7 @@
 #pragma once
 // Ops that move elements without computing on them.
 
+#include <initializer_list>
 #include <vector>
 
 #include "autodiff/var.hpp"
@@ -33,5 +34,13 @@ Var<T> scatter_add_rows(const Var<T>& x, const std::vector<std::size_t>& indices
 template <class T> Var<T> concatenate(const std::vector<Var<T>>& xs, long axis = 0);
 /// Joins values of one shape along a new axis.
 template <class T> Var<T> stack(const std::vector<Var<T>>& xs, long axis = 0);
+
+// So that `concatenate({a, b})` deduces the element type.
+template <class T> Var<T> concatenate(std::initializer_list<Var<T>> xs, long axis = 0) {
+    return concatenate(std::vector<Var<T>>(xs), axis);
+}
+template <class T> Var<T> stack(std::initializer_list<Var<T>> xs, long axis = 0) {
+    return stack(std::vector<Var<T>>(xs), axis);
+}
 
 }  // namespace ad
