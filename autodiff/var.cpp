@@ -29,13 +29,13 @@ const Array<T>& Var<T>::grad() const {
         throw tape_error(fmt::format("grad: this value of shape {} is a constant, it has no gradient",
                                      shape_string_of(n.value)));
     }
-    return n.grad;
+    return *n.grad;
 }
 
 template <class T>
 void Var<T>::zero_grad() {
     auto& n = node();
-    if (n.is_leaf && n.requires_grad) n.grad.fill(T(0));
+    if (n.grad) n.grad->fill(T(0));
 }
 
 template <class T>
@@ -68,7 +68,7 @@ Var<T> param(Array<T> value) {
     Var<T> x = detail::make_value(std::move(value));
     auto& node = *x.node_ptr();
     node.requires_grad = true;
-    node.grad = xt::zeros<T>(node.value.shape());
+    node.grad = std::make_unique<Array<T>>(xt::zeros<T>(node.value.shape()));
     return x;
 }
 
@@ -185,7 +185,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             grads.push_back(x.node_ptr() == loss.node_ptr() ? seed_var
                                                             : constant(Array<T>(xt::zeros<T>(x.value().shape()))));
         }
-        if (accumulate) loss_node.grad += seed_var.value();
+        if (accumulate) *loss_node.grad += seed_var.value();
         return grads;
     }
 

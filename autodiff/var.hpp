@@ -27,7 +27,7 @@ struct Node {
     explicit Node(Array<T>&& v) : value(std::move(v)) {}
 
     Array<T> value;
-    Array<T> grad;                        // leaves only: accumulated across backward calls
+    std::unique_ptr<Array<T>> grad;       // parameters only: accumulated across backward calls
     std::shared_ptr<Node> cotangent;      // during a sweep: d loss / d value, itself a value
     std::uint64_t epoch = 0;              // tape epoch of the record that made it (0: leaf)
     std::size_t record_index = 0;         // that record's index on the tape
@@ -197,7 +197,7 @@ struct OpRecord {
         for (auto& x : inputs) {
             auto& node = *x.node_ptr();
             if (!node.cotangent) continue;
-            if (pass == Pass::finalize_accumulate && node.is_leaf) node.grad += node.cotangent->value;
+            if (pass == Pass::finalize_accumulate && node.grad) *node.grad += node.cotangent->value;
             node.cotangent.reset();
         }
     }
