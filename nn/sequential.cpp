@@ -1,0 +1,111 @@
+#include "nn/sequential.hpp"
+
+#include <fmt/format.h>
+
+#include "nn/random.hpp"
+
+namespace ad::nn {
+
+template <class T>
+Sequential<T>& Sequential<T>::add(ModulePtr<T> layer) {
+    if (!layer) throw value_error("Sequential::add: the module is null");
+    layers_.push_back(std::move(layer));
+    return *this;
+}
+
+namespace {
+
+template <class E>
+[[noreturn]] void rethrow_with(const E&, const std::string& message) {
+    throw E(message);
+}
+
+}  // namespace
+
+template <class T>
+Var<T> Sequential<T>::forward(const Var<T>& x) {
+    Var<T> a = x;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        std::string where = fmt::format("layers.{} ({})", i, layers_[i]->describe());
+        try {
+            a = layers_[i]->forward(a);
+        } catch (const shape_error& e) {
+            rethrow_with(e, where + ": " + e.what());
+        } catch (const value_error& e) {
+            rethrow_with(e, where + ": " + e.what());
+        } catch (const tape_error& e) {
+            rethrow_with(e, where + ": " + e.what());
+        }
+    }
+    return a;
+}
+
+template <class T>
+std::vector<NamedParameter<T>> Sequential<T>::parameters() const {
+    std::vector<NamedParameter<T>> all;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        for (auto& p : layers_[i]->parameters()) {
+            all.push_back({fmt::format("layers.{}.{}", i, p.name), p.var});
+        }
+    }
+    return all;
+}
+
+template <class T>
+std::string Sequential<T>::describe() const {
+    std::string s = "Sequential(";
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        if (i) s += ", ";
+        s += layers_[i]->describe();
+    }
+    return s + ")";
+}
+
+namespace {
+
+std::vector<Activation> repeat(std::size_t layers, Activation activation, std::optional<Activation> output) {
+    std::vector<Activation> acts(layers, activation);
+    if (output && !acts.empty()) acts.back() = *output;
+    return acts;
+}
+
+std::size_t layer_count(const std::vector<std::size_t>& sizes) {
+    if (sizes.size() < 2) {
+        throw value_error(fmt::format("MLP: needs at least an input and an output size, got {} sizes", sizes.size()));
+    }
+    return sizes.size() - 1;
+}
+
+}  // namespace
+
+template <class T>
+MLP<T>::MLP(const std::vector<std::size_t>& sizes, Activation activation, std::uint64_t seed,
+            std::optional<Activation> output_activation)
+    : MLP(sizes, repeat(layer_count(sizes), activation, output_activation), seed) {}
+
+template <class T>
+MLP<T>::MLP(const std::vector<std::size_t>& sizes, const std::vector<Activation>& activations, std::uint64_t seed)
+    : sizes_(sizes), activations_(activations) {
+    std::size_t layers = layer_count(sizes);
+    if (activations.size() != layers) {
+        throw value_error(fmt::format("MLP: {} sizes make {} layers but {} activations were given", sizes.size(),
+                                      layers, activations.size()));
+    }
+    for (std::size_t l = 0; l < layers; ++l) {
+        Init init = activations[l] == Activation::relu ? Init::he_uniform : Init::xavier_uniform;
+        this->add(std::make_shared<Linear<T>>(sizes[l], sizes[l + 1], derive_seed(seed, l), init));
+        this->add(make_activation<T>(activations[l]));
+    }
+}
+
+template <class T>
+Linear<T>& MLP<T>::linear(std::size_t l) const {
+    return static_cast<Linear<T>&>(*this->layer(2 * l));
+}
+
+template class Sequential<float>;
+template class Sequential<double>;
+template class MLP<float>;
+template class MLP<double>;
+
+}  // namespace ad::nn

@@ -1,0 +1,68 @@
+#include "nn_test_support.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace {
+
+using namespace ad;
+
+Array<double> numbered(std::size_t rows, std::size_t cols) {
+    Array<double> a = Array<double>::from_shape({rows, cols});
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < cols; ++c) a(r, c) = double(r * 10 + c);
+    return a;
+}
+
+TEST_CASE("DataLoader: every sample once per epoch, inputs and targets stay paired") {
+    Array<double> x = numbered(10, 2);
+    Array<double> y = numbered(10, 1);
+    nn::DataLoader<double> loader(x, y, 4, true, 7);
+    CHECK(loader.samples() == 10);
+    CHECK(loader.batches_per_epoch() == 3);
+    for (int epoch = 0; epoch < 3; ++epoch) {
+        auto batches = loader.epoch();
+        REQUIRE(batches.size() == 3);
+        CHECK(batches[0].inputs.shape() == Shape{4, 2});
+        CHECK(batches[2].inputs.shape() == Shape{2, 2});  // the remainder
+        std::multiset<std::size_t> seen;
+        for (const auto& b : batches) {
+            for (std::size_t i = 0; i < b.rows.size(); ++i) {
+                seen.insert(b.rows[i]);
+                CHECK(b.inputs.value()(i, 0) == double(b.rows[i] * 10));
+                CHECK(b.inputs.value()(i, 1) == double(b.rows[i] * 10 + 1));
+                CHECK(b.targets.value()(i, 0) == double(b.rows[i] * 10));
+            }
+            CHECK(!b.inputs.requires_grad());
+        }
+        CHECK(seen == std::multiset<std::size_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+    }
+}
+
+TEST_CASE("DataLoader: seeded shuffling is reproducible and reshuffles every epoch") {
+    Array<double> x = numbered(20, 1);
+    nn::DataLoader<double> a(x, x, 20, true, 3), b(x, x, 20, true, 3), c(x, x, 20, true, 4);
+    auto a1 = a.epoch()[0].rows, a2 = a.epoch()[0].rows;
+    auto b1 = b.epoch()[0].rows;
+    auto c1 = c.epoch()[0].rows;
+    CHECK(a1 == b1);
+    CHECK(a1 != c1);
+    CHECK(a1 != a2);
+    std::vector<std::size_t> identity(20);
+    for (std::size_t i = 0; i < 20; ++i) identity[i] = i;
+    CHECK(a1 != identity);
+    nn::DataLoader<double> ordered(x, x, 8, false);
+    CHECK(ordered.epoch()[1].rows == std::vector<std::size_t>{8, 9, 10, 11, 12, 13, 14, 15});
+}
+
+TEST_CASE("DataLoader: mismatched rows, empty data and batch size 0 are rejected") {
+    CHECK_THROWS_AS(nn::DataLoader<double>(numbered(4, 2), numbered(3, 1), 2), shape_error);
+    CHECK_THROWS_AS(nn::DataLoader<double>(Array<double>(xt::zeros<double>({0, 2})),
+                                           Array<double>(xt::zeros<double>({0, 1})), 2),
+                    value_error);
+    CHECK_THROWS_AS(nn::DataLoader<double>(numbered(4, 2), numbered(4, 1), 0), value_error);
+    nn::DataLoader<float> works(xt::cast<float>(numbered(3, 2)), xt::cast<float>(numbered(3, 1)), 2);
+    CHECK(works.epoch().size() == 2);
+}
+
+}  // namespace

@@ -1,0 +1,67 @@
+#pragma once
+// Shared by the nn tests: finite differences of a model's loss with respect
+// to its parameters, independent of the tape.
+
+#include <functional>
+#include <vector>
+
+#include "nn/nn.hpp"
+#include "support/test_support.hpp"
+
+namespace ad::test {
+
+/// Central differences of `loss()` with respect to every element of every
+/// parameter of `model`, computed by perturbing the values in place.
+inline std::vector<Array<double>> numeric_parameter_grads(const nn::Module<double>& model,
+                                                          const std::function<double()>& loss,
+                                                          double eps = 1e-6) {
+    std::vector<Array<double>> grads;
+    for (auto& p : model.parameters()) {
+        Array<double>& value = p.var.mutable_value();
+        Array<double> g = xt::zeros<double>(value.shape());
+        for (std::size_t i = 0; i < value.size(); ++i) {
+            double saved = value.flat(i);
+            value.flat(i) = saved + eps;
+            double up = loss();
+            value.flat(i) = saved - eps;
+            double down = loss();
+            value.flat(i) = saved;
+            g.flat(i) = (up - down) / (2 * eps);
+        }
+        grads.push_back(g);
+    }
+    return grads;
+}
+
+inline double max_abs_diff(const Array<double>& a, const Array<double>& b) {
+    REQUIRE(equal_shapes(a, b));
+    double m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a.flat(i) - b.flat(i)));
+    return m;
+}
+
+inline double max_abs(const Array<double>& a) {
+    double m = 0;
+    for (double v : a) m = std::max(m, std::abs(v));
+    return m;
+}
+
+/// The values of all parameters, to check later that nothing changed.
+template <class T>
+std::vector<Array<T>> snapshot(const nn::Module<T>& model) {
+    std::vector<Array<T>> values;
+    for (const auto& p : model.parameters()) values.push_back(p.var.value());
+    return values;
+}
+
+template <class T>
+bool unchanged(const nn::Module<T>& model, const std::vector<Array<T>>& before) {
+    auto params = model.parameters();
+    if (params.size() != before.size()) return false;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        if (!equal_shapes(params[i].var.value(), before[i]) || params[i].var.value() != before[i]) return false;
+    }
+    return true;
+}
+
+}  // namespace ad::test

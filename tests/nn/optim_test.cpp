@@ -1,0 +1,164 @@
+#include "nn_test_support.hpp"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace {
+
+using namespace ad;
+
+/// A parameter with a chosen gradient, as backward() would leave it.
+Var<double> with_grad(const Array<double>& value, const Array<double>& grad) {
+    Tape tape;
+    auto p = param(value);
+    sum(p * constant(grad)).backward();  // d/dp sum(p g) = g
+    return p;
+}
+
+TEST_CASE("SGD: p <- p - lr (grad + wd p), momentum v = mu v + g") {
+    Array<double> w0{1.0, -2.0};
+    Array<double> g{0.5, 0.25};
+    auto p = with_grad(w0, g);
+    nn::SGD<double> plain({{"p", p}}, {0.1});
+    plain.step();
+    CHECK(test::max_abs_diff(p.value(), w0 - 0.1 * g) < 1e-16);
+    CHECK(plain.steps() == 1);
+
+    auto q = with_grad(w0, g);
+    nn::SGD<double> decay({{"q", q}}, {0.1, 0.0, 0.01});
+    decay.step();
+    CHECK(test::max_abs_diff(q.value(), w0 - 0.1 * (g + 0.01 * w0)) < 1e-16);
+
+    auto r = with_grad(w0, g);
+    nn::SGD<double> momentum({{"r", r}}, {0.1, 0.9});
+    momentum.step();  // v1 = g
+    Array<double> w1 = w0 - 0.1 * g;
+    CHECK(test::max_abs_diff(r.value(), w1) < 1e-16);
+    momentum.step();  // same gradient again: v2 = 0.9 g + g
+    CHECK(test::max_abs_diff(r.value(), w1 - 0.1 * (0.9 * g + g)) < 1e-15);
+}
+
+TEST_CASE("Adam: the first two steps by hand") {
+    Array<double> w0{1.0, -2.0, 0.5};
+    Array<double> g{0.5, -0.25, 1e-3};
+    auto p = with_grad(w0, g);
+    nn::AdamOptions o;
+    o.learning_rate = 0.01;
+    nn::Adam<double> adam({{"p", p}}, o);
+    adam.step();
+    // Step 1: m = (1-b1) g, v = (1-b2) g^2, bias-corrected to g and g^2: p -= lr g / (|g| + eps).
+    Array<double> w1 = w0 - 0.01 * g / (xt::abs(g) + 1e-8);
+    CHECK(test::max_abs_diff(p.value(), w1) < 1e-15);
+    adam.step();
+    Array<double> m = 0.9 * (0.1 * g) + 0.1 * g;
+    Array<double> v = 0.999 * (0.001 * g * g) + 0.001 * g * g;
+    Array<double> mhat = m / (1 - 0.9 * 0.9);
+    Array<double> vhat = v / (1 - 0.999 * 0.999);
+    CHECK(test::max_abs_diff(p.value(), w1 - 0.01 * mhat / (xt::sqrt(vhat) + 1e-8)) < 1e-15);
+}
+
+TEST_CASE("optimizers train a model: SGD and Adam lower the loss, in float and double") {
+    Array<double> x = test::uniform({16, 2}, 1);
+    Array<double> y = xt::sum(x, {1}, xt::keep_dims) * 0.5;
+    auto run = [&](auto make_optimizer) {
+        nn::MLP<double> model({2, 4, 1}, nn::Activation::tanh, 2, nn::Activation::identity);
+        auto opt = make_optimizer(model);
+        Tape tape;
+        double first = 0, last = 0;
+        for (int i = 0; i < 200; ++i) {
+            opt.zero_grad();
+            auto loss = nn::mse(model(x), y);
+            loss.backward();
+            opt.step();
+            tape.clear();
+            (i == 0 ? first : last) = loss.item();
+        }
+        return last / first;
+    };
+    CHECK(run([](auto& m) { return nn::SGD<double>(m, {0.1, 0.9}); }) < 0.05);
+    CHECK(run([](auto& m) { return nn::Adam<double>(m, {0.01}); }) < 0.05);
+
+    nn::MLP<float> model({2, 4, 1}, nn::Activation::tanh, 2, nn::Activation::identity);
+    nn::Adam<float> adam(model, {0.01});
+    Array<float> xf = xt::cast<float>(x), yf = xt::cast<float>(y);
+    Tape tape;
+    float first = 0, last = 0;
+    for (int i = 0; i < 200; ++i) {
+        adam.zero_grad();
+        auto loss = nn::mse(model(xf), yf);
+        loss.backward();
+        adam.step();
+        tape.clear();
+        (i == 0 ? first : last) = loss.item();
+    }
+    CHECK(last < 0.05f * first);
+}
+
+TEST_CASE("optimizers: bad options are rejected") {
+    nn::Linear<double> layer(2, 2);
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double inf = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_AS(nn::SGD<double>(layer, {nan}), value_error);
+    CHECK_THROWS_AS(nn::SGD<double>(layer, {inf}), value_error);
+    CHECK_THROWS_AS(nn::SGD<double>(layer, {-0.1}), value_error);
+    CHECK_THROWS_AS(nn::SGD<double>(layer, {0.1, 1.0}), value_error);
+    CHECK_THROWS_AS(nn::SGD<double>(layer, {0.1, 0.0, -1.0}), value_error);
+    CHECK_THROWS_AS(nn::Adam<double>(layer, {nan}), value_error);
+    nn::AdamOptions bad_beta;
+    bad_beta.beta2 = 1.0;
+    CHECK_THROWS_AS(nn::Adam<double>(layer, bad_beta), value_error);
+    nn::SGD<double> sgd(layer, {0.1});
+    try {
+        sgd.set_learning_rate(nan);
+        FAIL("no exception");
+    } catch (const value_error& e) {
+        CHECK(std::string(e.what()).find("learning rate is nan") != std::string::npos);
+    }
+    CHECK(sgd.learning_rate() == 0.1);
+    CHECK_THROWS_AS(nn::SGD<double>({{"data", constant(Array<double>{1.0})}}), value_error);
+}
+
+TEST_CASE("optimizers: a non-finite gradient leaves parameters and state unchanged") {
+    Tape tape;
+    nn::MLP<double> model({2, 3, 1}, nn::Activation::sigmoid, 4);
+    Array<double> x{{0.0, 1.0}, {1.0, 0.0}};
+    Array<double> y{1.0, 0.0};
+    y.reshape({2, 1});
+    nn::SGD<double> sgd(model, {0.5, 0.9});
+    nn::Adam<double> adam(model, {0.01});
+    nn::half_sse(model(x), y).backward();
+    sgd.step();
+    tape.clear();
+    auto before = test::snapshot(model);
+
+    sgd.zero_grad();
+    nn::half_sse(model(x), y).backward();
+    tape.clear();
+    // Poison one gradient, as an overflow would.
+    auto params = model.parameters();
+    const_cast<Array<double>&>(params[2].var.grad())(0, 1) = std::numeric_limits<double>::infinity();
+    try {
+        sgd.step();
+        FAIL("no exception");
+    } catch (const value_error& e) {
+        std::string m = e.what();
+        CHECK(m.find("SGD::step") == 0);
+        CHECK(m.find("layers.2.weight") != std::string::npos);
+        CHECK(m.find("(1, 3)") != std::string::npos);
+    }
+    CHECK_THROWS_AS(adam.step(), value_error);
+    CHECK(test::unchanged(model, before));
+    CHECK(sgd.steps() == 1);
+    CHECK(adam.steps() == 0);
+
+    // A good gradient afterwards steps as usual.
+    sgd.zero_grad();
+    nn::half_sse(model(x), y).backward();
+    tape.clear();
+    sgd.step();
+    CHECK(sgd.steps() == 2);
+    CHECK(!test::unchanged(model, before));
+}
+
+}  // namespace
