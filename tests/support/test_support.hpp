@@ -1,7 +1,9 @@
 #pragma once
-// Shared by the tests: seeded random inputs and a gradcheck assertion that
-// prints the worst element when it fails.
+// Shared by the tests: seeded random inputs, row-major index arithmetic for
+// hand-written references, the comparisons the op tests hold values to, and
+// gradcheck / gradgradcheck assertions that print the worst element on failure.
 
+#include <cstddef>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -40,6 +42,44 @@ inline Shape random_shape(std::mt19937_64& rng, std::size_t min_rank, std::size_
     return s;
 }
 
+/// The row-major multi-index of element `flat` of an array of `shape`.
+inline Shape unravel(std::size_t flat, const Shape& shape) {
+    Shape index(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        index[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return index;
+}
+
+/// The row-major position of `index` in an array of `shape`: unravel's inverse.
+inline std::size_t ravel(const Shape& index, const Shape& shape) {
+    std::size_t flat = 0;
+    for (std::size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + index[d];
+    return flat;
+}
+
+/// An op's forward value against a reference computed with loops: the same
+/// shape, and every element within 1e-12 (relative and absolute).
+inline bool matches(const Array<double>& actual, const Array<double>& expected) {
+    return actual.shape() == expected.shape() && xt::allclose(actual, expected, 1e-12, 1e-12);
+}
+
+/// A gradient computed in float against the same computation in double:
+/// within 1e-5 relative, 1e-6 absolute.
+inline bool float_matches_double(const Array<float>& in_float, const Array<double>& in_double) {
+    return xt::allclose(xt::cast<double>(in_float), in_double, 1e-5, 1e-6);
+}
+
+/// float_matches_double for each input's gradient, one CHECK an input (named on failure).
+inline void check_float_matches_double(const std::vector<Array<float>>& in_float,
+                                       const std::vector<Array<double>>& in_double) {
+    for (std::size_t i = 0; i < in_float.size(); ++i) {
+        INFO("input ", i);
+        CHECK(float_matches_double(in_float[i], in_double.at(i)));
+    }
+}
+
 }  // namespace ad::test
 
 /// Runs gradcheck and fails the test with its message (worst element, analytic vs numeric).
@@ -48,4 +88,13 @@ inline Shape random_shape(std::mt19937_64& rng, std::size_t min_rank, std::size_
         auto gradcheck_result_ = ::ad::gradcheck((f), (inputs)); \
         INFO(gradcheck_result_.message);                    \
         CHECK(gradcheck_result_.ok);                        \
+    } while (false)
+
+/// Runs gradgradcheck (second derivatives, with respect to every input) and
+/// fails the test with its message.
+#define CHECK_GRADGRADCHECK(f, inputs)                                   \
+    do {                                                                 \
+        auto gradgradcheck_result_ = ::ad::gradgradcheck((f), (inputs)); \
+        INFO(gradgradcheck_result_.message);                             \
+        CHECK(gradgradcheck_result_.ok);                                 \
     } while (false)

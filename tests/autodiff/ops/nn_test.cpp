@@ -13,21 +13,6 @@ using ad::test::Vars;
 
 namespace {
 
-Shape unravel(std::size_t flat, const Shape& shape) {
-    Shape index(shape.size());
-    for (std::size_t d = shape.size(); d-- > 0;) {
-        index[d] = flat % shape[d];
-        flat /= shape[d];
-    }
-    return index;
-}
-
-std::size_t ravel(const Shape& index, const Shape& shape) {
-    std::size_t flat = 0;
-    for (std::size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + index[d];
-    return flat;
-}
-
 /// log sum_j e^x_j along `axis`, kept as an axis of length 1, with loops. The
 /// test inputs are small, so the unshifted sum does not overflow.
 Array<double> log_sum_exp_reference(const Array<double>& x, std::size_t axis) {
@@ -36,9 +21,9 @@ Array<double> log_sum_exp_reference(const Array<double>& x, std::size_t axis) {
     kept[axis] = 1;
     Array<double> total = xt::zeros<double>(kept);
     for (std::size_t flat = 0; flat < x.size(); ++flat) {
-        Shape index = unravel(flat, x_shape);
+        Shape index = ad::test::unravel(flat, x_shape);
         index[axis] = 0;
-        total.data()[ravel(index, kept)] += std::exp(x.data()[flat]);
+        total.data()[ad::test::ravel(index, kept)] += std::exp(x.data()[flat]);
     }
     for (auto& v : total) v = std::log(v);
     return total;
@@ -52,15 +37,11 @@ Array<double> log_softmax_reference(const Array<double>& x, std::size_t axis) {
     Array<double> lse = log_sum_exp_reference(x, axis);
     Array<double> y = Array<double>::from_shape(x_shape);
     for (std::size_t flat = 0; flat < x.size(); ++flat) {
-        Shape index = unravel(flat, x_shape);
+        Shape index = ad::test::unravel(flat, x_shape);
         index[axis] = 0;
-        y.data()[flat] = x.data()[flat] - lse.data()[ravel(index, kept)];
+        y.data()[flat] = x.data()[flat] - lse.data()[ad::test::ravel(index, kept)];
     }
     return y;
-}
-
-bool matches(const Array<double>& actual, const Array<double>& expected) {
-    return actual.shape() == expected.shape() && xt::allclose(actual, expected, 1e-12, 1e-12);
 }
 
 double scale_of(Reduction reduction, std::size_t n) { return reduction == Reduction::mean ? 1.0 / static_cast<double>(n) : 1.0; }
@@ -75,18 +56,6 @@ Array<double> random_distributions(std::size_t rows, std::size_t classes, std::u
         for (std::size_t c = 0; c < classes; ++c) t(r, c) /= total;
     }
     return t;
-}
-
-/// See elementwise_test.cpp: the first gradient as a function gradcheck can differentiate again.
-ad::Function first_gradient(ad::Function f, std::size_t wrt) {
-    return [f, wrt](const Vars& xs) {
-        if (xs[wrt].requires_grad()) return ad::grad(ad::sum(f(xs)), {xs[wrt]}, {.create_graph = true})[0];
-        ad::EnableGrad recording;
-        ad::Tape scratch;
-        Vars ps;
-        for (const auto& x : xs) ps.push_back(ad::param(Array<double>(x.value())));
-        return ad::constant(Array<double>(ad::grad(ad::sum(f(ps)), {ps[wrt]})[0].value()));
-    };
 }
 
 const Reduction both_reductions[] = {Reduction::sum, Reduction::mean};
@@ -104,15 +73,15 @@ TEST_CASE("softmax and log_softmax: forward matches loops along every axis, and 
             std::size_t ax = static_cast<std::size_t>(axis < 0 ? axis + rank : axis);
             Array<double> expected = log_softmax_reference(x0, ax);
             auto y = ad::softmax(ad::constant(x0), axis);
-            CHECK(matches(ad::log_softmax(ad::constant(x0), axis).value(), expected));
-            CHECK(matches(y.value(), Array<double>(xt::exp(expected))));
+            CHECK(ad::test::matches(ad::log_softmax(ad::constant(x0), axis).value(), expected));
+            CHECK(ad::test::matches(y.value(), Array<double>(xt::exp(expected))));
             CHECK(xt::allclose(xt::sum(y.value(), {ax}), xt::ones<double>({1}), 1e-12, 1e-12));
         }
     }
     // The default axis is the last one.
     Array<double> x0 = ad::test::uniform({3, 4}, 2);
-    CHECK(matches(ad::softmax(ad::constant(x0)).value(), Array<double>(xt::exp(log_softmax_reference(x0, 1)))));
-    CHECK(matches(ad::log_softmax(ad::constant(x0)).value(), log_softmax_reference(x0, 1)));
+    CHECK(ad::test::matches(ad::softmax(ad::constant(x0)).value(), Array<double>(xt::exp(log_softmax_reference(x0, 1)))));
+    CHECK(ad::test::matches(ad::log_softmax(ad::constant(x0)).value(), log_softmax_reference(x0, 1)));
 }
 
 TEST_CASE("softmax and log_softmax: large logits neither overflow nor lose the differences") {
@@ -355,10 +324,7 @@ TEST_CASE("nn ops: float gradients agree with double ones") {
     };
     auto gf = gradients(zf, tf);
     auto gd = gradients(Array<double>(xt::cast<double>(zf)), Array<double>(xt::cast<double>(tf)));
-    for (std::size_t i = 0; i < 2; ++i) {
-        INFO(fmt::format("input {}", i));
-        CHECK(xt::allclose(xt::cast<double>(gf[i]), gd[i], 1e-5, 1e-6));
-    }
+    ad::test::check_float_matches_double(gf, gd);
 }
 
 TEST_CASE("nn ops: create_graph gradients differentiate again (second derivatives match finite differences)") {
@@ -372,20 +338,15 @@ TEST_CASE("nn ops: create_graph gradients differentiate again (second derivative
         std::vector<std::size_t> classes(n);
         for (auto& k : classes) k = rng() % c;
         // softmax's second derivative is not constant, so weight the outputs to see all of it.
-        CHECK_GRADCHECK(first_gradient([](const Vars& v) { return ad::softmax(v[0]) * v[1]; }, 0), (std::vector<Array<double>>{z, t}));
-        CHECK_GRADCHECK(first_gradient([](const Vars& v) { return ad::softmax(v[0], 0) * v[1]; }, 1), (std::vector<Array<double>>{z, t}));
-        CHECK_GRADCHECK(first_gradient([](const Vars& v) { return ad::square(ad::log_softmax(v[0], 0)); }, 0),
-                        (std::vector<Array<double>>{z}));
-        for (std::size_t wrt = 0; wrt < 2; ++wrt) {
-            CHECK_GRADCHECK(first_gradient([](const Vars& v) { return ad::softmax_cross_entropy(v[0], v[1], Reduction::sum); }, wrt),
+        // Each check differentiates the gradient with respect to every input again.
+        CHECK_GRADGRADCHECK([](const Vars& v) { return ad::softmax(v[0]) * v[1]; }, (std::vector<Array<double>>{z, t}));
+        CHECK_GRADGRADCHECK([](const Vars& v) { return ad::softmax(v[0], 0) * v[1]; }, (std::vector<Array<double>>{z, t}));
+        CHECK_GRADGRADCHECK([](const Vars& v) { return ad::square(ad::log_softmax(v[0], 0)); }, (std::vector<Array<double>>{z}));
+        CHECK_GRADGRADCHECK([](const Vars& v) { return ad::softmax_cross_entropy(v[0], v[1], Reduction::sum); },
                             (std::vector<Array<double>>{z, t}));
-            CHECK_GRADCHECK(first_gradient([](const Vars& v) { return ad::mse(v[0], v[1]); }, wrt), (std::vector<Array<double>>{z, t}));
-            CHECK_GRADCHECK(first_gradient([](const Vars& v) { return ad::half_sse(v[0], v[1], Reduction::mean); }, wrt),
-                            (std::vector<Array<double>>{z, t}));
-            CHECK_GRADCHECK(first_gradient([](const Vars& v) { return ad::binary_cross_entropy(v[0], v[1]); }, wrt),
-                            (std::vector<Array<double>>{p, t}));
-        }
-        CHECK_GRADCHECK(first_gradient([classes](const Vars& v) { return ad::softmax_cross_entropy(v[0], classes); }, 0),
-                        (std::vector<Array<double>>{z}));
+        CHECK_GRADGRADCHECK([](const Vars& v) { return ad::mse(v[0], v[1]); }, (std::vector<Array<double>>{z, t}));
+        CHECK_GRADGRADCHECK([](const Vars& v) { return ad::half_sse(v[0], v[1], Reduction::mean); }, (std::vector<Array<double>>{z, t}));
+        CHECK_GRADGRADCHECK([](const Vars& v) { return ad::binary_cross_entropy(v[0], v[1]); }, (std::vector<Array<double>>{p, t}));
+        CHECK_GRADGRADCHECK([classes](const Vars& v) { return ad::softmax_cross_entropy(v[0], classes); }, (std::vector<Array<double>>{z}));
     }
 }

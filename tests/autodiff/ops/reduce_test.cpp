@@ -14,22 +14,6 @@ using ad::test::Vars;
 
 namespace {
 
-/// The row-major multi-index of element `flat` of an array of `shape`.
-Shape unravel(std::size_t flat, const Shape& shape) {
-    Shape index(shape.size());
-    for (std::size_t d = shape.size(); d-- > 0;) {
-        index[d] = flat % shape[d];
-        flat /= shape[d];
-    }
-    return index;
-}
-
-std::size_t ravel(const Shape& index, const Shape& shape) {
-    std::size_t flat = 0;
-    for (std::size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + index[d];
-    return flat;
-}
-
 /// x reduced along `axis` by folding `combine` over every element in turn:
 /// the reduction spelled out with loops, independent of xtensor's reducers.
 Array<double> reduce_reference(const Array<double>& x, std::size_t axis, bool keepdims, double init,
@@ -40,9 +24,9 @@ Array<double> reduce_reference(const Array<double>& x, std::size_t axis, bool ke
     Array<double> y = Array<double>::from_shape(kept);
     y.fill(init);
     for (std::size_t flat = 0; flat < x.size(); ++flat) {
-        Shape index = unravel(flat, x_shape);
+        Shape index = ad::test::unravel(flat, x_shape);
         index[axis] = 0;
-        double& out = y.data()[ravel(index, kept)];
+        double& out = y.data()[ad::test::ravel(index, kept)];
         out = combine(out, x.data()[flat]);
     }
     if (!keepdims) {
@@ -71,16 +55,12 @@ Array<double> sum_to_reference(const Array<double>& x, const Shape& shape) {
     std::size_t lead = x_shape.size() - shape.size();
     Array<double> y = xt::zeros<double>(shape);
     for (std::size_t flat = 0; flat < x.size(); ++flat) {
-        Shape index = unravel(flat, x_shape);
+        Shape index = ad::test::unravel(flat, x_shape);
         Shape target(shape.size());
         for (std::size_t d = 0; d < shape.size(); ++d) target[d] = shape[d] == 1 ? 0 : index[lead + d];
-        y.data()[ravel(target, shape)] += x.data()[flat];
+        y.data()[ad::test::ravel(target, shape)] += x.data()[flat];
     }
     return y;
-}
-
-bool same(const Array<double>& actual, const Array<double>& expected) {
-    return actual.shape() == expected.shape() && xt::allclose(actual, expected, 1e-12, 1e-12);
 }
 
 using AxisReduction = Var<double> (*)(const Var<double>&, long, bool);
@@ -138,7 +118,7 @@ TEST_CASE("sum, mean, max along one axis: forward values match loops for every a
                 for (bool keep : {false, true}) {
                     INFO(fmt::format("{} of {} along {}, keepdims {}", c.name, ad::shape_string(s), axis, keep));
                     std::size_t ax = static_cast<std::size_t>(axis < 0 ? axis + rank : axis);
-                    CHECK(same(c.op(ad::constant(x0), axis, keep).value(), c.reference(x0, ax, keep)));
+                    CHECK(ad::test::matches(c.op(ad::constant(x0), axis, keep).value(), c.reference(x0, ax, keep)));
                 }
             }
         }
@@ -211,7 +191,7 @@ TEST_CASE("sum_to_shape: forward sums over broadcast axes and the gradient match
     for (const auto& c : cases) {
         INFO(fmt::format("{} to {}", ad::shape_string(c.from), ad::shape_string(c.to)));
         Array<double> x0 = ad::test::uniform(c.from, rng());
-        CHECK(same(ad::sum_to_shape(ad::constant(x0), c.to).value(), sum_to_reference(x0, c.to)));
+        CHECK(ad::test::matches(ad::sum_to_shape(ad::constant(x0), c.to).value(), sum_to_reference(x0, c.to)));
         Shape to = c.to;
         CHECK_GRADCHECK(([to](const Vars& v) { return ad::sum_to_shape(v[0], to); }), (std::vector<Array<double>>{x0}));
     }
@@ -240,12 +220,12 @@ TEST_CASE("reduce ops: empty values reduce to zeros or to empty values, and grad
     // Summing nothing gives 0, like NumPy; reducing along a non-empty axis of an empty value gives an empty value.
     auto empty = ad::constant(Array<double>::from_shape({0, 3}));
     CHECK(ad::sum(empty).item() == 0.0);
-    CHECK(same(ad::sum(empty, 0).value(), Array<double>{0.0, 0.0, 0.0}));
-    CHECK(same(ad::sum(empty, -2, true).value(), Array<double>(xt::zeros<double>({1, 3}))));
+    CHECK(ad::test::matches(ad::sum(empty, 0).value(), Array<double>{0.0, 0.0, 0.0}));
+    CHECK(ad::test::matches(ad::sum(empty, -2, true).value(), Array<double>(xt::zeros<double>({1, 3}))));
     CHECK(ad::sum(empty, 1).shape() == Shape{0});
     CHECK(ad::mean(empty, 1, true).shape() == Shape{0, 1});
     CHECK(ad::max(empty, 1).shape() == Shape{0});
-    CHECK(same(ad::sum_to_shape(empty, {3}).value(), Array<double>{0.0, 0.0, 0.0}));
+    CHECK(ad::test::matches(ad::sum_to_shape(empty, {3}).value(), Array<double>{0.0, 0.0, 0.0}));
     CHECK(ad::sum_to_shape(empty, {0, 1}).shape() == Shape{0, 1});
     // An empty batch broadcast against a parameter: the parameter's gradient is the sum of nothing.
     ad::Tape tape;
@@ -291,5 +271,5 @@ TEST_CASE("reduce ops: float gradients agree with double ones") {
     };
     auto gf = gradient(xf);
     auto gd = gradient(Array<double>(xt::cast<double>(xf)));
-    CHECK(xt::allclose(xt::cast<double>(gf), gd, 1e-5, 1e-6));
+    CHECK(ad::test::float_matches_double(gf, gd));
 }

@@ -14,31 +14,19 @@ using ad::test::Vars;
 
 namespace {
 
-Shape unravel(std::size_t flat, const Shape& shape) {
-    Shape index(shape.size());
-    for (std::size_t d = shape.size(); d-- > 0;) {
-        index[d] = flat % shape[d];
-        flat /= shape[d];
-    }
-    return index;
-}
-
-std::size_t ravel(const Shape& index, const Shape& shape) {
-    std::size_t flat = 0;
-    for (std::size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + index[d];
-    return flat;
-}
-
 /// y of `y_shape` whose element at index i is x at source(i): every shape op
 /// is such a gather, spelled out here with index arithmetic alone.
 template <class Source>
 Array<double> gather_reference(const Array<double>& x, const Shape& y_shape, Source source) {
     Array<double> y = Array<double>::from_shape(y_shape);
     Shape x_shape = ad::shape_of(x);
-    for (std::size_t flat = 0; flat < y.size(); ++flat) y.data()[flat] = x.data()[ravel(source(unravel(flat, y_shape)), x_shape)];
+    for (std::size_t flat = 0; flat < y.size(); ++flat) {
+        y.data()[flat] = x.data()[ad::test::ravel(source(ad::test::unravel(flat, y_shape)), x_shape)];
+    }
     return y;
 }
 
+/// Shape ops only move elements: the value must equal the reference exactly.
 bool same(const Array<double>& actual, const Array<double>& expected) {
     return actual.shape() == expected.shape() && actual == expected;
 }
@@ -160,9 +148,9 @@ TEST_CASE("slice and pad: forward matches index arithmetic on random axes and ra
         padded_shape[ax] = size;
         Array<double> padded = xt::zeros<double>(padded_shape);
         for (std::size_t flat = 0; flat < x0.size(); ++flat) {
-            Shape xi = unravel(flat, s);
+            Shape xi = ad::test::unravel(flat, s);
             xi[ax] += begin;
-            padded.data()[ravel(xi, padded_shape)] = x0.data()[flat];
+            padded.data()[ad::test::ravel(xi, padded_shape)] = x0.data()[flat];
         }
         CHECK(same(ad::pad(ad::constant(x0), axis, begin, size).value(), padded));
         CHECK_GRADCHECK(([axis, begin, size](const Vars& v) { return ad::pad(v[0], axis, begin, size); }),
@@ -247,9 +235,9 @@ TEST_CASE("concatenate and stack: forward matches index arithmetic on several ax
         for (std::size_t i = 0; i < parts.size(); ++i) {
             Shape pi = ad::shape_of(parts[i]);
             for (std::size_t flat = 0; flat < parts[i].size(); ++flat) {
-                Shape index = unravel(flat, pi);
+                Shape index = ad::test::unravel(flat, pi);
                 index[ax] += offsets[i];
-                expected.data()[ravel(index, y_shape)] = parts[i].data()[flat];
+                expected.data()[ad::test::ravel(index, y_shape)] = parts[i].data()[flat];
             }
         }
         Vars constants;
@@ -266,10 +254,10 @@ TEST_CASE("concatenate and stack: forward matches index arithmetic on several ax
         stacked_shape.insert(stacked_shape.begin() + static_cast<long>(sax), 3);
         Array<double> stacked = Array<double>::from_shape(stacked_shape);
         for (std::size_t flat = 0; flat < stacked.size(); ++flat) {
-            Shape index = unravel(flat, stacked_shape);
+            Shape index = ad::test::unravel(flat, stacked_shape);
             std::size_t which = index[sax];
             index.erase(index.begin() + static_cast<long>(sax));
-            stacked.data()[flat] = same_shape[which].data()[ravel(index, s)];
+            stacked.data()[flat] = same_shape[which].data()[ad::test::ravel(index, s)];
         }
         INFO(fmt::format("stack along {} into {}", stack_axis, ad::shape_string(stacked_shape)));
         Vars stack_inputs;
@@ -378,5 +366,5 @@ TEST_CASE("shape ops: float gradients agree with double ones") {
     };
     auto gf = gradient(xf);
     auto gd = gradient(Array<double>(xt::cast<double>(xf)));
-    CHECK(xt::allclose(xt::cast<double>(gf), gd, 1e-5, 1e-6));
+    CHECK(ad::test::float_matches_double(gf, gd));
 }
