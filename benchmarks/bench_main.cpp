@@ -1,0 +1,43 @@
+// The suite's entry point: registers every benchmark in a fixed order, then
+// hands over to Google Benchmark (all its --benchmark_* flags work).
+
+#include <fstream>
+#include <string>
+
+#include <benchmark/benchmark.h>
+
+#include "bench_suite.hpp"
+
+namespace {
+
+std::string cpu_model() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            auto colon = line.find(':');
+            return colon == std::string::npos ? line : line.substr(colon + 2);
+        }
+    }
+    return "unknown";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::AddCustomContext("cpu_model", cpu_model());
+#ifdef TAPEGRAD_BENCH_TORCH
+    benchmark::AddCustomContext("libtorch", "yes");
+#else
+    benchmark::AddCustomContext("libtorch", "no (Torch not found at configure time)");
+#endif
+    bench::register_mlp_step();
+    bench::register_op_overhead();
+    bench::register_jacobian_chain();
+    bench::register_memory();
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

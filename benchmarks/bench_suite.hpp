@@ -1,0 +1,30 @@
+#pragma once
+// The suite's registration functions, called from bench_main.cpp in the order
+// the benchmarks run. No xtensor, no torch here.
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace bench {
+
+void register_mlp_step();       // mlp_step.cpp: sgemm, mlp_step/{tape,hand,textbook}
+void register_op_overhead();    // op_overhead.cpp
+void register_jacobian_chain(); // jacobian_chain.cpp: jacobian_chain/*, hessian/*
+void register_memory();         // memory.cpp
+
+// Helpers mlp_step.cpp lends memory.cpp.
+std::size_t hand_activation_bytes(const std::string& model);
+std::size_t tape_forward_bytes(const std::string& model);
+void tape_xor_steps(std::size_t steps, const std::function<void(std::size_t)>& after_step);
+
+// The libtorch peers (torch_peers.cpp), built only when CMake finds Torch.
+#ifdef TAPEGRAD_BENCH_TORCH
+void register_torch_mlp_step(const std::string& model, int threads);
+void register_torch_op_overhead();
+#else
+inline void register_torch_mlp_step(const std::string&, int) {}
+inline void register_torch_op_overhead() {}
+#endif
+
+}  // namespace bench

@@ -1,0 +1,272 @@
+// mlp_step/<impl>/<model>/threads:<n>: one float32 training step (forward,
+// backward, SGD update) of the textbook's sigmoid MLP with loss
+// 1/2 sum (A^L - Y)^2, from the same data and initial weights:
+//
+//   tape      our engine through nn: MLP, nn::half_sse, SGD, one ad::Tape
+//             cleared after every step
+//   hand      the hand-derived backward pass (backprop-math.md section 3) with
+//             cblas_sgemm into buffers allocated once: the floor for any tape
+//   textbook  nn::textbook_backward as written (allocates its arrays every call)
+//   libtorch  see torch_peers.cpp
+//
+// sgemm/<n>/threads:<n>: the GEMM rate of this machine measured in the same
+// run, for the "share of the sgemm rate" ratios.
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <xtensor-blas/xlinalg.hpp>
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xnoalias.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "bench_common.hpp"
+#include "bench_suite.hpp"
+#include "nn/nn.hpp"
+
+namespace {
+
+using bench::ModelData;
+
+ad::Array<float> to_array(const std::vector<float>& v, std::vector<std::size_t> shape) {
+    return ad::Array<float>(xt::adapt(v, shape));
+}
+
+// first_loss: the loss of the first step, from the shared initial weights: the
+// same in every implementation (up to float rounding), a check that they all
+// compute the same step.
+void set_step_counters(benchmark::State& state, const ModelData& d, float first_loss) {
+    state.counters["first_loss"] = double(first_loss);
+    state.counters["gemm_flops"] = bench::step_gemm_flops(d.spec);
+    state.counters["GFLOPS"] = benchmark::Counter(bench::step_gemm_flops(d.spec) * 1e-9 * double(state.iterations()),
+                                                  benchmark::Counter::kIsRate);
+}
+
+// ---------------------------------------------------------------- tape
+
+struct TapeModel {
+    explicit TapeModel(const ModelData& d)
+        : model(d.spec.sizes, ad::nn::Activation::sigmoid, 0),
+          x(ad::constant(to_array(d.x, {d.spec.batch, d.spec.sizes.front()}))),
+          y(ad::constant(to_array(d.y, {d.spec.batch, d.spec.sizes.back()}))),
+          sgd(model, ad::nn::SGDOptions{bench::kLearningRate, 0, 0}) {
+        for (std::size_t l = 0; l < model.depth(); ++l) {
+            const std::size_t in = d.spec.sizes[l], out = d.spec.sizes[l + 1];
+            model.linear(l).weight().mutable_value() = to_array(d.weights[l], {out, in});
+            model.linear(l).bias().mutable_value() = to_array(d.biases[l], {out});
+        }
+    }
+
+    /// One step on `tape` (current); returns the loss.
+    float step(ad::Tape& tape) {
+        sgd.zero_grad();
+        auto loss = ad::nn::half_sse(model(x), y);
+        loss.backward();
+        sgd.step();
+        float value = loss.item();
+        tape.clear();
+        return value;
+    }
+
+    ad::nn::MLP<float> model;
+    ad::Var<float> x, y;
+    ad::nn::SGD<float> sgd;
+};
+
+void tape_step(benchmark::State& state, const std::string& name, int threads) {
+    bench::set_blas_threads(threads);
+    const ModelData& d = bench::model_data(name);
+    TapeModel m(d);
+    ad::Tape tape;
+    const float first = m.step(tape);  // warm-up: the tape's storage is sized by the first step
+    for (auto _ : state) benchmark::DoNotOptimize(m.step(tape));
+    set_step_counters(state, d, first);
+}
+
+// ---------------------------------------------------------------- hand
+
+// The textbook's equations with every buffer allocated once:
+//   Z^l = A^(l-1) (W^l)^T + b^l, A^l = sigma(Z^l);  Delta^L = (A^L - Y) A^L (1 - A^L)
+//   Delta^l = (Delta^(l+1) W^(l+1)) A^l (1 - A^l);  dW^l = (Delta^l)^T A^(l-1), db^l = colsum Delta^l
+struct HandModel {
+    explicit HandModel(const ModelData& d)
+        : sizes(d.spec.sizes), B(d.spec.batch), L(sizes.size() - 1), x(d.x), y(d.y), W(d.weights), b(d.biases) {
+        for (std::size_t l = 1; l <= L; ++l) {
+            A.emplace_back(B * sizes[l]);
+            delta.emplace_back(B * sizes[l]);
+            dW.emplace_back(sizes[l] * sizes[l - 1]);
+            db.emplace_back(sizes[l]);
+        }
+    }
+
+    const float* activation(std::size_t l) const { return l == 0 ? x.data() : A[l - 1].data(); }
+
+    float step() {
+        // Forward.
+        for (std::size_t l = 1; l <= L; ++l) {
+            const int n = int(sizes[l]), k = int(sizes[l - 1]);
+            float* a = A[l - 1].data();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(B), n, k, 1.0f, activation(l - 1), k,
+                        W[l - 1].data(), k, 0.0f, a, n);
+            const float* bias = b[l - 1].data();
+            for (std::size_t r = 0; r < B; ++r) {
+                float* row = a + r * std::size_t(n);
+                for (int j = 0; j < n; ++j) row[j] = 1.0f / (1.0f + std::exp(-(row[j] + bias[j])));
+            }
+        }
+        // Loss and Delta^L.
+        const std::size_t nL = sizes[L];
+        float loss = 0;
+        {
+            const float* out = A[L - 1].data();
+            float* dl = delta[L - 1].data();
+            for (std::size_t i = 0; i < B * nL; ++i) {
+                const float e = out[i] - y[i];
+                loss += 0.5f * e * e;
+                dl[i] = e * out[i] * (1.0f - out[i]);
+            }
+        }
+        // Backward.
+        for (std::size_t l = L; l >= 1; --l) {
+            const int n = int(sizes[l]), k = int(sizes[l - 1]);
+            const float* dl = delta[l - 1].data();
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, int(B), 1.0f, dl, n, activation(l - 1), k,
+                        0.0f, dW[l - 1].data(), k);
+            float* g = db[l - 1].data();
+            for (int j = 0; j < n; ++j) g[j] = 0;
+            for (std::size_t r = 0; r < B; ++r)
+                for (int j = 0; j < n; ++j) g[j] += dl[r * std::size_t(n) + std::size_t(j)];
+            if (l > 1) {
+                float* below = delta[l - 2].data();
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(B), k, n, 1.0f, dl, n, W[l - 1].data(),
+                            k, 0.0f, below, k);
+                const float* a = A[l - 2].data();
+                for (std::size_t i = 0; i < B * std::size_t(k); ++i) below[i] *= a[i] * (1.0f - a[i]);
+            }
+        }
+        // SGD.
+        for (std::size_t l = 0; l < L; ++l) {
+            for (std::size_t i = 0; i < W[l].size(); ++i) W[l][i] -= kLr * dW[l][i];
+            for (std::size_t i = 0; i < b[l].size(); ++i) b[l][i] -= kLr * db[l][i];
+        }
+        return loss;
+    }
+
+    /// Bytes of the activations A^1..A^L the backward pass needs (the input is data).
+    std::size_t activation_bytes() const {
+        std::size_t n = 0;
+        for (const auto& a : A) n += a.size() * sizeof(float);
+        return n;
+    }
+
+    static constexpr float kLr = bench::kLearningRate;
+    std::vector<std::size_t> sizes;
+    std::size_t B, L;
+    std::vector<float> x, y;
+    std::vector<std::vector<float>> W, b, A, delta, dW, db;
+};
+
+void hand_step(benchmark::State& state, const std::string& name, int threads) {
+    bench::set_blas_threads(threads);
+    const ModelData& d = bench::model_data(name);
+    HandModel m(d);
+    const float first = m.step();
+    for (auto _ : state) benchmark::DoNotOptimize(m.step());
+    set_step_counters(state, d, first);
+}
+
+// ---------------------------------------------------------------- textbook
+
+void textbook_step(benchmark::State& state, const std::string& name, int threads) {
+    bench::set_blas_threads(threads);
+    const ModelData& d = bench::model_data(name);
+    std::vector<ad::Array<float>> W, b;
+    for (std::size_t l = 0; l + 1 < d.spec.sizes.size(); ++l) {
+        W.push_back(to_array(d.weights[l], {d.spec.sizes[l + 1], d.spec.sizes[l]}));
+        b.push_back(to_array(d.biases[l], {d.spec.sizes[l + 1]}));
+    }
+    const auto x = to_array(d.x, {d.spec.batch, d.spec.sizes.front()});
+    const auto y = to_array(d.y, {d.spec.batch, d.spec.sizes.back()});
+    auto step = [&] {
+        auto g = ad::nn::textbook_backward(W, b, x, y);
+        for (std::size_t l = 0; l < W.size(); ++l) {
+            xt::noalias(W[l]) -= bench::kLearningRate * g.weight_grads[l];
+            xt::noalias(b[l]) -= bench::kLearningRate * g.bias_grads[l];
+        }
+        return g.loss;
+    };
+    const float first = step();
+    for (auto _ : state) benchmark::DoNotOptimize(step());
+    set_step_counters(state, d, first);
+}
+
+// ---------------------------------------------------------------- sgemm
+
+void sgemm(benchmark::State& state, std::size_t n, int threads) {
+    bench::set_blas_threads(threads);
+    xt::xtensor<float, 2> a = xt::ones<float>({n, n}) * 0.5f, b = xt::ones<float>({n, n}) * 0.25f;
+    xt::xtensor<float, 2> c = xt::zeros<float>({n, n});
+    xt::blas::gemm(a, b, c);
+    for (auto _ : state) {
+        xt::blas::gemm(a, b, c);
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+    }
+    const double flops = 2.0 * double(n) * double(n) * double(n);
+    state.counters["gemm_flops"] = flops;
+    state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+namespace bench {
+
+std::size_t hand_activation_bytes(const std::string& model) { return HandModel(model_data(model)).activation_bytes(); }
+
+void register_mlp_step() {
+    for (int threads : {1, 2}) {
+        const std::string t = "/threads:" + std::to_string(threads);
+        for (std::size_t n : {1024}) {
+            benchmark::RegisterBenchmark(("sgemm/" + std::to_string(n) + t).c_str(), sgemm, n, threads)
+                ->UseRealTime()
+                ->Unit(benchmark::kMillisecond);
+        }
+        for (const auto& spec : models()) {
+            const bool heavy = spec.name == "wide";
+            const auto unit = spec.name == "xor" ? benchmark::kMicrosecond : benchmark::kMillisecond;
+            auto add = [&](const char* impl, void (*fn)(benchmark::State&, const std::string&, int)) {
+                auto* b = benchmark::RegisterBenchmark(("mlp_step/" + std::string(impl) + "/" + spec.name + t).c_str(),
+                                                       fn, spec.name, threads);
+                b->UseRealTime()->Unit(unit);
+                if (heavy) b->MinTime(0.3);
+            };
+            add("tape", tape_step);
+            add("hand", hand_step);
+            add("textbook", textbook_step);
+            register_torch_mlp_step(spec.name, threads);
+        }
+    }
+}
+
+/// One 10,000-step xor run for the memory benchmark (in memory.cpp).
+void tape_xor_steps(std::size_t steps, const std::function<void(std::size_t)>& after_step) {
+    TapeModel m(model_data("xor"));
+    ad::Tape tape;
+    for (std::size_t i = 1; i <= steps; ++i) {
+        m.step(tape);
+        after_step(i);
+    }
+}
+
+/// Bytes the tape holds after one forward (and loss) of `model`.
+std::size_t tape_forward_bytes(const std::string& model) {
+    TapeModel m(model_data(model));
+    ad::Tape tape;
+    auto loss = ad::nn::half_sse(m.model(m.x), m.y);
+    benchmark::DoNotOptimize(loss.item());
+    return tape.bytes();
+}
+
+}  // namespace bench

@@ -1,0 +1,423 @@
+#!/usr/bin/python3
+"""Ratio table and gnuplot plots from the suite's Google Benchmark JSON.
+
+    report.py RESULTS.json [--plots DIR] [--markdown FILE]
+
+Standard library only (runs on a fresh Debian 12 with /usr/bin/python3).
+Uses the median aggregate of every benchmark when the run had repetitions,
+the single run otherwise. Prints the ratio table and the goals of issue 5
+(met / not met); with --plots, writes DIR/bench-mlp_step.png,
+DIR/bench-jacobian_chain.png and DIR/bench-hessian.png through gnuplot.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+MODELS = ["xor", "mnist", "wide"]
+IMPLS = ["tape", "hand", "textbook", "libtorch"]
+THREADS = [1, 2]
+JAC_N = [64, 128, 256, 512, 1024]
+JAC_SERIES = ["vjp", "vjp_hand", "materialized"]
+FIT_FROM = 256
+
+
+def clean_name(name):
+    # "mlp_step/tape/xor/threads:1/real_time" -> "mlp_step/tape/xor/threads:1"
+    # (Google Benchmark appends the options it ran with.)
+    return re.sub(r"/(real_time|min_time:[0-9.]+|iterations:\d+|repeats:\d+)(?=/|$)", "", name)
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    runs, medians = {}, {}
+    for b in data.get("benchmarks", []):
+        if b.get("error_occurred"):
+            continue
+        name = clean_name(b.get("run_name", b["name"]))
+        entry = dict(b)
+        entry["seconds"] = b["real_time"] * UNIT[b.get("time_unit", "ns")]
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[name] = entry
+        else:
+            runs.setdefault(name, entry)  # first repetition, if no aggregates
+    runs.update(medians)
+    return data.get("context", {}), runs
+
+
+def fit_slope(points):
+    """Least-squares slope and intercept of log(t) against log(N)."""
+    pts = [(math.log(n), math.log(t)) for n, t in points if t > 0]
+    if len(pts) < 2:
+        return None, None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    sxy = sum((p[0] - mx) * (p[1] - my) for p in pts)
+    slope = sxy / sxx
+    return slope, my - slope * mx
+
+
+def fmt_time(s):
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_ratio(r, digits=3):
+    return "-" if r is None else f"{r:.{digits}g}x"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+class Report:
+    def __init__(self, context, runs):
+        self.context, self.runs = context, runs
+        self.lines = []
+        self.goals = []  # (goal, value string, met: True/False/None)
+
+    def t(self, name):
+        r = self.runs.get(name)
+        return r["seconds"] if r else None
+
+    def counter(self, name, key):
+        r = self.runs.get(name)
+        return r.get(key) if r else None
+
+    def out(self, line=""):
+        self.lines.append(line)
+
+    def table(self, header, rows):
+        self.out("| " + " | ".join(header) + " |")
+        self.out("|" + "|".join("---" for _ in header) + "|")
+        for row in rows:
+            self.out("| " + " | ".join(row) + " |")
+        self.out()
+
+    def goal(self, text, value, met):
+        self.goals.append((text, value, met))
+
+    def mlp(self):
+        rows = []
+        for threads in THREADS:
+            sg = self.counter(f"sgemm/1024/threads:{threads}", "GFLOPS")
+            for model in MODELS:
+                key = f"{model}/threads:{threads}"
+                times = {i: self.t(f"mlp_step/{i}/{key}") for i in IMPLS}
+                if all(v is None for v in times.values()):
+                    continue
+                flops = None
+                for i in IMPLS:
+                    flops = flops or self.counter(f"mlp_step/{i}/{key}", "gemm_flops")
+                tape = times["tape"]
+                tape_gf = flops / tape / 1e9 if flops and tape else None
+                gemm_time = flops / (sg * 1e9) if flops and sg else None
+                rows.append([
+                    model, str(threads),
+                    *(fmt_time(times[i]) for i in IMPLS),
+                    fmt_ratio(ratio(tape, times["libtorch"])),
+                    fmt_ratio(ratio(tape, times["hand"])),
+                    "-" if tape_gf is None else f"{tape_gf:.3g}",
+                    "-" if sg is None else f"{sg:.3g}",
+                    "-" if tape_gf is None or not sg else f"{100 * tape_gf / sg:.3g}%",
+                    fmt_ratio(ratio(tape, gemm_time)),
+                ])
+                tl, th, tg = ratio(tape, times["libtorch"]), ratio(tape, times["hand"]), ratio(tape, gemm_time)
+                if model == "mnist":
+                    self.goal(f"mnist tape/libtorch <= 0.8 ({threads} thr)", fmt_ratio(tl), None if tl is None else tl <= 0.8)
+                    self.goal(f"mnist tape/hand <= 1.05 ({threads} thr)", fmt_ratio(th), None if th is None else th <= 1.05)
+                    self.goal(f"mnist tape / GEMM time at sgemm rate <= 1.3 ({threads} thr)", fmt_ratio(tg),
+                              None if tg is None else tg <= 1.3)
+                if model == "xor":
+                    self.goal(f"xor tape/libtorch <= 0.05 ({threads} thr)", fmt_ratio(tl), None if tl is None else tl <= 0.05)
+                    self.goal(f"xor tape/hand <= 2 ({threads} thr)", fmt_ratio(th), None if th is None else th <= 2)
+                if model == "wide":
+                    share = tape_gf / sg if tape_gf and sg else None
+                    self.goal(f"wide tape >= 85% of sgemm rate ({threads} thr)",
+                              "-" if share is None else f"{100 * share:.3g}%", None if share is None else share >= 0.85)
+        self.out("### mlp_step (median time per training step)")
+        self.out()
+        self.table(["model", "thr", *IMPLS, "tape/libtorch", "tape/hand", "tape GFLOP/s", "sgemm GFLOP/s",
+                    "tape % of sgemm", "tape / GEMM time"], rows)
+        # Every implementation starts from the same weights: their first-step losses must agree.
+        worst = 0.0
+        for model in MODELS:
+            for threads in THREADS:
+                losses = [self.counter(f"mlp_step/{i}/{model}/threads:{threads}", "first_loss") for i in IMPLS]
+                losses = [v for v in losses if v is not None]
+                if len(losses) > 1:
+                    ref = max(abs(v) for v in losses) or 1.0
+                    worst = max(worst, (max(losses) - min(losses)) / ref)
+        if worst > 0 or any("first_loss" in r for r in self.runs.values()):
+            verdict = "agree" if worst <= 1e-3 else "DISAGREE: the implementations do not compute the same step"
+            self.out(f"First-step losses of the implementations {verdict} (max relative difference {worst:.1e}).")
+            self.out()
+
+    def op_overhead(self):
+        tape, torch = self.t("op_overhead/tape"), self.t("op_overhead/libtorch")
+        if tape is None and torch is None:
+            return
+        per = lambda s: None if s is None else s / 100
+        self.out("### op_overhead (100-op chain, forward + backward, per op)")
+        self.out()
+        self.table(["tape", "libtorch", "tape/libtorch"],
+                   [[fmt_time(per(tape)), fmt_time(per(torch)), fmt_ratio(ratio(tape, torch))]])
+        if tape is not None:
+            self.goal("op_overhead tape <= 100 ns per op", fmt_time(per(tape)), per(tape) <= 100e-9)
+
+    def jacobian(self):
+        # series: (benchmark, label); slopes fitted over all N and over N >= FIT_FROM,
+        # where per-op overhead no longer hides the asymptotic cost.
+        self.jac = {}
+        for key in JAC_SERIES:
+            pts = [(n, self.t(f"jacobian_chain/{key}/{n}")) for n in JAC_N]
+            pts = [(n, t) for n, t in pts if t is not None]
+            if pts:
+                upper = [(n, t) for n, t in pts if n >= FIT_FROM]
+                self.jac[key] = (pts, fit_slope(pts), fit_slope(upper))
+        if not self.jac:
+            return
+        times = {k: dict(v[0]) for k, v in self.jac.items()}
+        get = lambda k, n: times.get(k, {}).get(n)
+        rows = []
+        for n in JAC_N:
+            if all(get(k, n) is None for k in JAC_SERIES):
+                continue
+            rows.append([str(n), *(fmt_time(get(k, n)) for k in JAC_SERIES),
+                         fmt_ratio(ratio(get("materialized", n), get("vjp", n))),
+                         fmt_ratio(ratio(get("materialized", n), get("vjp_hand", n)))])
+        self.out("### jacobian_chain (gradient through 3 dense sigmoid layers of width N)")
+        self.out()
+        self.table(["N", "vjp (tape)", "vjp_hand (sgemv floor)", "materialized", "materialized/vjp",
+                    "materialized/vjp_hand"], rows)
+        slope_rows = []
+        for k in JAC_SERIES:
+            if k in self.jac:
+                _, full, upper = self.jac[k]
+                slope_rows.append([k, "-" if full[0] is None else f"{full[0]:.2f}",
+                                   "-" if upper[0] is None else f"{upper[0]:.2f}"])
+        self.table(["series", f"slope, N = {JAC_N[0]}..{JAC_N[-1]}", f"slope, N = {FIT_FROM}..{JAC_N[-1]}"],
+                   slope_rows)
+        sv = self.jac.get("vjp", (None, (None, None), (None, None)))[2][0]
+        sm = self.jac.get("materialized", (None, (None, None), (None, None)))[2][0]
+        if sv is not None and sm is not None:
+            self.goal(f"jacobian_chain slopes near 2 (vjp) and 3 (materialized), N >= {FIT_FROM}",
+                      f"{sv:.2f} / {sm:.2f}", abs(sv - 2) <= 0.3 and abs(sm - 3) <= 0.3)
+        r = ratio(get("materialized", 1024), get("vjp", 1024))
+        if r is not None:
+            self.goal("jacobian_chain materialized/vjp >= 100 at N = 1024", fmt_ratio(r), r >= 100)
+
+    def hessian(self):
+        rows, self.hes = [], []
+        for n in (8, 16, 32, 64):
+            h, f = self.t(f"hessian/hvp/{n}"), self.t(f"hessian/full/{n}")
+            if h is None and f is None:
+                continue
+            self.hes.append((n, h, f))
+            rows.append([str(n), fmt_time(h), fmt_time(f), fmt_ratio(ratio(f, h))])
+        if rows:
+            self.out("### hessian (f(x) = sum sigma(W2 sigma(W1 x)), x of size n)")
+            self.out()
+            self.table(["n", "hvp", "full Hessian", "full/hvp"], rows)
+
+    def memory(self):
+        rows = []
+        for model in ("xor", "mnist"):
+            name = f"memory/tape_bytes/{model}"
+            if name not in self.runs:
+                continue
+            tb, hb = self.counter(name, "tape_bytes"), self.counter(name, "hand_bytes")
+            rows.append([model, f"{tb / 1024:.1f} KiB", f"{hb / 1024:.1f} KiB", fmt_ratio(ratio(tb, hb))])
+            if model == "mnist":
+                self.goal("mnist tape bytes <= 1.1x hand activations", fmt_ratio(ratio(tb, hb)), tb / hb <= 1.1)
+        if rows:
+            self.out("### memory: tape after one forward vs the hand code's activations")
+            self.out()
+            self.table(["model", "tape bytes", "hand activations", "tape/hand"], rows)
+        name = "memory/rss/xor"
+        if name in self.runs:
+            a, b = self.counter(name, "rss_step1000_kB"), self.counter(name, "rss_step10000_kB")
+            self.out(f"Resident memory over 10,000 xor steps: {a / 1024:.1f} MiB at step 1000, "
+                     f"{b / 1024:.1f} MiB at step 10000 ({b - a:+.0f} KiB).")
+            self.out()
+            self.goal("RSS flat over 10,000 steps (growth < 1%)", f"{b - a:+.0f} KiB", (b - a) <= 0.01 * a)
+
+    def goals_table(self):
+        if not self.goals:
+            return
+        self.out("### Goals (issue 5)")
+        self.out()
+        mark = {True: "met", False: "NOT met", None: "no data"}
+        self.table(["goal", "measured", "status"], [[g, v, mark[m]] for g, v, m in self.goals])
+
+    def build(self):
+        ctx = self.context
+        self.out(f"Run {ctx.get('date', '?')} on {ctx.get('num_cpus', '?')} CPUs ({ctx.get('cpu_model', '?')}, "
+                 f"{ctx.get('mhz_per_cpu', '?')} MHz), load average "
+                 f"{', '.join(f'{x:.2f}' for x in ctx.get('load_avg', []))}; libtorch: {ctx.get('libtorch', '?')}; "
+                 f"medians of {self.repetitions()} repetitions.")
+        self.out()
+        self.jac, self.hes = {}, []
+        self.mlp()
+        self.op_overhead()
+        self.jacobian()
+        self.hessian()
+        self.memory()
+        self.goals_table()
+        return "\n".join(self.lines)
+
+    def repetitions(self):
+        reps = {r.get("repetitions") for r in self.runs.values() if r.get("repetitions")}
+        return "/".join(str(r) for r in sorted(reps)) or "1"
+
+    # ---------------------------------------------------------------- plots
+
+    def plots(self, outdir):
+        gnuplot = shutil.which("gnuplot")
+        if not gnuplot:
+            print("report.py: gnuplot not found; no plots", file=sys.stderr)
+            return []
+        made = []
+        with tempfile.TemporaryDirectory() as tmp:
+            made += self.plot_mlp(gnuplot, tmp, outdir)
+            made += self.plot_jacobian(gnuplot, tmp, outdir)
+            made += self.plot_hessian(gnuplot, tmp, outdir)
+        return made
+
+    @staticmethod
+    def run_gnuplot(gnuplot, script):
+        subprocess.run([gnuplot], input=script, text=True, check=True)
+
+    def plot_mlp(self, gnuplot, tmp, outdir):
+        rows = []
+        for model in MODELS:
+            for threads in THREADS:
+                ts = [self.t(f"mlp_step/{i}/{model}/threads:{threads}") for i in IMPLS]
+                if any(t is not None for t in ts):
+                    rows.append((f"{model}/{threads}t", ts))
+        if not rows:
+            return []
+        dat = os.path.join(tmp, "mlp.dat")
+        with open(dat, "w") as f:
+            for label, ts in rows:
+                f.write(label + " " + " ".join("NaN" if t is None else f"{t * 1e6:.6g}" for t in ts) + "\n")
+        png = os.path.join(outdir, "bench-mlp_step.png")
+        styles = ["pt 7", "pt 5", "pt 9", "pt 13"]
+        series = ", ".join(
+            f"'{dat}' using ($0+{(k - 1.5) * 0.12:.2f}):{k + 2}{':xtic(1)' if k == 0 else ''} "
+            f"with points {styles[k]} ps 1.6 title '{impl}'" for k, impl in enumerate(IMPLS))
+        self.run_gnuplot(gnuplot, f"""
+set terminal pngcairo size 900,520 font ',10'
+set output '{png}'
+set title 'mlp_step: one float32 training step (median; model / BLAS threads)' noenhanced
+set logscale y
+set ylabel 'time per step (us, log scale)'
+set grid ytics mytics
+set key top left
+set xrange [-0.5:{len(rows) - 0.5}]
+set offsets 0, 0, graph 0.05, graph 0.05
+plot {series}
+""")
+        return [png]
+
+    def plot_jacobian(self, gnuplot, tmp, outdir):
+        if not self.jac:
+            return []
+        labels = {"vjp": "vjp (tape)", "vjp_hand": "vjp by hand (sgemv)", "materialized": "materialized Jacobians"}
+        points = {"vjp": 7, "vjp_hand": 9, "materialized": 5}
+        lines, slopes = [], []
+        for color, key in enumerate(JAC_SERIES, start=1):
+            if key not in self.jac:
+                continue
+            pts, full, (su, cu) = self.jac[key]
+            path = os.path.join(tmp, f"{key}.dat")
+            with open(path, "w") as f:
+                for n, t in pts:
+                    f.write(f"{n} {t * 1e6:.6g}\n")
+            lines.append(f"'{path}' using 1:2 with points pt {points[key]} ps 1.5 lc {color} title '{labels[key]}'")
+            if su is not None:
+                lines.append(f"[{FIT_FROM * 0.8}:1400] exp({cu:.6g})*x**{su:.6g}*1e6 with lines lc {color} dt 2 "
+                             f"title sprintf('fit N>={FIT_FROM}: slope %.2f (all N: %.2f)', {su:.4f}, {full[0]:.4f})")
+                slopes.append(f"{key} {su:.2f}")
+        png = os.path.join(outdir, "bench-jacobian_chain.png")
+        title = "jacobian_chain: dC/dx through 3 sigmoid layers of width N"
+        if slopes:
+            title += "\\nfitted slopes (N >= %d): " % FIT_FROM + ", ".join(slopes)
+        self.run_gnuplot(gnuplot, f"""
+set terminal pngcairo size 900,560 font ',10'
+set output '{png}'
+set title "{title}" noenhanced
+set logscale xy
+set xlabel 'N'
+set ylabel 'time (us)'
+set xtics (64, 128, 256, 512, 1024)
+set grid
+set key top left
+set xrange [48:1400]
+plot {', '.join(lines)}
+""")
+        return [png]
+
+    def plot_hessian(self, gnuplot, tmp, outdir):
+        if not self.hes:
+            return []
+        path = os.path.join(tmp, "hes.dat")
+        with open(path, "w") as f:
+            for n, h, full in self.hes:
+                cols = ["NaN" if t is None else f"{t * 1e6:.6g}" for t in (h, full)]
+                f.write(f"{n} {cols[0]} {cols[1]}\n")
+        png = os.path.join(outdir, "bench-hessian.png")
+        self.run_gnuplot(gnuplot, f"""
+set terminal pngcairo size 700,420 font ',10'
+set output '{png}'
+set title 'Hessian-vector product vs full Hessian'
+set logscale xy
+set xlabel 'n (input size)'
+set ylabel 'time (us)'
+set xtics (8, 16, 32, 64)
+set grid
+set key top left
+plot '{path}' using 1:2 with linespoints pt 7 title 'ad::hvp', '' using 1:3 with linespoints pt 5 title 'ad::hessian'
+""")
+        return [png]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results")
+    ap.add_argument("--plots", metavar="DIR")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table here")
+    args = ap.parse_args()
+    context, runs = load(args.results)
+    if not runs:
+        print(f"report.py: no benchmark results in {args.results}", file=sys.stderr)
+        return 1
+    report = Report(context, runs)
+    text = report.build()
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text + "\n")
+    if args.plots:
+        os.makedirs(args.plots, exist_ok=True)
+        for png in report.plots(args.plots):
+            print(f"plot: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
