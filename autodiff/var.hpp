@@ -237,6 +237,11 @@ Var<T> make_op(const char* op, Array<T> value, const Var<T>& a, const Var<T>& b,
     return detail::make_op_impl(op, std::move(value), std::array<Var<T>, 2>{a, b}, std::move(vjp));
 }
 
+template <class T, class Vjp>
+Var<T> make_op(const char* op, Array<T> value, const Var<T>& a, const Var<T>& b, const Var<T>& c, Vjp vjp) {
+    return detail::make_op_impl(op, std::move(value), std::array<Var<T>, 3>{a, b, c}, std::move(vjp));
+}
+
 /// The same for ops with a variable number of inputs (concatenate, stack).
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Array<T> value, std::vector<Var<T>> inputs, Vjp vjp) {

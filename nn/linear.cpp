@@ -51,7 +51,7 @@ Var<T> Linear<T>::forward(const Var<T>& x) {
     if (s[0] == 0) {
         throw value_error(fmt::format("{}: empty batch (input has shape {})", describe(), shape_string(s)));
     }
-    return matmul(x, weight_, false, true) + bias_;
+    return linear(x, weight_, bias_);
 }
 
 template <class T>

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
 
 namespace ad::nn {
 namespace {
@@ -83,22 +84,34 @@ SGD<T>::SGD(std::vector<NamedParameter<T>> parameters, SGDOptions options)
 
 template <class T>
 void SGD<T>::step() {
+    // Once the gradients pass the checks nothing below can fail (short of
+    // memory), so the update runs in place: no new parameter arrays per step.
     this->check_gradients("SGD::step");
     NoGrad no_grad;  // nothing an optimizer computes belongs on a tape
     const T lr = this->learning_rate_, mu = T(options_.momentum), wd = T(options_.weight_decay);
     const bool use_momentum = options_.momentum != 0;
-    std::vector<Array<T>> values, velocity;
+    const bool first_step = velocity_.empty();
+    if (use_momentum && first_step) velocity_.resize(this->parameters_.size());
     for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
-        const auto& p = this->parameters_[i].var;
-        Array<T> g = wd != T(0) ? Array<T>(p.grad() + wd * p.value()) : p.grad();
-        if (use_momentum) {
-            if (!velocity_.empty()) g = mu * velocity_[i] + g;
-            velocity.push_back(g);
+        auto& p = this->parameters_[i].var;
+        Array<T>& value = p.mutable_value();
+        if (!use_momentum && wd == T(0)) {
+            xt::noalias(value) -= lr * p.grad();
+            continue;
         }
-        values.push_back(p.value() - lr * g);
+        Array<T> direction = p.grad() + wd * value;
+        if (use_momentum) {
+            if (first_step) {
+                velocity_[i] = direction;
+            } else {
+                xt::noalias(velocity_[i]) = mu * velocity_[i] + direction;
+            }
+            xt::noalias(value) -= lr * velocity_[i];
+        } else {
+            xt::noalias(value) -= lr * direction;
+        }
     }
-    this->commit(values);
-    if (use_momentum) velocity_.swap(velocity);
+    ++this->steps_;
 }
 
 template <class T>

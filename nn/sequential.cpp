@@ -26,15 +26,16 @@ template <class T>
 Var<T> Sequential<T>::forward(const Var<T>& x) {
     Var<T> a = x;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
-        std::string where = fmt::format("layers.{} ({})", i, layers_[i]->describe());
+        // The context string is built only on the error path: forward runs every step.
+        auto where = [&] { return fmt::format("layers.{} ({})", i, layers_[i]->describe()); };
         try {
             a = layers_[i]->forward(a);
         } catch (const shape_error& e) {
-            rethrow_with(e, where + ": " + e.what());
+            rethrow_with(e, where() + ": " + e.what());
         } catch (const value_error& e) {
-            rethrow_with(e, where + ": " + e.what());
+            rethrow_with(e, where() + ": " + e.what());
         } catch (const tape_error& e) {
-            rethrow_with(e, where + ": " + e.what());
+            rethrow_with(e, where() + ": " + e.what());
         }
     }
     return a;

@@ -6,6 +6,8 @@
 //   B_bar = op(A)^T g        (transposed back when B was used transposed: g^T op(A))
 //
 // 1-D operands are reshaped to a row (left) or a column (right) and back.
+//
+//   linear   y = x W^T + b      x: g W      W: g^T x      b: column sums of g
 
 #include "autodiff/ops/linalg.hpp"
 
@@ -70,9 +72,34 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     return ra == 1 && rb == 1 ? reshape(c, {}) : reshape(c, {-1});
 }
 
+template <class T>
+Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
+    for (const auto* v : {&x, &weight, &bias}) detail::check_defined("linear", *v);
+    const auto& X = x.value();
+    const auto& W = weight.value();
+    const auto& b = bias.value();
+    if (X.dimension() != 2 || W.dimension() != 2 || b.dimension() != 1 || X.shape()[1] != W.shape()[1] ||
+        b.shape()[0] != W.shape()[0]) {
+        throw shape_error(fmt::format("linear: input {}, weight {} and bias {} do not fit y = x W^T + b (expects "
+                                      "(batch, in), (out, in), (out,))",
+                                      shape_string_of(X), shape_string_of(W), shape_string_of(b)));
+    }
+    std::size_t rows = X.shape()[0], out = W.shape()[0];
+    Array<T> y = Array<T>::from_shape({rows, out});
+    for (std::size_t r = 0; r < rows; ++r) std::copy_n(b.data(), out, y.data() + r * out);
+    if (rows != 0 && out != 0 && X.shape()[1] != 0) xt::blas::gemm(X, W, y, false, true, T(1), T(1));
+    return make_op("linear", std::move(y), x, weight, bias,
+                   [x, weight](std::size_t i, const Var<T>& g, const Var<T>&) {
+                       if (i == 0) return matmul(g, weight);
+                       if (i == 1) return matmul(g, x, true, false);
+                       return sum(g, 0);
+                   });
+}
+
 #define AD_INSTANTIATE(T)                                                  \
     template Var<T> matmul(const Var<T>&, const Var<T>&);                  \
-    template Var<T> matmul(const Var<T>&, const Var<T>&, bool, bool);
+    template Var<T> matmul(const Var<T>&, const Var<T>&, bool, bool);      \
+    template Var<T> linear(const Var<T>&, const Var<T>&, const Var<T>&);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

@@ -12,4 +12,10 @@ template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b);
 template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b);
 
+/// The dense layer y = x W^T + b with rows as samples: x (batch, in), W (out,
+/// in), b (out). One GEMM into a buffer that already holds b, and one record
+/// (the tape keeps y only, not x W^T as well).
+template <class T>
+Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias);
+
 }  // namespace ad

@@ -217,3 +217,36 @@ TEST_CASE("matmul: create_graph gradients differentiate again (second derivative
         CHECK_GRADGRADCHECK(flagged, inputs);
     }
 }
+
+TEST_CASE("linear: y = x W^T + b matches matmul plus bias, and its gradients match finite differences") {
+    std::mt19937_64 rng(77);
+    for (int round = 0; round < 8; ++round) {
+        std::size_t batch = 1 + rng() % 5, in = 1 + rng() % 5, out = 1 + rng() % 5;
+        INFO(fmt::format("batch {}, in {}, out {}", batch, in, out));
+        Array<double> x = ad::test::uniform({batch, in}, rng()), w = ad::test::uniform({out, in}, rng()),
+                      b = ad::test::uniform({out}, rng());
+        Array<double> expected = Array<double>::from_shape({batch, out});
+        for (std::size_t r = 0; r < batch; ++r) {
+            for (std::size_t o = 0; o < out; ++o) {
+                double acc = b(o);
+                for (std::size_t k = 0; k < in; ++k) acc += x(r, k) * w(o, k);
+                expected(r, o) = acc;
+            }
+        }
+        CHECK(ad::test::matches(ad::linear(ad::constant(x), ad::constant(w), ad::constant(b)).value(), expected));
+        CHECK_GRADCHECK([](const Vars& v) { return ad::linear(v[0], v[1], v[2]); },
+                        (std::vector<Array<double>>{x, w, b}));
+    }
+}
+
+TEST_CASE("linear: operands that do not make a layer are rejected with their shapes, and record nothing") {
+    ad::Tape tape;
+    auto x = ad::param(ad::test::uniform({4, 3}, 1));
+    auto w = ad::param(ad::test::uniform({2, 5}, 2));
+    auto b = ad::param(ad::test::uniform({2}, 3));
+    CHECK_THROWS_WITH_AS(ad::linear(x, w, b),
+                         "linear: input (4, 3), weight (2, 5) and bias (2,) do not fit y = x W^T + b (expects "
+                         "(batch, in), (out, in), (out,))",
+                         ad::shape_error);
+    CHECK(tape.size() == 0);
+}
