@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <xtensor-blas/xblas.hpp>
+#include <xtensor/xadapt.hpp>
 
 #include "autodiff/ops/all.hpp"
 
@@ -37,8 +38,19 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose
                                       transpose_a ? "^T" : "", shape_string_of(B), transpose_b ? "^T" : ""));
     }
     Array<T> c = Array<T>::from_shape({m, n});
+    // A vector on either side takes GEMV: OpenBLAS's GEMM with one column
+    // still packs the whole matrix, which costs as much as the product.
+    auto as_vector = [](auto&& array, std::size_t size) {
+        return xt::adapt(array.data(), size, xt::no_ownership(), std::array<std::size_t, 1>{size});
+    };
     if (k == 0 || m == 0 || n == 0) {
         c.fill(T(0));
+    } else if (n == 1 && m > 1) {
+        auto column = as_vector(c, m);
+        xt::blas::gemv(A, as_vector(B, k), column, transpose_a);
+    } else if (m == 1 && n > 1) {
+        auto row = as_vector(c, n);
+        xt::blas::gemv(B, as_vector(A, k), row, !transpose_b);
     } else {
         xt::blas::gemm(A, B, c, transpose_a, transpose_b);
     }
