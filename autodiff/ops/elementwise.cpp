@@ -16,7 +16,8 @@
 //   sqrt        x^(1/2)                g / (2 y)
 //   square      x^2                    2 g x
 //   abs         |x|                    g sign(x)
-//   sigmoid     1 / (1 + e^-x)         g y (1 - y)
+//   sigmoid     1 / (1 + e^-x)         sigmoid_backward(g, y)
+//   sigmoid_backward  g y (1 - y)      g: g' y (1 - y)        y: g' g (1 - 2 y)
 //   tanh        tanh x                 g (1 - y^2)
 //   relu        max(x, 0)              g [x > 0]
 //   softplus    ln(1 + e^x)            g sigmoid(x)
@@ -149,7 +150,24 @@ Var<T> abs(const Var<T>& x) {
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
     return make_op("sigmoid", map(x.value(), stable_sigmoid<T>), x,
-                   [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * y * (T(1) - y); });
+                   [](std::size_t, const Var<T>& g, const Var<T>& y) { return sigmoid_backward(g, y); });
+}
+
+template <class T>
+Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
+    // One pass instead of three (1 - y, then two products): the backward of
+    // every sigmoid layer runs through here.
+    if (!equal_shapes(g.value(), y.value())) {
+        throw shape_error(fmt::format("sigmoid_backward: cotangent {} and result {} differ in shape",
+                                      shape_string_of(g.value()), shape_string_of(y.value())));
+    }
+    Array<T> out = Array<T>::from_shape(y.value().shape());
+    const T* gv = g.value().data();
+    const T* yv = y.value().data();
+    for (std::size_t i = 0, n = out.size(); i < n; ++i) out.data()[i] = gv[i] * yv[i] * (T(1) - yv[i]);
+    return make_op("sigmoid_backward", std::move(out), g, y, [g, y](std::size_t i, const Var<T>& h, const Var<T>&) {
+        return i == 0 ? sigmoid_backward(h, y) : h * g * (T(1) - y * T(2));
+    });
 }
 
 template <class T>
@@ -198,6 +216,7 @@ Var<T> clamp(const Var<T>& x, T lo, T hi) {
     template Var<T> square(const Var<T>&);                                 \
     template Var<T> abs(const Var<T>&);                                    \
     template Var<T> sigmoid(const Var<T>&);                                \
+    template Var<T> sigmoid_backward(const Var<T>&, const Var<T>&);        \
     template Var<T> tanh(const Var<T>&);                                   \
     template Var<T> relu(const Var<T>&);                                   \
     template Var<T> softplus(const Var<T>&);                               \

@@ -26,6 +26,8 @@ template <class T> Var<T> sqrt(const Var<T>& x);
 template <class T> Var<T> square(const Var<T>& x);
 template <class T> Var<T> abs(const Var<T>& x);
 template <class T> Var<T> sigmoid(const Var<T>& x);
+/// g y (1 - y): sigmoid's VJP given its result y, fused into one pass.
+template <class T> Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y);
 template <class T> Var<T> tanh(const Var<T>& x);
 template <class T> Var<T> relu(const Var<T>& x);
 template <class T> Var<T> softplus(const Var<T>& x);

@@ -417,3 +417,14 @@ TEST_CASE("sigmoid: the sum of a create_graph gradient backpropagates to the sec
     CHECK(xt::allclose(g[0].value(), s * (1.0 - s)));
     CHECK(xt::allclose(x.grad(), s * (1.0 - s) * (1.0 - 2.0 * s)));
 }
+
+TEST_CASE("sigmoid_backward: g y (1 - y) in one pass, differentiable in both arguments") {
+    Array<double> g = ad::test::uniform({3, 4}, 91), y = ad::test::uniform({3, 4}, 92, 0.05, 0.95);
+    auto out = ad::sigmoid_backward(ad::constant(g), ad::constant(y));
+    for (std::size_t i = 0; i < g.size(); ++i) {
+        CHECK(out.value().data()[i] == doctest::Approx(g.data()[i] * y.data()[i] * (1 - y.data()[i])).epsilon(1e-15));
+    }
+    CHECK_GRADCHECK([](const Vars& v) { return ad::sigmoid_backward(v[0], v[1]); }, (std::vector<Array<double>>{g, y}));
+    CHECK_THROWS_WITH_AS(ad::sigmoid_backward(ad::constant(g), ad::constant(Array<double>{1.0, 2.0})),
+                         "sigmoid_backward: cotangent (3, 4) and result (2,) differ in shape", ad::shape_error);
+}

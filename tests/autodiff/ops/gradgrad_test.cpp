@@ -47,6 +47,7 @@ const std::vector<OpCase>& op_cases() {
         {"square", [](const Vars& x) { return ad::square(x[0]); }, {{2, 3}}},
         {"abs", [](const Vars& x) { return ad::abs(x[0]) * x[0]; }, {{2, 3}}, Domain::away_from_zero},
         {"sigmoid", [](const Vars& x) { return ad::sigmoid(x[0]); }, {{2, 3}}},
+        {"sigmoid_backward", [](const Vars& x) { return ad::sigmoid_backward(x[0], ad::sigmoid(x[1])); }, {{2, 3}, {2, 3}}},
         {"tanh", [](const Vars& x) { return ad::tanh(x[0]); }, {{2, 3}}},
         {"relu", [](const Vars& x) { return ad::relu(x[0]) * x[0]; }, {{2, 3}}, Domain::away_from_zero},
         {"softplus", [](const Vars& x) { return ad::softplus(x[0]); }, {{2, 3}}},
