@@ -64,6 +64,18 @@ Array<T> assemble(const std::vector<Array<T>>& rows, const Shape& out_shape, con
     return result;
 }
 
+/// The Jacobian of `y` with respect to `x`, shape y.shape + x.shape: one
+/// backward sweep per element of y, each seeded with a unit cotangent.
+template <class T>
+Array<T> jacobian_by_rows(const Var<T>& y, const Var<T>& x) {
+    Shape out_shape = y.shape();
+    std::vector<Array<T>> rows;
+    for (std::size_t k = 0; k < y.size(); ++k) {
+        rows.push_back(vjp_arrays(y, {x}, unit<T>(out_shape, k), {.retain_graph = true})[0]);
+    }
+    return assemble(rows, out_shape, x.shape());
+}
+
 /// J^T u recorded with a free cotangent u: the linear map the JVP trick differentiates.
 template <class T>
 struct LinearizedVjp {
@@ -148,13 +160,7 @@ Array<T> jacrev(const detail::nondeduced<UnaryFn<T>>& f, const Array<T>& x) {
     Tape tape;
     EnableGrad recording;
     auto vars = params_of(std::vector<Array<T>>{x});
-    Var<T> y = f(vars[0]);
-    Shape out_shape = y.shape();
-    std::vector<Array<T>> rows;
-    for (std::size_t k = 0; k < y.size(); ++k) {
-        rows.push_back(vjp_arrays(y, vars, unit<T>(out_shape, k), {.retain_graph = true})[0]);
-    }
-    return assemble(rows, out_shape, shape_of(x));
+    return jacobian_by_rows(f(vars[0]), vars[0]);
 }
 
 template <class T>
@@ -190,14 +196,10 @@ Array<T> hessian(const detail::nondeduced<UnaryFn<T>>& f, const Array<T>& x) {
     auto vars = params_of(std::vector<Array<T>>{x});
     Var<T> y = f(vars[0]);
     check_scalar("hessian", y);
-    Shape in_shape = shape_of(x);
-    std::vector<Array<T>> rows;
-    if (!y.requires_grad()) return xt::zeros<T>(assemble(std::vector<Array<T>>{}, in_shape, in_shape).shape());
-    Var<T> g = grad(y, vars, {.retain_graph = true, .create_graph = true})[0];
-    for (std::size_t k = 0; k < x.size(); ++k) {
-        rows.push_back(vjp_arrays(g, vars, unit<T>(in_shape, k), {.retain_graph = true})[0]);
-    }
-    return assemble(rows, in_shape, in_shape);
+    // The Hessian is the Jacobian of the recorded gradient (zero when f is constant in x).
+    Var<T> g = y.requires_grad() ? grad(y, vars, {.retain_graph = true, .create_graph = true})[0]
+                                 : constant(Array<T>(xt::zeros<T>(x.shape())));
+    return jacobian_by_rows(g, vars[0]);
 }
 
 template <class T>
