@@ -11,6 +11,7 @@
 // the arena's chunks and the record array's capacity, so a training loop that
 // records the same graph every step allocates no tape storage after step one.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -112,7 +113,9 @@ template <class Closure>
 void Tape::record(Closure&& closure, std::size_t value_bytes) {
     using C = std::decay_t<Closure>;
     static_assert(alignof(C) <= alignof(std::max_align_t), "arena chunks are max_align_t aligned");
-    records_.reserve(records_.size() + 1);  // may throw: nothing changed yet
+    // Room first (geometric growth; may throw while nothing has changed), so
+    // the push_back below cannot fail after the closure is in the arena.
+    if (records_.size() == records_.capacity()) records_.reserve(std::max<std::size_t>(64, 2 * records_.capacity()));
     void* memory = allocate(sizeof(C), alignof(C));
     C* stored = new (memory) C(std::forward<Closure>(closure));
     records_.push_back(Record{
