@@ -170,21 +170,12 @@ Array<T> jacfwd(const detail::nondeduced<UnaryFn<T>>& f, const Array<T>& x) {
     auto vars = params_of(std::vector<Array<T>>{x});
     Var<T> y = f(vars[0]);
     auto lin = linearized_vjp(y, vars);
-    Var<T> g_flat = reshape(lin.g[0], {-1});
-    // Column j of J is d g_j / du: one sweep per input element.
-    std::vector<Array<T>> columns;
-    for (std::size_t j = 0; j < x.size(); ++j) {
-        Var<T> g_j = sum(slice(g_flat, 0, j, j + 1));
-        columns.push_back(vjp_arrays(g_j, {lin.u}, constant(Array<T>(T(1))), {.retain_graph = true})[0]);
-    }
-    // columns[j] has the output's shape; the Jacobian is out + in, so transpose the (in, out) layout.
-    Shape out_shape = y.shape();
-    std::size_t m = y.size(), n = x.size();
-    Array<T> by_column = assemble(columns, {n}, {m});
-    Array<T> jac = xt::transpose(by_column);
-    Shape shape = out_shape;
-    Shape in_shape = shape_of(x);
-    shape.insert(shape.end(), in_shape.begin(), in_shape.end());
+    // Row j of the Jacobian of g = u^T J in u is d g_j / du: column j of J, one sweep per input element.
+    Array<T> columns = jacobian_by_rows(reshape(lin.g[0], {-1}), lin.u);
+    columns.reshape({x.size(), y.size()});
+    Array<T> jac = xt::transpose(columns);
+    Shape shape = y.shape();
+    shape.insert(shape.end(), x.shape().begin(), x.shape().end());
     jac.reshape(shape);
     return jac;
 }
