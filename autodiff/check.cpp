@@ -33,12 +33,12 @@ using Probe = std::function<double(Tape&, const std::vector<Var<double>>&)>;
 /// Compares `analytic` (one array per input) with central differences of
 /// `probe`, element by element; fills the worst element into a result.
 GradcheckResult compare(const std::vector<Array<double>>& analytic, const std::vector<Array<double>>& inputs,
-                        const Probe& probe, const GradcheckOptions& options) {
+                        const Probe& probe, const GradcheckOptions& options, TapeOptions tape_options = {}) {
     GradcheckResult result;
     double worst = -1;
     // The numeric side runs f on parameters inside a tape too: f may itself
     // take gradients (a gradient of a gradient is checked this way).
-    Tape tape;
+    Tape tape(tape_options);
     std::vector<Var<double>> xs;
     for (const auto& x : inputs) xs.push_back(param(Array<double>(x)));
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -87,7 +87,7 @@ std::vector<Array<double>> analytic_vjp(const Var<double>& output, const std::ve
 /// first failing one are right, so that one's own VJP is the culprit.
 void find_first_bad_record(const Function& f, const std::vector<Array<double>>& inputs, const GradcheckOptions& options,
                            GradcheckResult& result) {
-    Tape tape;
+    Tape tape({.keep_results = true});
     std::vector<Var<double>> xs;
     for (const auto& x : inputs) xs.push_back(param(Array<double>(x)));
     f(xs);
@@ -104,7 +104,8 @@ void find_first_bad_record(const Function& f, const std::vector<Array<double>>& 
             if (!o || !equal_shapes(o->value(), v)) return std::numeric_limits<double>::quiet_NaN();
             return static_cast<double>(xt::sum(o->value() * v)());
         };
-        GradcheckResult check = compare(analytic_vjp(*out, xs, v), inputs, probe_record, options);
+        GradcheckResult check =
+            compare(analytic_vjp(*out, xs, v), inputs, probe_record, options, {.keep_results = true});
         if (!check.ok) {
             result.bad_record = r;
             result.bad_op = tape.op_name(r);

@@ -12,8 +12,8 @@ std::atomic<std::uint32_t> next_tape_id{1};
 
 }  // namespace
 
-Tape::Tape()
-    : epoch_(std::uint64_t{next_tape_id.fetch_add(1)} << 32), previous_(current_tape) {
+Tape::Tape(TapeOptions options)
+    : options_(options), epoch_(std::uint64_t{next_tape_id.fetch_add(1)} << 32), previous_(current_tape) {
     current_tape = this;
 }
 
@@ -34,7 +34,6 @@ void Tape::destroy_records() noexcept {
     records_.clear();
     chunk_ = 0;
     offset_ = 0;
-    value_bytes_ = 0;
     consumed_end_ = 0;
 }
 
@@ -46,7 +45,7 @@ void Tape::clear() {
 std::size_t Tape::bytes() const noexcept {
     std::size_t arena = 0;
     for (std::size_t size : chunk_sizes_) arena += size;
-    return records_.capacity() * sizeof(Record) + arena + value_bytes_;
+    return records_.capacity() * sizeof(Record) + arena;
 }
 
 void* Tape::allocate(std::size_t size, std::size_t align) {
@@ -59,7 +58,7 @@ void* Tape::allocate(std::size_t size, std::size_t align) {
         ++chunk_;
         offset_ = 0;
     }
-    std::size_t capacity = std::max(chunk_size_, size);
+    std::size_t capacity = std::max(size, std::min(max_chunk_size_, first_chunk_size_ << chunks_.size()));
     chunks_.push_back(std::make_unique<std::byte[]>(capacity));  // aligned for max_align_t
     chunk_sizes_.push_back(capacity);
     chunk_ = chunks_.size() - 1;

@@ -10,6 +10,11 @@
 // Closures live in an arena owned by the tape. clear() destroys them but keeps
 // the arena's chunks and the record array's capacity, so a training loop that
 // records the same graph every step allocates no tape storage after step one.
+//
+// A record holds its output's cotangent slot, not its output: values stay
+// alive only while a user's handle or a VJP that reads them holds them, so the
+// tape keeps what the backward sweep needs and nothing more (a dense layer's
+// pre-activation dies as soon as its sigmoid has run).
 
 #include <algorithm>
 #include <cstddef>
@@ -30,11 +35,18 @@ enum class Pass {
     reject_reached,        ///< throw tape_error if a cotangent reached the record
 };
 
+struct TapeOptions {
+    /// Keep every record's result alive, so that result(i) can show it
+    /// (gradcheck uses this to find the first op whose VJP is wrong). Off,
+    /// a record keeps its result only when its VJP reads it.
+    bool keep_results = false;
+};
+
 class Tape {
 public:
     /// Makes this tape the current one of the calling thread; the previous one
     /// (if any) becomes current again when this tape is destroyed.
-    Tape();
+    explicit Tape(TapeOptions options = {});
     ~Tape();
     Tape(const Tape&) = delete;
     Tape& operator=(const Tape&) = delete;
@@ -50,28 +62,35 @@ public:
     std::size_t size() const noexcept { return records_.size(); }
     bool empty() const noexcept { return records_.empty(); }
 
-    /// Bytes held: the record array, the closure arena, and the output values
-    /// the records keep alive.
+    /// Bytes of the tape's own storage: the record array and the closure
+    /// arena. The values the closures keep alive are on the heap beside it.
     std::size_t bytes() const noexcept;
+
+    bool keeps_results() const noexcept { return options_.keep_results; }
 
     /// Identifies this tape between two clears; values recorded on it carry it.
     std::uint64_t epoch() const noexcept { return epoch_; }
     std::uint32_t id() const noexcept { return static_cast<std::uint32_t>(epoch_ >> 32); }
 
     /// Appends a record; `closure` must be callable as `closure(Pass)` and
-    /// have members `op` (the op's name) and `result` (a Var). `value_bytes`
-    /// is what the record keeps alive beyond the closure itself.
+    /// have members `op` (the op's name), `slot` (where its output's
+    /// cotangent accumulates) and `result` (a Var, possibly empty).
     template <class Closure>
-    void record(Closure&& closure, std::size_t value_bytes);
+    void record(Closure&& closure);
 
     /// The name of the op of record i.
     const char* op_name(std::size_t i) const { return records_.at(i).op; }
-    /// The result of record i, or nullptr when it holds another element type.
+    /// The result of record i, or nullptr when the record does not keep it
+    /// (see TapeOptions) or holds another element type.
     template <class VarType>
     const VarType* result(std::size_t i) const {
         const Record& r = records_.at(i);
         return r.element_size == sizeof(typename VarType::value_type) ? static_cast<const VarType*>(r.result) : nullptr;
     }
+    /// The cotangent slot of record i, which the caller knows to be a `Slot`
+    /// (the record of a value of that element type).
+    template <class Slot>
+    Slot& slot(std::size_t i) const noexcept { return *static_cast<Slot*>(records_[i].slot); }
 
     /// Runs `pass` on records [first, last) from last-1 down to first.
     void run(std::size_t first, std::size_t last, Pass pass);
@@ -88,8 +107,8 @@ private:
         void* closure;
         void (*run)(void*, Pass);
         void (*destroy)(void*) noexcept;
-        std::size_t value_bytes;
         const char* op;
+        void* slot;
         const void* result;
         std::size_t element_size;
     };
@@ -97,20 +116,23 @@ private:
     void* allocate(std::size_t size, std::size_t align);
     void destroy_records() noexcept;
 
-    static constexpr std::size_t chunk_size_ = 64 * 1024;
+    // Chunks grow from small (a small model's step fits in the first) to a
+    // size where one allocation serves hundreds of records.
+    static constexpr std::size_t first_chunk_size_ = 4 * 1024;
+    static constexpr std::size_t max_chunk_size_ = 64 * 1024;
+    TapeOptions options_;
     std::vector<Record> records_;
     std::vector<std::unique_ptr<std::byte[]>> chunks_;
     std::vector<std::size_t> chunk_sizes_;
     std::size_t chunk_ = 0;          // chunk being filled
     std::size_t offset_ = 0;         // first free byte in it
-    std::size_t value_bytes_ = 0;
     std::size_t consumed_end_ = 0;
     std::uint64_t epoch_;
     Tape* previous_;
 };
 
 template <class Closure>
-void Tape::record(Closure&& closure, std::size_t value_bytes) {
+void Tape::record(Closure&& closure) {
     using C = std::decay_t<Closure>;
     static_assert(alignof(C) <= alignof(std::max_align_t), "arena chunks are max_align_t aligned");
     // Room first (geometric growth; may throw while nothing has changed), so
@@ -122,8 +144,8 @@ void Tape::record(Closure&& closure, std::size_t value_bytes) {
         stored,
         [](void* c, Pass pass) { (*static_cast<C*>(c))(pass); },
         [](void* c) noexcept { static_cast<C*>(c)->~C(); },
-        value_bytes, stored->op, &stored->result, sizeof(typename decltype(stored->result)::value_type)});
-    value_bytes_ += value_bytes;
+        stored->op, &stored->slot, stored->result.defined() ? &stored->result : nullptr,
+        sizeof(typename decltype(stored->result)::value_type)});
 }
 
 /// Whether ops record (true unless inside a NoGrad scope) on this thread.

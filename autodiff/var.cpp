@@ -1,5 +1,6 @@
 #include "autodiff/var.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -119,29 +120,27 @@ void check_same_tape(const char* op, const Var<T>& x, const Tape* tape) {
 }
 
 template <class T>
-Var<T> fit_gradient(const char* op, Var<T> grad, const Var<T>& input) {
+Var<T> fit_gradient(const char* op, Var<T> grad, const typename Array<T>::shape_type& input_shape) {
     const auto& g = grad.value();
-    const auto& x = input.value();
-    if (equal_shapes(g, x)) return grad;
-    Shape want = shape_of(x);
+    if (std::equal(g.shape().begin(), g.shape().end(), input_shape.begin(), input_shape.end())) return grad;
+    Shape want(input_shape.begin(), input_shape.end());
     if (broadcasts_to(want, shape_of(g))) return sum_to_shape(grad, want);
     throw shape_error(fmt::format("{}: the VJP returned a gradient of shape {} for an input of shape {}",
                                   op, shape_string_of(g), shape_string(want)));
 }
 
 template <class T>
-void accumulate_cotangent(const Var<T>& x, Var<T> g) {
-    auto& node = *x.node_ptr();
-    if (!node.cotangent) {
-        node.cotangent = g.node_ptr();
+void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g) {
+    if (!slot) {
+        slot = g.node_ptr();
         return;
     }
     // Not recording and nobody else holds the running sum: add in place.
-    if (!grad_enabled() && node.cotangent.use_count() == 1) {
-        node.cotangent->value += g.value();
+    if (!grad_enabled() && slot.use_count() == 1) {
+        slot->value += g.value();
         return;
     }
-    node.cotangent = add(Var<T>(node.cotangent), g).node_ptr();
+    slot = add(Var<T>(slot), g).node_ptr();
 }
 
 template <class T>
@@ -191,6 +190,8 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
 
     Tape* tape = Tape::current();
     check_same_tape(fn, loss, tape);
+    for (const auto& x : wrt) check_same_tape(fn, x, tape);
+    CotangentSlot<T>& loss_slot = tape->slot<CotangentSlot<T>>(loss_node.record_index);
     std::size_t end = loss_node.record_index + 1;
     if (loss_node.record_index < tape->consumed_end()) {
         throw tape_error(fmt::format(
@@ -205,13 +206,14 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         std::optional<NoGrad> no_grad;
         std::optional<EnableGrad> enable_grad;
         if (options.create_graph) enable_grad.emplace(); else no_grad.emplace();
-        loss_node.cotangent = seed_var.node_ptr();
+        loss_slot = seed_var.node_ptr();
         try {
             tape->run(first, end, Pass::backward);
             if (first > 0) tape->run(0, first, Pass::reject_reached);
             for (const auto& x : wrt) {
-                const auto& cot = x.node_ptr()->cotangent;
-                grads.push_back(cot ? Var<T>(cot) : constant(Array<T>(xt::zeros<T>(x.value().shape()))));
+                const CotangentSlot<T>* slot = slot_of(x, *tape);
+                grads.push_back(slot && *slot ? Var<T>(*slot)
+                                              : constant(Array<T>(xt::zeros<T>(x.value().shape()))));
             }
         } catch (...) {
             tape->run(0, end, Pass::finalize_discard);
@@ -247,8 +249,8 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     namespace detail {                                                                                  \
     template void check_defined(const char*, const Var<T>&);                                            \
     template void check_same_tape(const char*, const Var<T>&, const Tape*);                             \
-    template Var<T> fit_gradient(const char*, Var<T>, const Var<T>&);                                   \
-    template void accumulate_cotangent(const Var<T>&, Var<T>);                                          \
+    template Var<T> fit_gradient(const char*, Var<T>, const typename Array<T>::shape_type&);            \
+    template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \
     }

@@ -28,11 +28,27 @@ struct Node {
 
     Array<T> value;
     std::unique_ptr<Array<T>> grad;       // parameters only: accumulated across backward calls
-    std::shared_ptr<Node> cotangent;      // during a sweep: d loss / d value, itself a value
+    std::shared_ptr<Node> cotangent;      // parameters only: d loss / d value during a sweep
     std::uint64_t epoch = 0;              // tape epoch of the record that made it (0: leaf)
     std::size_t record_index = 0;         // that record's index on the tape
     bool requires_grad = false;
     bool is_leaf = true;
+};
+
+/// Where a value's cotangent accumulates during a sweep (itself a value, so
+/// that create_graph can record through it): in the record of the op that
+/// made it, or in the node of a parameter.
+template <class T>
+using CotangentSlot = std::shared_ptr<Node<T>>;
+
+/// What a record knows of one input: where to send its cotangent and the
+/// shape to sum it back to; not its value, which the VJP captures if it
+/// needs it.
+template <class T>
+struct InputSlot {
+    CotangentSlot<T>* slot = nullptr;      // nullptr: no gradient flows to this input
+    std::shared_ptr<Node<T>> parameter;    // a parameter's node, whose grad() takes the sum
+    typename Array<T>::shape_type shape;
 };
 
 }  // namespace detail
@@ -131,10 +147,6 @@ void check_same_tape(const char* op, const Var<T>& x, const Tape* tape);
 template <class T>
 void check_defined(const char* op, const Var<T>& x);
 
-/// Adds `g` into the cotangent of `x`'s node (recorded under create_graph).
-template <class T>
-void accumulate_cotangent(const Var<T>& x, Var<T> g);
-
 /// Makes a Var that owns `value` and is not recorded.
 template <class T>
 Var<T> make_value(Array<T>&& value) {
@@ -165,38 +177,88 @@ Tape* recording_tape(const char* op, const Inputs& inputs) {
 /// Reduces a VJP's result to its input's shape (undoing broadcasting) and
 /// rejects a VJP that returned a shape its input cannot have come from.
 template <class T>
-Var<T> fit_gradient(const char* op, Var<T> grad, const Var<T>& input);
+Var<T> fit_gradient(const char* op, Var<T> grad, const typename Array<T>::shape_type& input_shape);
 
-/// The record an op appends: its result, its inputs, and its VJP
-/// `vjp(i, grad, result) -> input i's cotangent`, called only for inputs
-/// that require a gradient. Returned cotangents may keep a broadcast shape:
-/// the record sums them back to the input's shape in one place.
+/// Adds `g` into a cotangent slot (recorded under create_graph).
+template <class T>
+void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g);
+
+/// The slot that x's cotangent accumulates in on `tape` (x recorded there),
+/// or nullptr when x does not require a gradient.
+template <class T>
+CotangentSlot<T>* slot_of(const Var<T>& x, const Tape& tape) {
+    auto& node = *x.node_ptr();
+    if (!node.requires_grad) return nullptr;
+    if (node.is_leaf) return &node.cotangent;
+    return &tape.slot<CotangentSlot<T>>(node.record_index);
+}
+
+template <class T>
+InputSlot<T> input_slot(const Var<T>& x, const Tape& tape) {
+    InputSlot<T> in;
+    in.slot = slot_of(x, tape);
+    if (!in.slot) return in;
+    const auto& node = x.node_ptr();
+    if (node->is_leaf) in.parameter = node;
+    in.shape = node->value.shape();
+    return in;
+}
+
+template <class T, std::size_t N>
+std::array<InputSlot<T>, N> input_slots(const std::array<Var<T>, N>& xs, const Tape& tape) {
+    std::array<InputSlot<T>, N> slots;
+    for (std::size_t i = 0; i < N; ++i) slots[i] = input_slot(xs[i], tape);
+    return slots;
+}
+
+template <class T>
+std::vector<InputSlot<T>> input_slots(const std::vector<Var<T>>& xs, const Tape& tape) {
+    std::vector<InputSlot<T>> slots;
+    slots.reserve(xs.size());
+    for (const auto& x : xs) slots.push_back(input_slot(x, tape));
+    return slots;
+}
+
+/// The record an op appends. Its VJP is `vjp(i, grad) -> input i's
+/// cotangent`, or `vjp(i, grad, result)` when it reads the op's result (the
+/// record then keeps the result alive); it is called only for inputs that
+/// require a gradient. Returned cotangents may keep a broadcast shape: the
+/// record sums them back to the input's shape in one place.
 template <class T, class Inputs, class Vjp>
 struct OpRecord {
+    static constexpr bool reads_result = std::is_invocable_v<Vjp&, std::size_t, const Var<T>&, const Var<T>&>;
+
     const char* op;
+    CotangentSlot<T> slot;
     Var<T> result;
     Inputs inputs;
     Vjp vjp;
 
     void operator()(Pass pass) {
-        auto& out = *result.node_ptr();
         if (pass == Pass::reject_reached) {
-            if (out.cotangent) reject(op);
+            if (slot) reject(op);
             return;
         }
         if (pass == Pass::backward) {
-            if (!out.cotangent) return;
-            Var<T> grad(out.cotangent);
+            if (!slot) return;
+            Var<T> grad(slot);
             for (std::size_t i = 0; i < inputs.size(); ++i) {
-                if (!inputs[i].requires_grad()) continue;
-                accumulate_cotangent(inputs[i], fit_gradient(op, vjp(i, grad, result), inputs[i]));
+                auto& in = inputs[i];
+                if (!in.slot) continue;
+                if constexpr (reads_result) {
+                    accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad, result), in.shape));
+                } else {
+                    accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad), in.shape));
+                }
             }
             return;
         }
-        out.cotangent.reset();
-        for (auto& x : inputs) {
-            auto& node = *x.node_ptr();
-            if (!node.cotangent) continue;
+        // Every record resets its own slot; the parameters' slots are reset
+        // (and summed into grad()) by the records that read them.
+        slot.reset();
+        for (auto& in : inputs) {
+            if (!in.parameter || !in.parameter->cotangent) continue;
+            auto& node = *in.parameter;
             if (pass == Pass::finalize_accumulate && node.grad) *node.grad += node.cotangent->value;
             node.cotangent.reset();
         }
@@ -204,15 +266,14 @@ struct OpRecord {
 };
 
 template <class T, class Inputs, class Vjp>
-Var<T> make_op_impl(const char* op, Array<T>&& value, Inputs&& inputs, Vjp&& vjp) {
+Var<T> make_op_impl(const char* op, Array<T>&& value, const Inputs& inputs, Vjp&& vjp) {
     Tape* tape = recording_tape<T>(op, inputs);
     Var<T> result = make_value(std::move(value));
     if (!tape) return result;
+    using Record = OpRecord<T, decltype(input_slots(inputs, *tape)), std::decay_t<Vjp>>;
+    Var<T> kept = Record::reads_result || tape->keeps_results() ? result : Var<T>();
+    tape->record(Record{op, {}, std::move(kept), input_slots(inputs, *tape), std::forward<Vjp>(vjp)});
     auto& node = *result.node_ptr();
-    std::size_t bytes = node.value.size() * sizeof(T);
-    tape->record(OpRecord<T, std::decay_t<Inputs>, std::decay_t<Vjp>>{
-                     op, result, std::forward<Inputs>(inputs), std::forward<Vjp>(vjp)},
-                 bytes);
     node.requires_grad = true;
     node.is_leaf = false;
     node.epoch = tape->epoch();
@@ -223,10 +284,13 @@ Var<T> make_op_impl(const char* op, Array<T>&& value, Inputs&& inputs, Vjp&& vjp
 }  // namespace detail
 
 /// Builds an op's result from its computed `value`; when recording, appends
-/// the record whose VJP is `vjp(i, grad, result)`: the cotangent of input i
-/// given the cotangent `grad` of `result`. Every op of the engine is written
-/// this way, and so are users' own ops (custom ops): write the VJP with
-/// engine ops and it supports double backward too.
+/// the record whose VJP is `vjp(i, grad)`: the cotangent of input i given the
+/// cotangent `grad` of the result. A VJP that needs the result itself takes it
+/// as a third argument, `vjp(i, grad, result)`, and the tape then keeps it.
+/// Capture by value (Vars, evaluated arrays) only what the VJP reads: that is
+/// what the tape holds until the backward sweep. Every op of the engine is
+/// written this way, and so are users' own ops (custom ops): write the VJP
+/// with engine ops and it supports double backward too.
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Array<T> value, const Var<T>& x, Vjp vjp) {
     return detail::make_op_impl(op, std::move(value), std::array<Var<T>, 1>{x}, std::move(vjp));

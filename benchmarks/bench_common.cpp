@@ -4,6 +4,7 @@
 #include <map>
 #include <stdexcept>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include "nn/nn.hpp"
@@ -73,6 +74,13 @@ double step_gemm_flops(const ModelSpec& spec) {
 }
 
 void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+
+std::size_t heap_bytes_in_use() {
+    // glibc's own count: small blocks in use plus mmap-ed large blocks, so
+    // nothing escapes whatever size the arrays have.
+    struct mallinfo2 info = mallinfo2();
+    return info.uordblks + info.hblkhd;
+}
 
 std::size_t resident_bytes() {
     std::ifstream statm("/proc/self/statm");

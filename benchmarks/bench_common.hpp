@@ -49,5 +49,7 @@ void set_blas_threads(int threads);
 
 /// Resident set size of this process, from /proc/self/statm.
 std::size_t resident_bytes();
+/// Bytes of heap (malloc) in use by the process.
+std::size_t heap_bytes_in_use();
 
 }  // namespace bench

@@ -15,7 +15,11 @@ void register_memory();         // memory.cpp
 
 // Helpers mlp_step.cpp lends memory.cpp.
 std::size_t hand_activation_bytes(const std::string& model);
-std::size_t tape_forward_bytes(const std::string& model);
+struct TapeMemory {
+    std::size_t held;     // heap bytes alive because of the tape (records, kept values)
+    std::size_t storage;  // of which the tape's own record array and arena
+};
+TapeMemory tape_forward_bytes(const std::string& model);
 void tape_xor_steps(std::size_t steps, const std::function<void(std::size_t)>& after_step);
 
 // The libtorch peers (torch_peers.cpp), built only when CMake finds Torch.

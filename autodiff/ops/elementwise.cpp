@@ -65,21 +65,21 @@ template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
     check_broadcast("add", a, b);
     return make_op("add", Array<T>(a.value() + b.value()), a, b,
-                   [](std::size_t, const Var<T>& g, const Var<T>&) { return g; });
+                   [](std::size_t, const Var<T>& g) { return g; });
 }
 
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
     check_broadcast("sub", a, b);
     return make_op("sub", Array<T>(a.value() - b.value()), a, b,
-                   [](std::size_t i, const Var<T>& g, const Var<T>&) { return i == 0 ? g : -g; });
+                   [](std::size_t i, const Var<T>& g) { return i == 0 ? g : -g; });
 }
 
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
     check_broadcast("mul", a, b);
     return make_op("mul", Array<T>(a.value() * b.value()), a, b,
-                   [a, b](std::size_t i, const Var<T>& g, const Var<T>&) { return i == 0 ? g * b : g * a; });
+                   [a, b](std::size_t i, const Var<T>& g) { return i == 0 ? g * b : g * a; });
 }
 
 template <class T>
@@ -101,19 +101,19 @@ Var<T> pow(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> pow(const Var<T>& x, T p) {
     return make_op("pow", Array<T>(xt::pow(x.value(), p)), x,
-                   [x, p](std::size_t, const Var<T>& g, const Var<T>&) { return g * pow(x, p - T(1)) * p; });
+                   [x, p](std::size_t, const Var<T>& g) { return g * pow(x, p - T(1)) * p; });
 }
 
 template <class T>
 Var<T> affine(const Var<T>& x, T a, T b) {
     return make_op("affine", map(x.value(), [a, b](T v) { return a * v + b; }), x,
-                   [a](std::size_t, const Var<T>& g, const Var<T>&) { return a == T(1) ? g : g * a; });
+                   [a](std::size_t, const Var<T>& g) { return a == T(1) ? g : g * a; });
 }
 
 template <class T>
 Var<T> neg(const Var<T>& x) {
     return make_op("neg", Array<T>(-x.value()), x,
-                   [](std::size_t, const Var<T>& g, const Var<T>&) { return -g; });
+                   [](std::size_t, const Var<T>& g) { return -g; });
 }
 
 template <class T>
@@ -125,7 +125,7 @@ Var<T> exp(const Var<T>& x) {
 template <class T>
 Var<T> log(const Var<T>& x) {
     return make_op("log", Array<T>(xt::log(x.value())), x,
-                   [x](std::size_t, const Var<T>& g, const Var<T>&) { return g / x; });
+                   [x](std::size_t, const Var<T>& g) { return g / x; });
 }
 
 template <class T>
@@ -137,12 +137,12 @@ Var<T> sqrt(const Var<T>& x) {
 template <class T>
 Var<T> square(const Var<T>& x) {
     return make_op("square", Array<T>(x.value() * x.value()), x,
-                   [x](std::size_t, const Var<T>& g, const Var<T>&) { return g * x * T(2); });
+                   [x](std::size_t, const Var<T>& g) { return g * x * T(2); });
 }
 
 template <class T>
 Var<T> abs(const Var<T>& x) {
-    return make_op("abs", Array<T>(xt::abs(x.value())), x, [x](std::size_t, const Var<T>& g, const Var<T>&) {
+    return make_op("abs", Array<T>(xt::abs(x.value())), x, [x](std::size_t, const Var<T>& g) {
         return g * constant(map(x.value(), [](T v) { return T((v > 0) - (v < 0)); }));
     });
 }
@@ -165,7 +165,7 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
     const T* gv = g.value().data();
     const T* yv = y.value().data();
     for (std::size_t i = 0, n = out.size(); i < n; ++i) out.data()[i] = gv[i] * yv[i] * (T(1) - yv[i]);
-    return make_op("sigmoid_backward", std::move(out), g, y, [g, y](std::size_t i, const Var<T>& h, const Var<T>&) {
+    return make_op("sigmoid_backward", std::move(out), g, y, [g, y](std::size_t i, const Var<T>& h) {
         return i == 0 ? sigmoid_backward(h, y) : h * g * (T(1) - y * T(2));
     });
 }
@@ -179,7 +179,7 @@ Var<T> tanh(const Var<T>& x) {
 template <class T>
 Var<T> relu(const Var<T>& x) {
     return make_op("relu", map(x.value(), [](T v) { return v > 0 ? v : T(0); }), x,
-                   [x](std::size_t, const Var<T>& g, const Var<T>&) {
+                   [x](std::size_t, const Var<T>& g) {
                        return g * constant(map(x.value(), [](T v) { return T(v > 0); }));
                    });
 }
@@ -189,14 +189,14 @@ Var<T> softplus(const Var<T>& x) {
     // max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
     return make_op("softplus",
                    map(x.value(), [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); }), x,
-                   [x](std::size_t, const Var<T>& g, const Var<T>&) { return g * sigmoid(x); });
+                   [x](std::size_t, const Var<T>& g) { return g * sigmoid(x); });
 }
 
 template <class T>
 Var<T> clamp(const Var<T>& x, T lo, T hi) {
     if (!(lo <= hi)) throw value_error(fmt::format("clamp: the bounds [{}, {}] are empty", lo, hi));
     return make_op("clamp", map(x.value(), [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
-                   [x, lo, hi](std::size_t, const Var<T>& g, const Var<T>&) {
+                   [x, lo, hi](std::size_t, const Var<T>& g) {
                        return g * constant(map(x.value(), [lo, hi](T v) { return T(v >= lo && v <= hi); }));
                    });
 }

@@ -55,7 +55,7 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose
         xt::blas::gemm(A, B, c, transpose_a, transpose_b);
     }
     return make_op("matmul", std::move(c), a, b,
-                   [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g, const Var<T>&) {
+                   [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
                        if (i == 0) return transpose_a ? matmul(b, g, transpose_b, true) : matmul(g, b, false, !transpose_b);
                        return transpose_b ? matmul(g, a, true, transpose_a) : matmul(a, g, !transpose_a, false);
                    });
@@ -101,7 +101,7 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
     for (std::size_t r = 0; r < rows; ++r) std::copy_n(b.data(), out, y.data() + r * out);
     if (rows != 0 && out != 0 && X.shape()[1] != 0) xt::blas::gemm(X, W, y, false, true, T(1), T(1));
     return make_op("linear", std::move(y), x, weight, bias,
-                   [x, weight](std::size_t i, const Var<T>& g, const Var<T>&) {
+                   [x, weight](std::size_t i, const Var<T>& g) {
                        if (i == 0) return matmul(g, weight);
                        if (i == 1) return matmul(g, x, true, false);
                        return sum(g, 0);

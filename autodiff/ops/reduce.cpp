@@ -56,7 +56,7 @@ template <class T>
 Var<T> sum(const Var<T>& x) {
     Shape x_shape = x.shape();
     return make_op("sum", Array<T>(xt::sum(x.value())()), x,
-                   [x_shape](std::size_t, const Var<T>& g, const Var<T>&) { return broadcast_to(g, x_shape); });
+                   [x_shape](std::size_t, const Var<T>& g) { return broadcast_to(g, x_shape); });
 }
 
 template <class T>
@@ -66,7 +66,7 @@ Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
     Array<T> reduced = x.size() == 0 ? empty_reduction<T>(x_shape, {ax})
                                      : xt::sum(x.value(), {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
     return make_op("sum", drop_axis_if(std::move(reduced), x_shape, ax, keepdims), x,
-                   [x_shape, ax](std::size_t, const Var<T>& g, const Var<T>&) { return unreduce(g, x_shape, ax); });
+                   [x_shape, ax](std::size_t, const Var<T>& g) { return unreduce(g, x_shape, ax); });
 }
 
 template <class T>
@@ -89,7 +89,7 @@ Var<T> max(const Var<T>& x) {
     T m = xt::amax(x.value())();
     Array<T> ties = xt::cast<T>(xt::equal(x.value(), m));
     Array<T> weights = ties / xt::sum(ties)();
-    return make_op("max", Array<T>(m), x, [weights = std::move(weights)](std::size_t, const Var<T>& g, const Var<T>&) {
+    return make_op("max", Array<T>(m), x, [weights = std::move(weights)](std::size_t, const Var<T>& g) {
         return g * constant(weights);
     });
 }
@@ -106,7 +106,7 @@ Var<T> max(const Var<T>& x, long axis, bool keepdims) {
                                    : xt::sum(ties, {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
     Array<T> weights = ties / count;
     return make_op("max", drop_axis_if(std::move(m), x_shape, ax, keepdims), x,
-                   [weights = std::move(weights), x_shape, ax](std::size_t, const Var<T>& g, const Var<T>&) {
+                   [weights = std::move(weights), x_shape, ax](std::size_t, const Var<T>& g) {
                        return reshape(g, keepdims_shape(x_shape, ax)) * constant(weights);
                    });
 }
@@ -127,7 +127,7 @@ Var<T> sum_to_shape(const Var<T>& x, const Shape& shape) {
                                      : xt::sum(x.value(), axes, xt::keep_dims | xt::evaluation_strategy::immediate);
     reduced.reshape(shape);
     return make_op("sum_to_shape", std::move(reduced), x,
-                   [x_shape](std::size_t, const Var<T>& g, const Var<T>&) { return broadcast_to(g, x_shape); });
+                   [x_shape](std::size_t, const Var<T>& g) { return broadcast_to(g, x_shape); });
 }
 
 #define AD_INSTANTIATE(T)                                          \

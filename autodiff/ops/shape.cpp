@@ -69,7 +69,7 @@ Var<T> reshape(const Var<T>& x, const std::vector<long>& shape) {
     }
     Array<T> y = x.value();
     y.reshape(target);
-    return make_op("reshape", std::move(y), x, [x_shape](std::size_t, const Var<T>& g, const Var<T>&) {
+    return make_op("reshape", std::move(y), x, [x_shape](std::size_t, const Var<T>& g) {
         return reshape(g, as_long(x_shape));
     });
 }
@@ -94,7 +94,7 @@ Var<T> transpose(const Var<T>& x, const std::vector<std::size_t>& perm) {
     std::vector<std::size_t> inverse(perm.size());
     for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
     return make_op("transpose", Array<T>(xt::transpose(x.value(), perm)), x,
-                   [inverse](std::size_t, const Var<T>& g, const Var<T>&) { return transpose(g, inverse); });
+                   [inverse](std::size_t, const Var<T>& g) { return transpose(g, inverse); });
 }
 
 template <class T>
@@ -105,7 +105,7 @@ Var<T> broadcast_to(const Var<T>& x, const Shape& shape) {
         throw shape_error(fmt::format("broadcast_to: cannot broadcast {} to {}", shape_string(x_shape), shape_string(shape)));
     }
     return make_op("broadcast_to", Array<T>(xt::broadcast(x.value(), shape)), x,
-                   [x_shape](std::size_t, const Var<T>& g, const Var<T>&) { return sum_to_shape(g, x_shape); });
+                   [x_shape](std::size_t, const Var<T>& g) { return sum_to_shape(g, x_shape); });
 }
 
 template <class T>
@@ -118,7 +118,7 @@ Var<T> slice(const Var<T>& x, long axis, std::size_t begin, std::size_t end) {
     }
     Array<T> y = xt::strided_view(x.value(), axis_range(x_shape.size(), ax, begin, end));
     std::size_t length = x_shape[ax];
-    return make_op("slice", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g, const Var<T>&) {
+    return make_op("slice", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g) {
         return pad(g, static_cast<long>(ax), begin, length);
     });
 }
@@ -146,7 +146,7 @@ Var<T> pad(const Var<T>& x, long axis, std::size_t begin, std::size_t size) {
     y_shape[ax] = size;
     Array<T> y = xt::zeros<T>(y_shape);
     xt::strided_view(y, axis_range(y_shape.size(), ax, begin, begin + length)) = x.value();
-    return make_op("pad", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g, const Var<T>&) {
+    return make_op("pad", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g) {
         return slice(g, static_cast<long>(ax), begin, begin + length);
     });
 }
@@ -164,7 +164,7 @@ Var<T> take_rows(const Var<T>& x, const std::vector<std::size_t>& indices) {
         std::copy_n(x.value().data() + indices[i] * row, row, y.data() + i * row);
     }
     std::size_t n = x_shape[0];
-    return make_op("take_rows", std::move(y), x, [indices, n](std::size_t, const Var<T>& g, const Var<T>&) {
+    return make_op("take_rows", std::move(y), x, [indices, n](std::size_t, const Var<T>& g) {
         return scatter_add_rows(g, indices, n);
     });
 }
@@ -186,7 +186,7 @@ Var<T> scatter_add_rows(const Var<T>& x, const std::vector<std::size_t>& indices
         T* to = y.data() + indices[i] * row;
         for (std::size_t j = 0; j < row; ++j) to[j] += from[j];
     }
-    return make_op("scatter_add_rows", std::move(y), x, [indices](std::size_t, const Var<T>& g, const Var<T>&) {
+    return make_op("scatter_add_rows", std::move(y), x, [indices](std::size_t, const Var<T>& g) {
         return take_rows(g, indices);
     });
 }
@@ -220,7 +220,7 @@ Var<T> concatenate(const std::vector<Var<T>>& xs, long axis) {
     std::vector<std::size_t> lengths;
     for (const auto& x : xs) lengths.push_back(x.value().shape()[ax]);
     return make_op("concatenate", std::move(y), xs,
-                   [ax, offsets, lengths](std::size_t i, const Var<T>& g, const Var<T>&) {
+                   [ax, offsets, lengths](std::size_t i, const Var<T>& g) {
                        return slice(g, static_cast<long>(ax), offsets[i], offsets[i] + lengths[i]);
                    });
 }
