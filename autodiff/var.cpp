@@ -120,10 +120,10 @@ void check_same_tape(const char* op, const Var<T>& x, const Tape* tape) {
 }
 
 template <class T>
-Var<T> fit_gradient(const char* op, Var<T> grad, const typename Array<T>::shape_type& input_shape) {
+Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape) {
     const auto& g = grad.value();
-    if (std::equal(g.shape().begin(), g.shape().end(), input_shape.begin(), input_shape.end())) return grad;
-    Shape want(input_shape.begin(), input_shape.end());
+    if (input_shape.equals(g.shape())) return grad;
+    Shape want = input_shape.to_shape();
     if (broadcasts_to(want, shape_of(g))) return sum_to_shape(grad, want);
     throw shape_error(fmt::format("{}: the VJP returned a gradient of shape {} for an input of shape {}",
                                   op, shape_string_of(g), shape_string(want)));
@@ -249,7 +249,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     namespace detail {                                                                                  \
     template void check_defined(const char*, const Var<T>&);                                            \
     template void check_same_tape(const char*, const Var<T>&, const Tape*);                             \
-    template Var<T> fit_gradient(const char*, Var<T>, const typename Array<T>::shape_type&);            \
+    template Var<T> fit_gradient(const char*, Var<T>, const SavedShape&);                                \
     template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \

@@ -2,6 +2,7 @@
 // Var: the handle users hold. A Var shares a node with its value; values that
 // an op records keep the tape's epoch so misuse across tapes is caught.
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "autodiff/block_pool.hpp"
 #include "autodiff/errors.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
@@ -22,9 +24,14 @@ class Var;
 
 namespace detail {
 
+struct Uninitialized {};
+
 template <class T>
 struct Node {
     explicit Node(Array<T>&& v) : value(std::move(v)) {}
+    /// Builds the value in place: moving an xarray costs as much as a small op.
+    template <class S>
+    Node(Uninitialized, const S& shape) : value(Array<T>::from_shape(shape)) {}
 
     Array<T> value;
     std::unique_ptr<Array<T>> grad;       // parameters only: accumulated across backward calls
@@ -41,6 +48,35 @@ struct Node {
 template <class T>
 using CotangentSlot = std::shared_ptr<Node<T>>;
 
+/// A shape as a record keeps it: up to four dimensions inline, so that
+/// saving and moving it costs a few stores (xtensor's own shape type moves
+/// element by element through swaps, a tenth of a small op's time).
+class SavedShape {
+public:
+    SavedShape() = default;
+    template <class S>
+    explicit SavedShape(const S& shape) : rank_(shape.size()) {
+        if (rank_ <= inline_rank_) {
+            std::copy(shape.begin(), shape.end(), dims_.begin());
+        } else {
+            more_.assign(shape.begin(), shape.end());
+        }
+    }
+    template <class S>
+    bool equals(const S& shape) const {
+        return shape.size() == rank_ && std::equal(shape.begin(), shape.end(), data());
+    }
+    Shape to_shape() const { return Shape(data(), data() + rank_); }
+
+private:
+    const std::size_t* data() const { return rank_ <= inline_rank_ ? dims_.data() : more_.data(); }
+
+    static constexpr std::size_t inline_rank_ = 4;
+    std::size_t rank_ = 0;
+    std::array<std::size_t, inline_rank_> dims_{};
+    std::vector<std::size_t> more_;
+};
+
 /// What a record knows of one input: where to send its cotangent and the
 /// shape to sum it back to; not its value, which the VJP captures if it
 /// needs it.
@@ -48,7 +84,7 @@ template <class T>
 struct InputSlot {
     CotangentSlot<T>* slot = nullptr;      // nullptr: no gradient flows to this input
     std::shared_ptr<Node<T>> parameter;    // a parameter's node, whose grad() takes the sum
-    typename Array<T>::shape_type shape;
+    SavedShape shape;
 };
 
 }  // namespace detail
@@ -150,20 +186,34 @@ void check_defined(const char* op, const Var<T>& x);
 /// Makes a Var that owns `value` and is not recorded.
 template <class T>
 Var<T> make_value(Array<T>&& value) {
-    return Var<T>(std::make_shared<Node<T>>(std::move(value)));
+    return Var<T>(std::allocate_shared<Node<T>>(PoolAllocator<Node<T>>(), std::move(value)));
 }
+
+/// An unrecorded Var of `shape` whose elements the caller fills in.
+template <class T, class S>
+Var<T> make_uninitialized(const S& shape) {
+    return Var<T>(std::allocate_shared<Node<T>>(PoolAllocator<Node<T>>(), Uninitialized{}, shape));
+}
+
+/// An op's inputs as make_op passes them: pointers for the fixed-arity ops
+/// (no reference counting on the hot path), Vars for the variadic ones.
+template <class T>
+const Var<T>& input_var(const Var<T>& x) { return x; }
+template <class T>
+const Var<T>& input_var(const Var<T>* x) { return *x; }
 
 /// The tape an op records on: the current one, when recording is on and an
 /// input requires a gradient; nullptr otherwise.
 template <class T, class Inputs>
 Tape* recording_tape(const char* op, const Inputs& inputs) {
-    for (const auto& x : inputs) check_defined(op, x);
+    for (const auto& x : inputs) check_defined(op, input_var<T>(x));
     Tape* tape = Tape::current();
     if (!tape || !grad_enabled()) return nullptr;
     bool any = false;
     for (const auto& x : inputs) {
-        if (x.requires_grad()) {
-            check_same_tape(op, x, tape);
+        const Var<T>& v = input_var<T>(x);
+        if (v.requires_grad()) {
+            check_same_tape(op, v, tape);
             any = true;
         }
     }
@@ -177,7 +227,7 @@ Tape* recording_tape(const char* op, const Inputs& inputs) {
 /// Reduces a VJP's result to its input's shape (undoing broadcasting) and
 /// rejects a VJP that returned a shape its input cannot have come from.
 template <class T>
-Var<T> fit_gradient(const char* op, Var<T> grad, const typename Array<T>::shape_type& input_shape);
+Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape);
 
 /// Adds `g` into a cotangent slot (recorded under create_graph).
 template <class T>
@@ -200,15 +250,19 @@ InputSlot<T> input_slot(const Var<T>& x, const Tape& tape) {
     if (!in.slot) return in;
     const auto& node = x.node_ptr();
     if (node->is_leaf) in.parameter = node;
-    in.shape = node->value.shape();
+    in.shape = SavedShape(node->value.shape());
     return in;
 }
 
+template <class T, std::size_t N, std::size_t... I>
+std::array<InputSlot<T>, N> input_slots(const std::array<const Var<T>*, N>& xs, const Tape& tape,
+                                        std::index_sequence<I...>) {
+    return {input_slot(*xs[I], tape)...};  // built in place: no default slot to overwrite
+}
+
 template <class T, std::size_t N>
-std::array<InputSlot<T>, N> input_slots(const std::array<Var<T>, N>& xs, const Tape& tape) {
-    std::array<InputSlot<T>, N> slots;
-    for (std::size_t i = 0; i < N; ++i) slots[i] = input_slot(xs[i], tape);
-    return slots;
+std::array<InputSlot<T>, N> input_slots(const std::array<const Var<T>*, N>& xs, const Tape& tape) {
+    return input_slots(xs, tape, std::make_index_sequence<N>());
 }
 
 template <class T>
@@ -265,10 +319,10 @@ struct OpRecord {
     }
 };
 
+/// make_op for a result that is already a fresh, unrecorded value.
 template <class T, class Inputs, class Vjp>
-Var<T> make_op_impl(const char* op, Array<T>&& value, const Inputs& inputs, Vjp&& vjp) {
+Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp) {
     Tape* tape = recording_tape<T>(op, inputs);
-    Var<T> result = make_value(std::move(value));
     if (!tape) return result;
     using Record = OpRecord<T, decltype(input_slots(inputs, *tape)), std::decay_t<Vjp>>;
     Var<T> kept = Record::reads_result || tape->keeps_results() ? result : Var<T>();
@@ -279,6 +333,11 @@ Var<T> make_op_impl(const char* op, Array<T>&& value, const Inputs& inputs, Vjp&
     node.epoch = tape->epoch();
     node.record_index = tape->size() - 1;
     return result;
+}
+
+template <class T, class Inputs, class Vjp>
+Var<T> make_op_impl(const char* op, Array<T>&& value, const Inputs& inputs, Vjp&& vjp) {
+    return record_op(op, make_value(std::move(value)), inputs, std::forward<Vjp>(vjp));
 }
 
 }  // namespace detail
@@ -292,23 +351,23 @@ Var<T> make_op_impl(const char* op, Array<T>&& value, const Inputs& inputs, Vjp&
 /// written this way, and so are users' own ops (custom ops): write the VJP
 /// with engine ops and it supports double backward too.
 template <class T, class Vjp>
-Var<T> make_op(const char* op, Array<T> value, const Var<T>& x, Vjp vjp) {
-    return detail::make_op_impl(op, std::move(value), std::array<Var<T>, 1>{x}, std::move(vjp));
+Var<T> make_op(const char* op, Array<T>&& value, const Var<T>& x, Vjp vjp) {
+    return detail::make_op_impl(op, std::move(value), std::array<const Var<T>*, 1>{&x}, std::move(vjp));
 }
 
 template <class T, class Vjp>
-Var<T> make_op(const char* op, Array<T> value, const Var<T>& a, const Var<T>& b, Vjp vjp) {
-    return detail::make_op_impl(op, std::move(value), std::array<Var<T>, 2>{a, b}, std::move(vjp));
+Var<T> make_op(const char* op, Array<T>&& value, const Var<T>& a, const Var<T>& b, Vjp vjp) {
+    return detail::make_op_impl(op, std::move(value), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
 }
 
 template <class T, class Vjp>
-Var<T> make_op(const char* op, Array<T> value, const Var<T>& a, const Var<T>& b, const Var<T>& c, Vjp vjp) {
-    return detail::make_op_impl(op, std::move(value), std::array<Var<T>, 3>{a, b, c}, std::move(vjp));
+Var<T> make_op(const char* op, Array<T>&& value, const Var<T>& a, const Var<T>& b, const Var<T>& c, Vjp vjp) {
+    return detail::make_op_impl(op, std::move(value), std::array<const Var<T>*, 3>{&a, &b, &c}, std::move(vjp));
 }
 
 /// The same for ops with a variable number of inputs (concatenate, stack).
 template <class T, class Vjp>
-Var<T> make_op(const char* op, Array<T> value, std::vector<Var<T>> inputs, Vjp vjp) {
+Var<T> make_op(const char* op, Array<T>&& value, std::vector<Var<T>> inputs, Vjp vjp) {
     return detail::make_op_impl(op, std::move(value), std::move(inputs), std::move(vjp));
 }
 

@@ -26,6 +26,7 @@
 #include "autodiff/ops/elementwise.hpp"
 
 #include <cmath>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -37,10 +38,12 @@
 namespace ad {
 namespace {
 
+/// Whether a and b have one shape; if not, throws unless they broadcast.
 template <class T>
-void check_broadcast(const char* op, const Var<T>& a, const Var<T>& b) {
-    if (equal_shapes(a.value(), b.value())) return;
+bool same_shape(const char* op, const Var<T>& a, const Var<T>& b) {
+    if (equal_shapes(a.value(), b.value())) return true;
     broadcast_shapes(op, shape_of(a.value()), shape_of(b.value()));
+    return false;
 }
 
 /// y = f(x) elementwise into fresh storage, for functions xtensor lacks.
@@ -53,6 +56,26 @@ Array<T> map(const Array<T>& x, F f) {
     return y;
 }
 
+/// make_op for the arithmetic ops: y = f(a, b) elementwise. When the shapes
+/// agree, one pass straight into the result's node; else the broadcasting
+/// xtensor `expression` (lazy: evaluated only here). On small arrays
+/// xtensor's broadcasting assignment and moving an array into its node cost
+/// more than the arithmetic, and VJPs are made of these ops too.
+template <class T, class F, class E, class Vjp>
+Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, E&& expression, Vjp vjp) {
+    Var<T> y;
+    if (same_shape(op, a, b)) {
+        y = detail::make_uninitialized<T>(a.value().shape());
+        const T* lhs = a.value().data();
+        const T* rhs = b.value().data();
+        T* out = y.mutable_value().data();
+        for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = f(lhs[i], rhs[i]);
+    } else {
+        y = detail::make_value(Array<T>(std::forward<E>(expression)));
+    }
+    return detail::record_op(op, std::move(y), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
+}
+
 template <class T>
 T stable_sigmoid(T x) {
     T e = std::exp(-std::abs(x));  // never overflows
@@ -63,35 +86,31 @@ T stable_sigmoid(T x) {
 
 template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
-    check_broadcast("add", a, b);
-    return make_op("add", Array<T>(a.value() + b.value()), a, b,
-                   [](std::size_t, const Var<T>& g) { return g; });
+    return arithmetic("add", a, b, std::plus<T>(), a.value() + b.value(),
+                      [](std::size_t, const Var<T>& g) { return g; });
 }
 
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
-    check_broadcast("sub", a, b);
-    return make_op("sub", Array<T>(a.value() - b.value()), a, b,
-                   [](std::size_t i, const Var<T>& g) { return i == 0 ? g : -g; });
+    return arithmetic("sub", a, b, std::minus<T>(), a.value() - b.value(),
+                      [](std::size_t i, const Var<T>& g) { return i == 0 ? g : -g; });
 }
 
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
-    check_broadcast("mul", a, b);
-    return make_op("mul", Array<T>(a.value() * b.value()), a, b,
-                   [a, b](std::size_t i, const Var<T>& g) { return i == 0 ? g * b : g * a; });
+    return arithmetic("mul", a, b, std::multiplies<T>(), a.value() * b.value(),
+                      [a, b](std::size_t i, const Var<T>& g) { return i == 0 ? g * b : g * a; });
 }
 
 template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
-    check_broadcast("div", a, b);
-    return make_op("div", Array<T>(a.value() / b.value()), a, b,
-                   [b](std::size_t i, const Var<T>& g, const Var<T>& y) { return i == 0 ? g / b : -(g * y / b); });
+    return arithmetic("div", a, b, std::divides<T>(), a.value() / b.value(),
+                      [b](std::size_t i, const Var<T>& g, const Var<T>& y) { return i == 0 ? g / b : -(g * y / b); });
 }
 
 template <class T>
 Var<T> pow(const Var<T>& a, const Var<T>& b) {
-    check_broadcast("pow", a, b);
+    same_shape("pow", a, b);
     return make_op("pow", Array<T>(xt::pow(a.value(), b.value())), a, b,
                    [a, b](std::size_t i, const Var<T>& g, const Var<T>& y) {
                        return i == 0 ? g * b * pow(a, b - T(1)) : g * y * log(a);
