@@ -19,7 +19,7 @@ detail::Node<T>& Var<T>::node() const {
 
 template <class T>
 const Array<T>& Var<T>::grad() const {
-    const auto& n = node();
+    auto& n = node();
     if (!n.is_leaf) {
         throw tape_error(fmt::format(
             "grad: only parameters accumulate a gradient; this value of shape {} was computed by an "
@@ -30,13 +30,13 @@ const Array<T>& Var<T>::grad() const {
         throw tape_error(fmt::format("grad: this value of shape {} is a constant, it has no gradient",
                                      shape_string_of(n.value)));
     }
-    return *n.grad;
+    return detail::written_grad(n);
 }
 
 template <class T>
 void Var<T>::zero_grad() {
     auto& n = node();
-    if (n.grad) n.grad->fill(T(0));
+    if (n.grad) n.grad_is_zero = true;
 }
 
 template <class T>
@@ -144,6 +144,27 @@ void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g) {
 }
 
 template <class T>
+Array<T>& written_grad(Node<T>& parameter) {
+    if (parameter.grad_is_zero) {
+        parameter.grad->fill(T(0));
+        parameter.grad_is_zero = false;
+    }
+    return *parameter.grad;
+}
+
+template <class T>
+void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
+    // Nobody else sees the cotangent's buffer (the slot is its only owner),
+    // so after a zero_grad() it can simply become the gradient.
+    if (parameter.grad_is_zero && cotangent.use_count() == 1 && equal_shapes(cotangent->value, *parameter.grad)) {
+        std::swap(*parameter.grad, cotangent->value);
+        parameter.grad_is_zero = false;
+        return;
+    }
+    written_grad(parameter) += cotangent->value;
+}
+
+template <class T>
 std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T>* seed,
                                  const std::vector<Var<T>>& wrt, BackwardOptions options,
                                  bool accumulate) {
@@ -184,7 +205,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             grads.push_back(x.node_ptr() == loss.node_ptr() ? seed_var
                                                             : constant(Array<T>(xt::zeros<T>(x.value().shape()))));
         }
-        if (accumulate) *loss_node.grad += seed_var.value();
+        if (accumulate) detail::written_grad(loss_node) += seed_var.value();
         return grads;
     }
 
@@ -251,6 +272,8 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template void check_same_tape(const char*, const Var<T>&, const Tape*);                             \
     template Var<T> fit_gradient(const char*, Var<T>, const SavedShape&);                                \
     template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
+    template void accumulate_grad(Node<T>&, CotangentSlot<T>&);                                         \
+    template Array<T>& written_grad(Node<T>&);                                                          \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \
     }

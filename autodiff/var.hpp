@@ -35,6 +35,10 @@ struct Node {
 
     Array<T> value;
     std::unique_ptr<Array<T>> grad;       // parameters only: accumulated across backward calls
+    // zero_grad() is lazy: it sets this instead of writing zeros, so that the
+    // next backward can hand its cotangent buffer over instead of adding it
+    // to zeros (for a big layer, two passes over its weights saved per step).
+    bool grad_is_zero = false;
     std::shared_ptr<Node> cotangent;      // parameters only: d loss / d value during a sweep
     std::uint64_t epoch = 0;              // tape epoch of the record that made it (0: leaf)
     std::size_t record_index = 0;         // that record's index on the tape
@@ -110,6 +114,10 @@ public:
     const Array<T>& value() const { return node().value; }
     /// The gradient accumulated by backward() into a parameter (zeros until then).
     const Array<T>& grad() const;
+    /// Resets grad() to zeros. Lazily, like PyTorch's set_to_none: the zeros
+    /// are written when grad() is next called, and the next backward may
+    /// instead hand its result over; a reference to grad() kept from before
+    /// shows the old values until one of the two happens.
     void zero_grad();
 
     Shape shape() const { return shape_of(node().value); }
@@ -233,6 +241,14 @@ Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape);
 template <class T>
 void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g);
 
+/// Adds a parameter's summed cotangent into its grad() (end of a sweep).
+template <class T>
+void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent);
+
+/// The parameter's grad() with a pending zero_grad() carried out.
+template <class T>
+Array<T>& written_grad(Node<T>& parameter);
+
 /// The slot that x's cotangent accumulates in on `tape` (x recorded there),
 /// or nullptr when x does not require a gradient.
 template <class T>
@@ -313,7 +329,7 @@ struct OpRecord {
         for (auto& in : inputs) {
             if (!in.parameter || !in.parameter->cotangent) continue;
             auto& node = *in.parameter;
-            if (pass == Pass::finalize_accumulate && node.grad) *node.grad += node.cotangent->value;
+            if (pass == Pass::finalize_accumulate && node.grad) accumulate_grad(node, node.cotangent);
             node.cotangent.reset();
         }
     }
