@@ -5,14 +5,14 @@
 //   tape      our engine through nn: MLP, nn::half_sse, SGD, one ad::Tape
 //             cleared after every step
 //   hand      the hand-derived backward pass (backprop-math.md section 3) with
-//             cblas_sgemm into buffers allocated once: the floor for any tape
+//             cblas_sgemm into buffers allocated once and the engine's own
+//             vectorised sigmoid kernels (autodiff/kernels.hpp): the floor for any tape
 //   textbook  nn::textbook_backward as written (allocates its arrays every call)
 //   libtorch  see torch_peers.cpp
 //
 // sgemm/<n>/threads:<n>: the GEMM rate of this machine measured in the same
 // run, for the "share of the sgemm rate" ratios.
 
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -22,6 +22,7 @@
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "autodiff/kernels.hpp"
 #include "bench_common.hpp"
 #include "bench_suite.hpp"
 #include "nn/nn.hpp"
@@ -113,7 +114,8 @@ struct HandModel {
             const float* bias = b[l - 1].data();
             for (std::size_t r = 0; r < B; ++r) {
                 float* row = a + r * std::size_t(n);
-                for (int j = 0; j < n; ++j) row[j] = 1.0f / (1.0f + std::exp(-(row[j] + bias[j])));
+                for (int j = 0; j < n; ++j) row[j] += bias[j];
+                ad::kernels::sigmoid(row, row, std::size_t(n));
             }
         }
         // Loss and Delta^L.
@@ -123,10 +125,10 @@ struct HandModel {
             const float* out = A[L - 1].data();
             float* dl = delta[L - 1].data();
             for (std::size_t i = 0; i < B * nL; ++i) {
-                const float e = out[i] - y[i];
-                loss += 0.5f * e * e;
-                dl[i] = e * out[i] * (1.0f - out[i]);
+                dl[i] = out[i] - y[i];
+                loss += 0.5f * dl[i] * dl[i];
             }
+            ad::kernels::sigmoid_backward(dl, out, dl, B * nL);
         }
         // Backward.
         for (std::size_t l = L; l >= 1; --l) {
@@ -142,8 +144,7 @@ struct HandModel {
                 float* below = delta[l - 2].data();
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(B), k, n, 1.0f, dl, n, W[l - 1].data(),
                             k, 0.0f, below, k);
-                const float* a = A[l - 2].data();
-                for (std::size_t i = 0; i < B * std::size_t(k); ++i) below[i] *= a[i] * (1.0f - a[i]);
+                ad::kernels::sigmoid_backward(below, A[l - 2].data(), below, B * std::size_t(k));
             }
         }
         // SGD.

@@ -33,6 +33,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xoperation.hpp>
 
+#include "autodiff/kernels.hpp"
 #include "autodiff/ops/all.hpp"
 
 namespace ad {
@@ -74,12 +75,6 @@ Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, E&& exp
         y = detail::make_value(Array<T>(std::forward<E>(expression)));
     }
     return detail::record_op(op, std::move(y), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
-}
-
-template <class T>
-T stable_sigmoid(T x) {
-    T e = std::exp(-std::abs(x));  // never overflows
-    return x >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
 
 }  // namespace
@@ -168,7 +163,9 @@ Var<T> abs(const Var<T>& x) {
 
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
-    return make_op("sigmoid", map(x.value(), stable_sigmoid<T>), x,
+    Array<T> out = Array<T>::from_shape(x.value().shape());
+    kernels::sigmoid(x.value().data(), out.data(), out.size());
+    return make_op("sigmoid", std::move(out), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return sigmoid_backward(g, y); });
 }
 
@@ -181,9 +178,7 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
                                       shape_string_of(g.value()), shape_string_of(y.value())));
     }
     Array<T> out = Array<T>::from_shape(y.value().shape());
-    const T* gv = g.value().data();
-    const T* yv = y.value().data();
-    for (std::size_t i = 0, n = out.size(); i < n; ++i) out.data()[i] = gv[i] * yv[i] * (T(1) - yv[i]);
+    kernels::sigmoid_backward(g.value().data(), y.value().data(), out.data(), out.size());
     return make_op("sigmoid_backward", std::move(out), g, y, [g, y](std::size_t i, const Var<T>& h) {
         return i == 0 ? sigmoid_backward(h, y) : h * g * (T(1) - y * T(2));
     });

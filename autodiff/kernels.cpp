@@ -1,0 +1,73 @@
+#include "autodiff/kernels.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+namespace ad::kernels {
+namespace {
+
+template <class T>
+using Batch = xsimd::batch<T>;
+
+/// out[i] = f(in[i]...) for i < n: whole batches, then the tail through
+/// zero-padded batches, so that every element goes through the same arithmetic
+/// wherever it sits. Each batch is loaded before it is stored: out may alias an input.
+template <class T, class F, class... In>
+void transform(std::size_t n, T* out, F f, const In*... in) {
+    constexpr std::size_t width = Batch<T>::size;
+    std::size_t i = 0;
+    for (; i + width <= n; i += width) f(Batch<T>::load_unaligned(in + i)...).store_unaligned(out + i);
+    if (i == n) return;
+    auto padded = [i, n](const T* p) {
+        std::array<T, width> lanes{};
+        std::copy(p + i, p + n, lanes.begin());
+        return Batch<T>::load_unaligned(lanes.data());
+    };
+    std::array<T, width> result;
+    f(padded(in)...).store_unaligned(result.data());
+    std::copy(result.begin(), result.begin() + (n - i), out + i);
+}
+
+/// Above this |x|, e^-|x| is below the smallest normal number: xsimd::exp
+/// flushes such results to zero where std::exp returns the subnormal value.
+template <class T>
+constexpr T kSubnormalExp = std::is_same_v<T, float> ? T(87) : T(708);
+
+/// sigma(x) in the stable form: with e = e^-|x| <= 1, (x >= 0 ? 1 : e) / (1 + e),
+/// one division as in the scalar form.
+template <class T>
+Batch<T> sigmoid_batch(const Batch<T>& x) {
+    const Batch<T> a = xsimd::abs(x);
+    Batch<T> e = xsimd::exp(-a);
+    const auto subnormal = a > Batch<T>(kSubnormalExp<T>);
+    if (xsimd::any(subnormal)) {
+        // Saturated inputs (infinities included): e^-|x| = (e^(-|x|/2))^2, whose
+        // factors are normal numbers; the square rounds once into the subnormal range.
+        const Batch<T> h = xsimd::exp(-a * Batch<T>(0.5));
+        e = xsimd::select(subnormal, h * h, e);
+    }
+    return xsimd::select(x >= Batch<T>(0), Batch<T>(1), e) / (Batch<T>(1) + e);
+}
+
+}  // namespace
+
+template <class T>
+void sigmoid(const T* x, T* y, std::size_t n) {
+    transform(n, y, [](const Batch<T>& v) { return sigmoid_batch(v); }, x);
+}
+
+template <class T>
+void sigmoid_backward(const T* g, const T* y, T* out, std::size_t n) {
+    transform(n, out, [](const Batch<T>& gv, const Batch<T>& yv) { return gv * yv * (Batch<T>(1) - yv); }, g, y);
+}
+
+template void sigmoid(const float*, float*, std::size_t);
+template void sigmoid(const double*, double*, std::size_t);
+template void sigmoid_backward(const float*, const float*, float*, std::size_t);
+template void sigmoid_backward(const double*, const double*, double*, std::size_t);
+
+}  // namespace ad::kernels

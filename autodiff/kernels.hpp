@@ -1,0 +1,28 @@
+#pragma once
+// Vectorised elementwise kernels on contiguous storage, shared by the engine's
+// ops and the hand-written benchmark floor (benchmarks/mlp_step.cpp) so that
+// both run the same code. They use xsimd batches of the architecture the build
+// targets: AVX2 + FMA with TAPEGRAD_NATIVE on this project's machines, SSE2 in
+// a portable build. Defined for float and double.
+
+#include <cstddef>
+
+namespace ad::kernels {
+
+/// y[i] = sigma(x[i]) = 1 / (1 + e^-x[i]) for i < n; y may alias x.
+/// Evaluated in the stable form 1 / (1 + e^-|x|) for x >= 0, e^-|x| / (1 + e^-|x|)
+/// for x < 0: e^-|x| <= 1 never overflows, so any |x| (infinities included)
+/// gives a result in [0, 1], never NaN (NaN stays NaN); results agree with the
+/// scalar form to a few ulp, subnormal ones included.
+/// Derivative: sigma'(x) = sigma(x) (1 - sigma(x)), a function of the result
+/// alone, which is why sigmoid_backward takes y rather than x.
+template <class T>
+void sigmoid(const T* x, T* y, std::size_t n);
+
+/// out[i] = g[i] y[i] (1 - y[i]) for i < n: sigmoid's VJP x_bar = y_bar sigma'(x)
+/// written with the forward's result y = sigma(x), so the backward pass needs
+/// neither x nor another exp. out may alias g or y.
+template <class T>
+void sigmoid_backward(const T* g, const T* y, T* out, std::size_t n);
+
+}  // namespace ad::kernels
