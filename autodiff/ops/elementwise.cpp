@@ -105,7 +105,7 @@ Var<T> div(const Var<T>& a, const Var<T>& b) {
 
 template <class T>
 Var<T> pow(const Var<T>& a, const Var<T>& b) {
-    same_shape("pow", a, b);
+    same_shape("pow", a, b);  // only the broadcasting check: pow always evaluates through xtensor
     return make_op("pow", Array<T>(xt::pow(a.value(), b.value())), a, b,
                    [a, b](std::size_t i, const Var<T>& g, const Var<T>& y) {
                        return i == 0 ? g * b * pow(a, b - T(1)) : g * y * log(a);
