@@ -69,7 +69,8 @@ Var<T> param(Array<T> value) {
     Var<T> x = detail::make_value(std::move(value));
     auto& node = *x.node_ptr();
     node.requires_grad = true;
-    node.grad = std::make_unique<Array<T>>(xt::zeros<T>(node.value.shape()));
+    node.grad = std::make_unique<Array<T>>(Array<T>::from_shape(node.value.shape()));
+    node.grad_is_zero = true;  // zeros written on first read, if a backward has not filled it first
     return x;
 }
 
@@ -146,17 +147,34 @@ void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g) {
 template <class T>
 Array<T>& written_grad(Node<T>& parameter) {
     if (parameter.grad_is_zero) {
-        parameter.grad->fill(T(0));
+        // The buffer may be out on loan (lend_grad_buffer) and not back.
+        if (equal_shapes(*parameter.grad, parameter.value)) {
+            parameter.grad->fill(T(0));
+        } else {
+            *parameter.grad = xt::zeros<T>(parameter.value.shape());
+        }
         parameter.grad_is_zero = false;
     }
     return *parameter.grad;
 }
 
 template <class T>
+Array<T> lend_grad_buffer(const Var<T>& x) {
+    auto& node = *x.node_ptr();
+    Array<T> buffer = Array<T>::from_shape({0});  // size 0: allocates nothing
+    if (node.grad && node.grad_is_zero && !node.cotangent && !grad_enabled() &&
+        equal_shapes(*node.grad, node.value)) {
+        std::swap(buffer, *node.grad);
+    }
+    return buffer;
+}
+
+template <class T>
 void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
     // Nobody else sees the cotangent's buffer (the slot is its only owner),
-    // so after a zero_grad() it can simply become the gradient.
-    if (parameter.grad_is_zero && cotangent.use_count() == 1 && equal_shapes(cotangent->value, *parameter.grad)) {
+    // so after a zero_grad() it can simply become the gradient. This is also
+    // how a buffer lent by lend_grad_buffer comes back.
+    if (parameter.grad_is_zero && cotangent.use_count() == 1 && equal_shapes(cotangent->value, parameter.value)) {
         std::swap(*parameter.grad, cotangent->value);
         parameter.grad_is_zero = false;
         return;
@@ -274,6 +292,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
     template void accumulate_grad(Node<T>&, CotangentSlot<T>&);                                         \
     template Array<T>& written_grad(Node<T>&);                                                          \
+    template Array<T> lend_grad_buffer(const Var<T>&);                                                  \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \
     }

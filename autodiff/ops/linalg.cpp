@@ -8,6 +8,10 @@
 // 1-D operands are reshaped to a row (left) or a column (right) and back.
 //
 //   linear   y = x W^T + b      x: g W      W: g^T x      b: column sums of g
+//
+// A parameter's gradient GEMM writes into the parameter's own gradient buffer
+// when zero_grad() has left it free (detail::lend_grad_buffer): a training
+// step then allocates no weight-sized arrays.
 
 #include "autodiff/ops/linalg.hpp"
 
@@ -19,8 +23,12 @@
 
 namespace ad {
 
+namespace detail {
+
+/// matmul, computed into `buffer` when it has the result's shape (a weight
+/// gradient into its parameter's lent gradient buffer), else into a new array.
 template <class T>
-Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
+Var<T> matmul_into(Array<T>&& buffer, const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
     detail::check_defined("matmul", a);
     detail::check_defined("matmul", b);
     const auto& A = a.value();
@@ -37,7 +45,8 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose
         throw shape_error(fmt::format("matmul: cannot multiply {}{} by {}{}", shape_string_of(A),
                                       transpose_a ? "^T" : "", shape_string_of(B), transpose_b ? "^T" : ""));
     }
-    Array<T> c = Array<T>::from_shape({m, n});
+    const bool fits = buffer.dimension() == 2 && buffer.shape()[0] == m && buffer.shape()[1] == n;
+    Array<T> c = fits ? std::move(buffer) : Array<T>::from_shape({m, n});
     // A vector on either side takes GEMV: OpenBLAS's GEMM with one column
     // still packs the whole matrix, which costs as much as the product.
     auto as_vector = [](auto&& array, std::size_t size) {
@@ -54,11 +63,21 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose
     } else {
         xt::blas::gemm(A, B, c, transpose_a, transpose_b);
     }
-    return make_op("matmul", std::move(c), a, b,
-                   [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
-                       if (i == 0) return transpose_a ? matmul(b, g, transpose_b, true) : matmul(g, b, false, !transpose_b);
-                       return transpose_b ? matmul(g, a, true, transpose_a) : matmul(a, g, !transpose_a, false);
-                   });
+    return make_op("matmul", std::move(c), a, b, [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
+        if (i == 0) {
+            return transpose_a ? matmul_into(lend_grad_buffer(a), b, g, transpose_b, true)
+                               : matmul_into(lend_grad_buffer(a), g, b, false, !transpose_b);
+        }
+        return transpose_b ? matmul_into(lend_grad_buffer(b), g, a, true, transpose_a)
+                           : matmul_into(lend_grad_buffer(b), a, g, !transpose_a, false);
+    });
+}
+
+}  // namespace detail
+
+template <class T>
+Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
+    return detail::matmul_into(Array<T>::from_shape({0}), a, b, transpose_a, transpose_b);
 }
 
 template <class T>
@@ -103,7 +122,7 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
     return make_op("linear", std::move(y), x, weight, bias,
                    [x, weight](std::size_t i, const Var<T>& g) {
                        if (i == 0) return matmul(g, weight);
-                       if (i == 1) return matmul(g, x, true, false);
+                       if (i == 1) return detail::matmul_into(detail::lend_grad_buffer(weight), g, x, true, false);
                        return sum(g, 0);
                    });
 }

@@ -250,3 +250,76 @@ TEST_CASE("linear: operands that do not make a layer are rejected with their sha
                          ad::shape_error);
     CHECK(tape.size() == 0);
 }
+
+TEST_CASE("linear and matmul: a weight gradient is computed into the parameter's own buffer, right in every path") {
+    // After zero_grad() the gradient GEMM writes into grad()'s buffer instead
+    // of a new array (detail::lend_grad_buffer). Whatever path the buffer
+    // takes, the gradients must equal the formulas: loss = sum(c * y), so
+    // dW = c^T x for y = x W^T + b, and dB = op(A)^T c for C = op(A) op(B).
+    ad::Tape tape;
+    Array<double> x = ad::test::uniform({4, 3}, 21), c = ad::test::uniform({4, 2}, 22);
+    Array<double> expected = naive_matmul(naive_transpose(c), x);
+    auto w = ad::param(ad::test::uniform({2, 3}, 23));
+    auto b = ad::param(ad::test::uniform({2}, 24));
+    auto loss = [&] { return ad::sum(ad::linear(ad::constant(x), w, b) * ad::constant(c)); };
+
+    loss().backward();  // a new parameter's gradient is free too
+    CHECK(ad::test::matches(w.grad(), expected));
+    const double* buffer = w.grad().data();
+    for (int step = 0; step < 3; ++step) {
+        w.zero_grad();
+        loss().backward();
+        CHECK(ad::test::matches(w.grad(), expected));
+        CHECK(w.grad().data() == buffer);  // no new gradient array per step
+    }
+    loss().backward();  // no zero_grad: accumulates into the same buffer
+    CHECK(ad::test::matches(w.grad(), 2.0 * expected));
+
+    SUBCASE("a weight used twice sums both contributions") {
+        w.zero_grad();
+        ad::sum((ad::linear(ad::constant(x), w, b) + ad::linear(ad::constant(x), w, b)) * ad::constant(c)).backward();
+        CHECK(ad::test::matches(w.grad(), 2.0 * expected));
+    }
+    SUBCASE("ad::grad returns the gradient and leaves grad() zero") {
+        w.zero_grad();
+        auto g = ad::grad(loss(), {w});
+        CHECK(ad::test::matches(g[0].value(), expected));
+        CHECK(w.grad() == Array<double>(xt::zeros<double>({2, 3})));
+        loss().backward();
+        CHECK(ad::test::matches(w.grad(), expected));
+    }
+    SUBCASE("a sweep that fails after the weight's VJP leaves grad() zero") {
+        w.zero_grad();
+        // Recorded before linear, so the sweep reaches it after linear's VJP has run.
+        auto x_param = ad::param(x);
+        auto broken = ad::make_op("broken", Array<double>(x), x_param, [](std::size_t, const Var<double>& g) -> Var<double> {
+            throw ad::value_error(fmt::format("broken: no gradient for shape {}", ad::shape_string_of(g.value())));
+        });
+        CHECK_THROWS_AS(ad::sum(ad::linear(broken, w, b) * ad::constant(c)).backward(), ad::value_error);
+        CHECK(w.grad() == Array<double>(xt::zeros<double>({2, 3})));
+        loss().backward();
+        CHECK(ad::test::matches(w.grad(), expected));
+    }
+    SUBCASE("matmul lends to either operand, transposed or not") {
+        std::size_t m = 3, k = 4, n = 2;
+        for (bool ta : {false, true}) {
+            for (bool tb : {false, true}) {
+                INFO(fmt::format("transpose_a {}, transpose_b {}", ta, tb));
+                Array<double> a = ad::test::uniform(ta ? Shape{k, m} : Shape{m, k}, 31);
+                Array<double> bm = ad::test::uniform(tb ? Shape{n, k} : Shape{k, n}, 32);
+                Array<double> cm = ad::test::uniform({m, n}, 33);
+                Array<double> op_a = ta ? naive_transpose(a) : a, op_b = tb ? naive_transpose(bm) : bm;
+                Array<double> da = naive_matmul(cm, naive_transpose(op_b));  // d/d op(A)
+                Array<double> db = naive_matmul(naive_transpose(op_a), cm);  // d/d op(B)
+                auto pa = ad::param(a), pb = ad::param(bm);
+                for (int step = 0; step < 2; ++step) {
+                    pa.zero_grad();
+                    pb.zero_grad();
+                    ad::sum(ad::matmul(pa, pb, ta, tb) * ad::constant(cm)).backward();
+                    CHECK(ad::test::matches(pa.grad(), ta ? naive_transpose(da) : da));
+                    CHECK(ad::test::matches(pb.grad(), tb ? naive_transpose(db) : db));
+                }
+            }
+        }
+    }
+}
