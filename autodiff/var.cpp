@@ -159,13 +159,15 @@ Array<T>& written_grad(Node<T>& parameter) {
 }
 
 template <class T>
-Array<T> lend_grad_buffer(const Var<T>& x) {
+std::optional<Array<T>> lend_grad_buffer(const Var<T>& x) {
+    constexpr std::size_t smallest_loan_bytes = 64 * 1024;
     auto& node = *x.node_ptr();
-    Array<T> buffer = Array<T>::from_shape({0});  // size 0: allocates nothing
-    if (node.grad && node.grad_is_zero && !node.cotangent && !grad_enabled() &&
-        equal_shapes(*node.grad, node.value)) {
-        std::swap(buffer, *node.grad);
+    if (!node.grad || !node.grad_is_zero || node.cotangent || grad_enabled() ||
+        node.grad->size() * sizeof(T) < smallest_loan_bytes || !equal_shapes(*node.grad, node.value)) {
+        return std::nullopt;
     }
+    std::optional<Array<T>> buffer(Array<T>::from_shape({0}));  // size 0: allocates nothing
+    std::swap(*buffer, *node.grad);  // grad() stays a valid (empty) array while the buffer is out
     return buffer;
 }
 
@@ -175,7 +177,14 @@ void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
     // so after a zero_grad() it can simply become the gradient. This is also
     // how a buffer lent by lend_grad_buffer comes back.
     if (parameter.grad_is_zero && cotangent.use_count() == 1 && equal_shapes(cotangent->value, parameter.value)) {
-        std::swap(*parameter.grad, cotangent->value);
+        Array<T>& grad = *parameter.grad;
+        if (equal_shapes(grad, cotangent->value)) {
+            // Trading the storage alone is a few pointer moves; swapping the
+            // whole arrays also swaps their shape vectors element by element.
+            std::swap(grad.storage(), cotangent->value.storage());
+        } else {
+            grad = std::move(cotangent->value);  // the lent buffer coming back
+        }
         parameter.grad_is_zero = false;
         return;
     }
@@ -292,7 +301,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
     template void accumulate_grad(Node<T>&, CotangentSlot<T>&);                                         \
     template Array<T>& written_grad(Node<T>&);                                                          \
-    template Array<T> lend_grad_buffer(const Var<T>&);                                                  \
+    template std::optional<Array<T>> lend_grad_buffer(const Var<T>&);                                              \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \
     }

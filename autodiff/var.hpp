@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -256,11 +257,12 @@ Array<T>& written_grad(Node<T>& parameter);
 /// cotangent then becomes grad() again at the end of the sweep (a swap in
 /// accumulate_grad), so a training step allocates no gradient arrays: on a
 /// 2048x2048 layer the fresh pages of a new 16 MiB array every step cost
-/// about a tenth of the step in page faults. Returns an empty array
-/// (size 0) when there is nothing to lend; grad() refills itself with zeros
-/// if the buffer does not come back (the sweep failed or discarded it).
+/// about a tenth of the step in page faults. Small buffers are not lent:
+/// malloc serves them from its free lists for less than a loan costs.
+/// Returns nullopt when there is nothing to lend; grad() refills itself with
+/// zeros if the buffer does not come back (the sweep failed or discarded it).
 template <class T>
-Array<T> lend_grad_buffer(const Var<T>& x);
+std::optional<Array<T>> lend_grad_buffer(const Var<T>& x);
 
 /// The slot that x's cotangent accumulates in on `tape` (x recorded there),
 /// or nullptr when x does not require a gradient.

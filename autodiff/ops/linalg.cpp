@@ -28,7 +28,8 @@ namespace detail {
 /// matmul, computed into `buffer` when it has the result's shape (a weight
 /// gradient into its parameter's lent gradient buffer), else into a new array.
 template <class T>
-Var<T> matmul_into(Array<T>&& buffer, const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
+Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>& b, bool transpose_a,
+                   bool transpose_b) {
     detail::check_defined("matmul", a);
     detail::check_defined("matmul", b);
     const auto& A = a.value();
@@ -45,8 +46,8 @@ Var<T> matmul_into(Array<T>&& buffer, const Var<T>& a, const Var<T>& b, bool tra
         throw shape_error(fmt::format("matmul: cannot multiply {}{} by {}{}", shape_string_of(A),
                                       transpose_a ? "^T" : "", shape_string_of(B), transpose_b ? "^T" : ""));
     }
-    const bool fits = buffer.dimension() == 2 && buffer.shape()[0] == m && buffer.shape()[1] == n;
-    Array<T> c = fits ? std::move(buffer) : Array<T>::from_shape({m, n});
+    const bool fits = buffer && buffer->dimension() == 2 && buffer->shape()[0] == m && buffer->shape()[1] == n;
+    Array<T> c = fits ? std::move(*buffer) : Array<T>::from_shape({m, n});
     // A vector on either side takes GEMV: OpenBLAS's GEMM with one column
     // still packs the whole matrix, which costs as much as the product.
     auto as_vector = [](auto&& array, std::size_t size) {
@@ -77,7 +78,7 @@ Var<T> matmul_into(Array<T>&& buffer, const Var<T>& a, const Var<T>& b, bool tra
 
 template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
-    return detail::matmul_into(Array<T>::from_shape({0}), a, b, transpose_a, transpose_b);
+    return detail::matmul_into<T>(std::nullopt, a, b, transpose_a, transpose_b);
 }
 
 template <class T>

@@ -253,14 +253,16 @@ TEST_CASE("linear: operands that do not make a layer are rejected with their sha
 
 TEST_CASE("linear and matmul: a weight gradient is computed into the parameter's own buffer, right in every path") {
     // After zero_grad() the gradient GEMM writes into grad()'s buffer instead
-    // of a new array (detail::lend_grad_buffer). Whatever path the buffer
-    // takes, the gradients must equal the formulas: loss = sum(c * y), so
-    // dW = c^T x for y = x W^T + b, and dB = op(A)^T c for C = op(A) op(B).
+    // of a new array (detail::lend_grad_buffer, for buffers of 64 KiB and
+    // more: 96 x 96 doubles). Whatever path the buffer takes, the gradients
+    // must equal the formulas: loss = sum(c * y), so dW = c^T x for
+    // y = x W^T + b, and dB = op(A)^T c for C = op(A) op(B).
     ad::Tape tape;
-    Array<double> x = ad::test::uniform({4, 3}, 21), c = ad::test::uniform({4, 2}, 22);
+    const std::size_t side = 96;
+    Array<double> x = ad::test::uniform({4, side}, 21), c = ad::test::uniform({4, side}, 22);
     Array<double> expected = naive_matmul(naive_transpose(c), x);
-    auto w = ad::param(ad::test::uniform({2, 3}, 23));
-    auto b = ad::param(ad::test::uniform({2}, 24));
+    auto w = ad::param(ad::test::uniform({side, side}, 23));
+    auto b = ad::param(ad::test::uniform({side}, 24));
     auto loss = [&] { return ad::sum(ad::linear(ad::constant(x), w, b) * ad::constant(c)); };
 
     loss().backward();  // a new parameter's gradient is free too
@@ -284,7 +286,7 @@ TEST_CASE("linear and matmul: a weight gradient is computed into the parameter's
         w.zero_grad();
         auto g = ad::grad(loss(), {w});
         CHECK(ad::test::matches(g[0].value(), expected));
-        CHECK(w.grad() == Array<double>(xt::zeros<double>({2, 3})));
+        CHECK(w.grad() == Array<double>(xt::zeros<double>({side, side})));
         loss().backward();
         CHECK(ad::test::matches(w.grad(), expected));
     }
@@ -296,12 +298,12 @@ TEST_CASE("linear and matmul: a weight gradient is computed into the parameter's
             throw ad::value_error(fmt::format("broken: no gradient for shape {}", ad::shape_string_of(g.value())));
         });
         CHECK_THROWS_AS(ad::sum(ad::linear(broken, w, b) * ad::constant(c)).backward(), ad::value_error);
-        CHECK(w.grad() == Array<double>(xt::zeros<double>({2, 3})));
+        CHECK(w.grad() == Array<double>(xt::zeros<double>({side, side})));
         loss().backward();
         CHECK(ad::test::matches(w.grad(), expected));
     }
     SUBCASE("matmul lends to either operand, transposed or not") {
-        std::size_t m = 3, k = 4, n = 2;
+        std::size_t m = side, k = side + 1, n = side + 2;
         for (bool ta : {false, true}) {
             for (bool tb : {false, true}) {
                 INFO(fmt::format("transpose_a {}, transpose_b {}", ta, tb));
@@ -312,12 +314,16 @@ TEST_CASE("linear and matmul: a weight gradient is computed into the parameter's
                 Array<double> da = naive_matmul(cm, naive_transpose(op_b));  // d/d op(A)
                 Array<double> db = naive_matmul(naive_transpose(op_a), cm);  // d/d op(B)
                 auto pa = ad::param(a), pb = ad::param(bm);
+                const double* buffer_a = pa.grad().data();
+                const double* buffer_b = pb.grad().data();
                 for (int step = 0; step < 2; ++step) {
                     pa.zero_grad();
                     pb.zero_grad();
                     ad::sum(ad::matmul(pa, pb, ta, tb) * ad::constant(cm)).backward();
                     CHECK(ad::test::matches(pa.grad(), ta ? naive_transpose(da) : da));
                     CHECK(ad::test::matches(pb.grad(), tb ? naive_transpose(db) : db));
+                    CHECK(pa.grad().data() == buffer_a);
+                    CHECK(pb.grad().data() == buffer_b);
                 }
             }
         }
