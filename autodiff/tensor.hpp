@@ -24,8 +24,15 @@ Shape shape_of(const E& e) {
 /// Whether two arrays have the same shape, without building Shape vectors.
 template <class A, class B>
 bool equal_shapes(const A& a, const B& b) {
-    return a.shape().size() == b.shape().size() &&
-           std::equal(a.shape().begin(), a.shape().end(), b.shape().begin());
+    const auto& sa = a.shape();
+    const auto& sb = b.shape();
+    if (sa.size() != sb.size()) return false;
+    // A plain loop, not std::equal: that calls memcmp, whose call costs more
+    // than comparing the few numbers of a shape (every op asks this).
+    for (std::size_t i = 0; i < sa.size(); ++i) {
+        if (sa[i] != sb[i]) return false;
+    }
+    return true;
 }
 
 /// "(3, 4)"; a 0-d shape prints as "()".

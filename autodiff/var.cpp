@@ -12,9 +12,8 @@
 
 namespace ad {
 template <class T>
-detail::Node<T>& Var<T>::node() const {
-    if (!node_) throw tape_error("Var: this handle is empty (default-constructed or moved from)");
-    return *node_;
+void Var<T>::throw_empty() {
+    throw tape_error("Var: this handle is empty (default-constructed or moved from)");
 }
 
 template <class T>

@@ -69,7 +69,12 @@ public:
     }
     template <class S>
     bool equals(const S& shape) const {
-        return shape.size() == rank_ && std::equal(shape.begin(), shape.end(), data());
+        if (shape.size() != rank_) return false;
+        const std::size_t* dims = data();
+        for (std::size_t i = 0; i < rank_; ++i) {  // not std::equal: see equal_shapes
+            if (shape[i] != dims[i]) return false;
+        }
+        return true;
     }
     Shape to_shape() const { return Shape(data(), data() + rank_); }
 
@@ -158,7 +163,11 @@ public:
 
 private:
     void backward_from(const Array<T>& seed, BackwardOptions options) const;
-    node_type& node() const;
+    node_type& node() const {
+        if (!node_) throw_empty();  // inline: every op reads its inputs through here
+        return *node_;
+    }
+    [[noreturn]] static void throw_empty();
     std::shared_ptr<node_type> node_;
 };
 

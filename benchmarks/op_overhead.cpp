@@ -1,7 +1,7 @@
 // op_overhead/<impl>: a chain of 100 ops on 1-element arrays, alternately
 // y = y * a and y = y + c, recorded, then walked back (forward + backward).
 // Time per op = time / 100 (items_per_second counts ops). libtorch's peer is
-// in torch_peers.cpp.
+// in torch_peers.cpp; xarray_floor is the same chain's arrays without a tape.
 
 #include <benchmark/benchmark.h>
 
@@ -33,12 +33,48 @@ void tape_chain(benchmark::State& state) {
     state.counters["ops"] = kOps;
 }
 
+/// The floor of any tape whose values are xarrays: the chain's arrays and
+/// nothing else. Forward makes each op's result as a new array (an op cannot
+/// write into its input: a record or the caller may hold it); backward makes
+/// the seed and a new cotangent for each y * a (the cotangent of y + c passes
+/// through as it is). Both are built the way the engine's arithmetic builds
+/// them: an uninitialised array of the input's shape and a raw loop. No
+/// records, no closures, no reference counts: op_overhead/tape minus this is
+/// what the tape itself costs.
+void xarray_floor(benchmark::State& state) {
+    const ad::Array<float> a{1.0001f}, c{0.001f};
+    auto apply = [](const ad::Array<float>& in, auto f) {
+        ad::Array<float> out = ad::Array<float>::from_shape(in.shape());
+        for (std::size_t i = 0; i < in.size(); ++i) out.data()[i] = f(in.data()[i]);
+        return out;
+    };
+    for (auto _ : state) {
+        ad::Array<float> y{0.5f};
+        for (int i = 0; i < kOps; ++i) {
+            ad::Array<float> next = i % 2 == 0 ? apply(y, [&](float v) { return v * a(0); })
+                                               : apply(y, [&](float v) { return v + c(0); });
+            std::swap(y.storage(), next.storage());  // the old value dies with `next`
+        }
+        ad::Array<float> g = apply(y, [](float) { return 1.0f; });
+        for (int i = kOps - 1; i >= 0; --i) {
+            if (i % 2 != 0) continue;
+            ad::Array<float> next = apply(g, [&](float v) { return v * a(0); });
+            std::swap(g.storage(), next.storage());
+        }
+        benchmark::DoNotOptimize(y.data());
+        benchmark::DoNotOptimize(g.data());
+    }
+    state.SetItemsProcessed(state.iterations() * kOps);
+    state.counters["ops"] = kOps;
+}
+
 }  // namespace
 
 namespace bench {
 
 void register_op_overhead() {
     benchmark::RegisterBenchmark("op_overhead/tape", tape_chain)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("op_overhead/xarray_floor", xarray_floor)->UseRealTime()->Unit(benchmark::kMicrosecond);
     register_torch_op_overhead();
 }
 
