@@ -238,6 +238,14 @@ Tape* recording_tape(const char* op, const Inputs& inputs) {
     return any ? tape : nullptr;
 }
 
+/// x for a VJP that reads it only to give `other` its gradient: an empty Var
+/// when `other` needs none, so that the record does not keep x alive (nor
+/// count a reference to it) for nothing.
+template <class T>
+Var<T> kept_for(const Var<T>& x, const Var<T>& other) {
+    return other.requires_grad() ? x : Var<T>();
+}
+
 /// Throws the tape_error of a backward that reached a record an earlier
 /// backward already walked without retain_graph.
 [[noreturn]] void reject(const char* op);

@@ -94,7 +94,9 @@ Var<T> sub(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
     return arithmetic("mul", a, b, std::multiplies<T>(), a.value() * b.value(),
-                      [a, b](std::size_t i, const Var<T>& g) { return i == 0 ? g * b : g * a; });
+                      [a = detail::kept_for(a, b), b = detail::kept_for(b, a)](std::size_t i, const Var<T>& g) {
+                          return i == 0 ? g * b : g * a;
+                      });
 }
 
 template <class T>

@@ -121,7 +121,8 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
     for (std::size_t r = 0; r < rows; ++r) std::copy_n(b.data(), out, y.data() + r * out);
     if (rows != 0 && out != 0 && X.shape()[1] != 0) xt::blas::gemm(X, W, y, false, true, T(1), T(1));
     return make_op("linear", std::move(y), x, weight, bias,
-                   [x, weight](std::size_t i, const Var<T>& g) {
+                   // weight is kept in any case: its own gradient borrows its gradient buffer.
+                   [x = detail::kept_for(x, weight), weight](std::size_t i, const Var<T>& g) {
                        if (i == 0) return matmul(g, weight);
                        if (i == 1) return detail::matmul_into(detail::lend_grad_buffer(weight), g, x, true, false);
                        return sum(g, 0);

@@ -69,6 +69,27 @@ TEST_CASE("tape: a record keeps only the values its VJP reads") {
     CHECK(activation.expired());
 }
 
+TEST_CASE("tape: a product keeps a factor only when the other factor needs a gradient") {
+    ad::Tape tape;
+    auto w = ad::param(Array<double>{1.0, -2.0});
+    auto v = ad::param(Array<double>{3.0, 0.5});
+    auto c = ad::constant(Array<double>{4.0, 5.0});
+    std::weak_ptr<ad::detail::Node<double>> scaled_factor, paired_factor;
+    auto loss = [&] {
+        auto h = ad::affine(w, 2.0, 1.0);  // 2w + 1, its VJP reads nothing
+        auto k = ad::affine(w, 1.0, 1.0);  // w + 1
+        scaled_factor = h.node_ptr();
+        paired_factor = k.node_ptr();
+        return ad::sum(h * c + k * v);  // c needs no gradient, v does: only k is kept
+    }();
+    CHECK(scaled_factor.expired());
+    CHECK_FALSE(paired_factor.expired());
+    loss.backward();
+    // d/dw = 2 c + v, d/dv = w + 1.
+    CHECK(w.grad() == Array<double>{2 * 4.0 + 3.0, 2 * 5.0 + 0.5});
+    CHECK(v.grad() == Array<double>{2.0, -1.0});
+}
+
 TEST_CASE("tape: keep_results keeps every record's result for inspection") {
     ad::Tape tape({.keep_results = true});
     auto w = ad::param(Array<double>{1.0, 2.0});
