@@ -2,6 +2,7 @@
 // tapegrad: reverse-mode automatic differentiation on a tape of VJP closures.
 // What users include.
 
+#include "autodiff/array_cache.hpp"
 #include "autodiff/check.hpp"
 #include "autodiff/errors.hpp"
 #include "autodiff/functional.hpp"

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "autodiff/array_cache.hpp"
 #include "autodiff/block_pool.hpp"
 #include "autodiff/errors.hpp"
 #include "autodiff/tape.hpp"
@@ -32,7 +33,10 @@ struct Node {
     explicit Node(Array<T>&& v) : value(std::move(v)) {}
     /// Builds the value in place: moving an xarray costs as much as a small op.
     template <class S>
-    Node(Uninitialized, const S& shape) : value(Array<T>::from_shape(shape)) {}
+    Node(Uninitialized, const S& shape) : value(new_array<T>(shape)) {}
+    ~Node() { ArrayCache<T>::give(value); }
+    Node(const Node&) = delete;
+    Node& operator=(const Node&) = delete;
 
     Array<T> value;
     std::unique_ptr<Array<T>> grad;       // parameters only: accumulated across backward calls

@@ -50,7 +50,7 @@ bool same_shape(const char* op, const Var<T>& a, const Var<T>& b) {
 /// y = f(x) elementwise into fresh storage, for functions xtensor lacks.
 template <class T, class F>
 Array<T> map(const Array<T>& x, F f) {
-    Array<T> y = Array<T>::from_shape(x.shape());
+    Array<T> y = detail::new_array<T>(x.shape());
     const T* in = x.data();
     T* out = y.data();
     for (std::size_t i = 0, n = x.size(); i < n; ++i) out[i] = f(in[i]);
@@ -165,7 +165,7 @@ Var<T> abs(const Var<T>& x) {
 
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
-    Array<T> out = Array<T>::from_shape(x.value().shape());
+    Array<T> out = detail::new_array<T>(x.value().shape());
     kernels::sigmoid(x.value().data(), out.data(), out.size());
     return make_op("sigmoid", std::move(out), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return sigmoid_backward(g, y); });
@@ -179,7 +179,7 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
         throw shape_error(fmt::format("sigmoid_backward: cotangent {} and result {} differ in shape",
                                       shape_string_of(g.value()), shape_string_of(y.value())));
     }
-    Array<T> out = Array<T>::from_shape(y.value().shape());
+    Array<T> out = detail::new_array<T>(y.value().shape());
     kernels::sigmoid_backward(g.value().data(), y.value().data(), out.data(), out.size());
     return make_op("sigmoid_backward", std::move(out), g, y, [g, y](std::size_t i, const Var<T>& h) {
         return i == 0 ? sigmoid_backward(h, y) : h * g * (T(1) - y * T(2));

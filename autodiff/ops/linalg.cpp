@@ -47,7 +47,7 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
                                       transpose_a ? "^T" : "", shape_string_of(B), transpose_b ? "^T" : ""));
     }
     const bool fits = buffer && buffer->dimension() == 2 && buffer->shape()[0] == m && buffer->shape()[1] == n;
-    Array<T> c = fits ? std::move(*buffer) : Array<T>::from_shape({m, n});
+    Array<T> c = fits ? std::move(*buffer) : detail::new_array<T>(std::array<std::size_t, 2>{m, n});
     // A vector on either side takes GEMV: OpenBLAS's GEMM with one column
     // still packs the whole matrix, which costs as much as the product.
     auto as_vector = [](auto&& array, std::size_t size) {
@@ -117,7 +117,7 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
                                       shape_string_of(X), shape_string_of(W), shape_string_of(b)));
     }
     std::size_t rows = X.shape()[0], out = W.shape()[0];
-    Array<T> y = Array<T>::from_shape({rows, out});
+    Array<T> y = detail::new_array<T>(std::array<std::size_t, 2>{rows, out});
     for (std::size_t r = 0; r < rows; ++r) std::copy_n(b.data(), out, y.data() + r * out);
     if (rows != 0 && out != 0 && X.shape()[1] != 0) xt::blas::gemm(X, W, y, false, true, T(1), T(1));
     return make_op("linear", std::move(y), x, weight, bias,

@@ -1,0 +1,109 @@
+#pragma once
+// Large arrays the engine frees wait, per thread, for the next op that needs
+// an array of the same size.
+//
+// A training step makes the same arrays every step. For large ones glibc
+// returns the memory to the kernel when they are freed (above its mmap and
+// trim thresholds), and the next step's array of the same size then takes
+// a page fault on every 4 KiB it writes: on the wide model (activations of
+// 2 MiB) that was about 2000 faults a step after weight gradients stopped
+// being allocated at all (see lend_grad_buffer). Arrays of 1 MiB and more
+// that die with their node come here instead, up to a bound, and ops that
+// make their result with new_array take them back. Smaller arrays are left
+// to malloc, whose free lists already reuse them without the kernel.
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "autodiff/tensor.hpp"
+
+namespace ad {
+
+/// Frees the arrays kept for reuse on the calling thread (like PyTorch's
+/// torch.cuda.empty_cache()). Nothing else changes: later ops allocate anew.
+void release_cached_arrays() noexcept;
+
+/// Bytes of the arrays kept for reuse on the calling thread.
+std::size_t cached_array_bytes() noexcept;
+
+namespace detail {
+
+template <class T>
+class ArrayCache {
+public:
+    static constexpr std::size_t min_bytes = std::size_t(1) << 20;
+    static constexpr std::size_t max_arrays = 16;
+    static constexpr std::size_t max_bytes = std::size_t(256) << 20;
+
+    static bool worth_keeping(const Array<T>& array) noexcept { return array.size() * sizeof(T) >= min_bytes; }
+
+    /// An array of `shape`: a kept one of the same size if there is one.
+    template <class S>
+    static Array<T> take(const S& shape) {
+        std::size_t size = 1;
+        for (auto extent : shape) size *= static_cast<std::size_t>(extent);
+        if (size * sizeof(T) >= min_bytes && !closed()) {
+            auto& kept = local().arrays;
+            for (std::size_t i = kept.size(); i-- > 0;) {
+                if (kept[i].size() != size) continue;
+                Array<T> array = std::move(kept[i]);
+                kept.erase(kept.begin() + static_cast<std::ptrdiff_t>(i));
+                local().bytes -= size * sizeof(T);
+                array.resize(shape);  // the same number of elements: the storage stays
+                return array;
+            }
+        }
+        return Array<T>::from_shape(shape);
+    }
+
+    /// Keeps `array`'s storage if it is worth keeping and the bound allows,
+    /// leaving `array` empty; otherwise leaves it to be freed as usual.
+    static void give(Array<T>& array) noexcept {
+        if (!worth_keeping(array) || closed()) return;
+        try {
+            Local& cache = local();  // its first use on a thread allocates, and may throw
+            const std::size_t bytes = array.size() * sizeof(T);
+            if (cache.arrays.size() == max_arrays || cache.bytes + bytes > max_bytes) return;
+            cache.arrays.push_back(std::move(array));  // within the reserved capacity
+            cache.bytes += bytes;
+        } catch (...) {
+            // Out of memory: the array is simply freed.
+        }
+    }
+
+    static void release() noexcept {
+        if (closed()) return;
+        local().arrays.clear();
+        local().bytes = 0;
+    }
+
+    static std::size_t bytes() noexcept { return closed() ? 0 : local().bytes; }
+
+private:
+    struct Local {
+        Local() { arrays.reserve(max_arrays); }
+        ~Local() { closed() = true; }  // nodes destroyed later on this thread free their arrays themselves
+        std::vector<Array<T>> arrays;
+        std::size_t bytes = 0;
+    };
+
+    static Local& local() {
+        thread_local Local cache;
+        return cache;
+    }
+    static bool& closed() noexcept {
+        thread_local bool is_closed = false;  // trivially destructible: readable until the thread ends
+        return is_closed;
+    }
+};
+
+/// A new uninitialised array of `shape`, from the calling thread's cache when
+/// it keeps one of that size. Ops make large results with it.
+template <class T, class S>
+Array<T> new_array(const S& shape) {
+    return ArrayCache<T>::take(shape);
+}
+
+}  // namespace detail
+}  // namespace ad
