@@ -104,13 +104,40 @@ struct HandModel {
 
     const float* activation(std::size_t l) const { return l == 0 ? x.data() : A[l - 1].data(); }
 
+    // The step's three kinds of GEMM, for layer l: Z^l = A^(l-1) (W^l)^T,
+    // dW^l = (Delta^l)^T A^(l-1), and Delta^(l-1) (before sigma') = Delta^l W^l.
+    void forward_gemm(std::size_t l) {
+        const int n = int(sizes[l]), k = int(sizes[l - 1]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(B), n, k, 1.0f, activation(l - 1), k,
+                    W[l - 1].data(), k, 0.0f, A[l - 1].data(), n);
+    }
+    void weight_grad_gemm(std::size_t l) {
+        const int n = int(sizes[l]), k = int(sizes[l - 1]);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, int(B), 1.0f, delta[l - 1].data(), n,
+                    activation(l - 1), k, 0.0f, dW[l - 1].data(), k);
+    }
+    void input_grad_gemm(std::size_t l) {
+        const int n = int(sizes[l]), k = int(sizes[l - 1]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(B), k, n, 1.0f, delta[l - 1].data(), n,
+                    W[l - 1].data(), k, 0.0f, delta[l - 2].data(), k);
+    }
+
+    /// The step's GEMMs alone, in the step's order and on its buffers: what
+    /// the step costs in BLAS at these shapes and this thread count.
+    void gemms() {
+        for (std::size_t l = 1; l <= L; ++l) forward_gemm(l);
+        for (std::size_t l = L; l >= 1; --l) {
+            weight_grad_gemm(l);
+            if (l > 1) input_grad_gemm(l);
+        }
+    }
+
     float step() {
         // Forward.
         for (std::size_t l = 1; l <= L; ++l) {
-            const int n = int(sizes[l]), k = int(sizes[l - 1]);
+            const int n = int(sizes[l]);
+            forward_gemm(l);
             float* a = A[l - 1].data();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(B), n, k, 1.0f, activation(l - 1), k,
-                        W[l - 1].data(), k, 0.0f, a, n);
             const float* bias = b[l - 1].data();
             for (std::size_t r = 0; r < B; ++r) {
                 float* row = a + r * std::size_t(n);
@@ -134,16 +161,14 @@ struct HandModel {
         for (std::size_t l = L; l >= 1; --l) {
             const int n = int(sizes[l]), k = int(sizes[l - 1]);
             const float* dl = delta[l - 1].data();
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, int(B), 1.0f, dl, n, activation(l - 1), k,
-                        0.0f, dW[l - 1].data(), k);
+            weight_grad_gemm(l);
             float* g = db[l - 1].data();
             for (int j = 0; j < n; ++j) g[j] = 0;
             for (std::size_t r = 0; r < B; ++r)
                 for (int j = 0; j < n; ++j) g[j] += dl[r * std::size_t(n) + std::size_t(j)];
             if (l > 1) {
+                input_grad_gemm(l);
                 float* below = delta[l - 2].data();
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(B), k, n, 1.0f, dl, n, W[l - 1].data(),
-                            k, 0.0f, below, k);
                 ad::kernels::sigmoid_backward(below, A[l - 2].data(), below, B * std::size_t(k));
             }
         }
@@ -176,6 +201,20 @@ void hand_step(benchmark::State& state, const std::string& name, int threads) {
     const float first = m.step();
     for (auto _ : state) benchmark::DoNotOptimize(m.step());
     set_step_counters(state, d, first);
+}
+
+/// Not an implementation: the hand step's GEMMs without anything else, the
+/// floor for the goals stated against the GEMM time.
+void gemms_step(benchmark::State& state, const std::string& name, int threads) {
+    bench::set_blas_threads(threads);
+    const ModelData& d = bench::model_data(name);
+    HandModel m(d);
+    m.gemms();
+    for (auto _ : state) {
+        m.gemms();
+        benchmark::DoNotOptimize(m.dW.back().data());
+    }
+    state.counters["gemm_flops"] = bench::step_gemm_flops(d.spec);
 }
 
 // ---------------------------------------------------------------- textbook
@@ -246,6 +285,7 @@ void register_mlp_step() {
             add("tape", tape_step);
             add("hand", hand_step);
             add("textbook", textbook_step);
+            if (spec.name != "xor") add("gemms", gemms_step);
             register_torch_mlp_step(spec.name, threads);
         }
     }
