@@ -92,9 +92,8 @@ void reject(const char* op) {
         op));
 }
 
-template <class T>
-void check_defined(const char* op, const Var<T>& x) {
-    if (!x.defined()) throw tape_error(fmt::format("{}: an input is an empty Var", op));
+void reject_empty(const char* op) {
+    throw tape_error(fmt::format("{}: an input is an empty Var", op));
 }
 
 template <class T>
@@ -294,7 +293,6 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template std::vector<Var<T>> grad(const Var<T>&, const std::vector<Var<T>>&, const Var<T>&,         \
                                       BackwardOptions);                                                 \
     namespace detail {                                                                                  \
-    template void check_defined(const char*, const Var<T>&);                                            \
     template void check_same_tape(const char*, const Var<T>&, const Tape*);                             \
     template Var<T> fit_gradient(const char*, Var<T>, const SavedShape&);                                \
     template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \

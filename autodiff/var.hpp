@@ -202,8 +202,15 @@ namespace detail {
 template <class T>
 void check_same_tape(const char* op, const Var<T>& x, const Tape* tape);
 
+/// Throws the tape_error of an empty Var given to `op`.
+[[noreturn]] void reject_empty(const char* op);
+
+/// Every op checks its Var inputs first, so that an empty one is reported
+/// by the op's name.
 template <class T>
-void check_defined(const char* op, const Var<T>& x);
+void check_defined(const char* op, const Var<T>& x) {
+    if (!x.defined()) reject_empty(op);
+}
 
 /// Makes a Var that owns `value` and is not recorded.
 template <class T>

@@ -81,18 +81,24 @@ Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, E&& exp
 
 template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
+    detail::check_defined("add", a);
+    detail::check_defined("add", b);
     return arithmetic("add", a, b, std::plus<T>(), a.value() + b.value(),
                       [](std::size_t, const Var<T>& g) { return g; });
 }
 
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
+    detail::check_defined("sub", a);
+    detail::check_defined("sub", b);
     return arithmetic("sub", a, b, std::minus<T>(), a.value() - b.value(),
                       [](std::size_t i, const Var<T>& g) { return i == 0 ? g : -g; });
 }
 
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
+    detail::check_defined("mul", a);
+    detail::check_defined("mul", b);
     return arithmetic("mul", a, b, std::multiplies<T>(), a.value() * b.value(),
                       [a = detail::kept_for(a, b), b = detail::kept_for(b, a)](std::size_t i, const Var<T>& g) {
                           return i == 0 ? g * b : g * a;
@@ -101,12 +107,16 @@ Var<T> mul(const Var<T>& a, const Var<T>& b) {
 
 template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
+    detail::check_defined("div", a);
+    detail::check_defined("div", b);
     return arithmetic("div", a, b, std::divides<T>(), a.value() / b.value(),
                       [b](std::size_t i, const Var<T>& g, const Var<T>& y) { return i == 0 ? g / b : -(g * y / b); });
 }
 
 template <class T>
 Var<T> pow(const Var<T>& a, const Var<T>& b) {
+    detail::check_defined("pow", a);
+    detail::check_defined("pow", b);
     same_shape("pow", a, b);  // only the broadcasting check: pow always evaluates through xtensor
     return make_op("pow", Array<T>(xt::pow(a.value(), b.value())), a, b,
                    [a, b](std::size_t i, const Var<T>& g, const Var<T>& y) {
@@ -116,48 +126,56 @@ Var<T> pow(const Var<T>& a, const Var<T>& b) {
 
 template <class T>
 Var<T> pow(const Var<T>& x, T p) {
+    detail::check_defined("pow", x);
     return make_op("pow", Array<T>(xt::pow(x.value(), p)), x,
                    [x, p](std::size_t, const Var<T>& g) { return g * pow(x, p - T(1)) * p; });
 }
 
 template <class T>
 Var<T> affine(const Var<T>& x, T a, T b) {
+    detail::check_defined("affine", x);
     return make_op("affine", map(x.value(), [a, b](T v) { return a * v + b; }), x,
                    [a](std::size_t, const Var<T>& g) { return a == T(1) ? g : g * a; });
 }
 
 template <class T>
 Var<T> neg(const Var<T>& x) {
+    detail::check_defined("neg", x);
     return make_op("neg", Array<T>(-x.value()), x,
                    [](std::size_t, const Var<T>& g) { return -g; });
 }
 
 template <class T>
 Var<T> exp(const Var<T>& x) {
+    detail::check_defined("exp", x);
     return make_op("exp", Array<T>(xt::exp(x.value())), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * y; });
 }
 
 template <class T>
 Var<T> log(const Var<T>& x) {
+    detail::check_defined("log", x);
     return make_op("log", Array<T>(xt::log(x.value())), x,
                    [x](std::size_t, const Var<T>& g) { return g / x; });
 }
 
 template <class T>
 Var<T> sqrt(const Var<T>& x) {
+    detail::check_defined("sqrt", x);
     return make_op("sqrt", Array<T>(xt::sqrt(x.value())), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g / y * T(0.5); });
 }
 
 template <class T>
 Var<T> square(const Var<T>& x) {
+    detail::check_defined("square", x);
     return make_op("square", Array<T>(x.value() * x.value()), x,
                    [x](std::size_t, const Var<T>& g) { return g * x * T(2); });
 }
 
 template <class T>
 Var<T> abs(const Var<T>& x) {
+    detail::check_defined("abs", x);
     return make_op("abs", Array<T>(xt::abs(x.value())), x, [x](std::size_t, const Var<T>& g) {
         return g * constant(map(x.value(), [](T v) { return T((v > 0) - (v < 0)); }));
     });
@@ -165,6 +183,7 @@ Var<T> abs(const Var<T>& x) {
 
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
+    detail::check_defined("sigmoid", x);
     Array<T> out = detail::new_array<T>(x.value().shape());
     kernels::sigmoid(x.value().data(), out.data(), out.size());
     return make_op("sigmoid", std::move(out), x,
@@ -173,6 +192,8 @@ Var<T> sigmoid(const Var<T>& x) {
 
 template <class T>
 Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
+    detail::check_defined("sigmoid_backward", g);
+    detail::check_defined("sigmoid_backward", y);
     // One pass instead of three (1 - y, then two products): the backward of
     // every sigmoid layer runs through here.
     if (!equal_shapes(g.value(), y.value())) {
@@ -188,12 +209,14 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
 
 template <class T>
 Var<T> tanh(const Var<T>& x) {
+    detail::check_defined("tanh", x);
     return make_op("tanh", Array<T>(xt::tanh(x.value())), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * (T(1) - square(y)); });
 }
 
 template <class T>
 Var<T> relu(const Var<T>& x) {
+    detail::check_defined("relu", x);
     return make_op("relu", map(x.value(), [](T v) { return v > 0 ? v : T(0); }), x,
                    [x](std::size_t, const Var<T>& g) {
                        return g * constant(map(x.value(), [](T v) { return T(v > 0); }));
@@ -202,6 +225,7 @@ Var<T> relu(const Var<T>& x) {
 
 template <class T>
 Var<T> softplus(const Var<T>& x) {
+    detail::check_defined("softplus", x);
     // max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
     return make_op("softplus",
                    map(x.value(), [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); }), x,
@@ -210,6 +234,7 @@ Var<T> softplus(const Var<T>& x) {
 
 template <class T>
 Var<T> clamp(const Var<T>& x, T lo, T hi) {
+    detail::check_defined("clamp", x);
     if (!(lo <= hi)) throw value_error(fmt::format("clamp: the bounds [{}, {}] are empty", lo, hi));
     return make_op("clamp", map(x.value(), [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
                    [x, lo, hi](std::size_t, const Var<T>& g) {

@@ -83,6 +83,7 @@ Array<T> sum_over_axis(const Array<T>& x, const Shape& x_shape, std::size_t axis
 
 template <class T>
 Var<T> sum(const Var<T>& x) {
+    detail::check_defined("sum", x);
     Shape x_shape = x.shape();
     return make_op("sum", Array<T>(xt::sum(x.value())()), x,
                    [x_shape](std::size_t, const Var<T>& g) { return broadcast_to(g, x_shape); });
@@ -90,6 +91,7 @@ Var<T> sum(const Var<T>& x) {
 
 template <class T>
 Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
+    detail::check_defined("sum", x);
     Shape x_shape = x.shape();
     std::size_t ax = normalize_axis("sum", axis, x_shape.size());
     return make_op("sum", sum_over_axis(x.value(), x_shape, ax, keepdims), x,
@@ -98,12 +100,14 @@ Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
 
 template <class T>
 Var<T> mean(const Var<T>& x) {
+    detail::check_defined("mean", x);
     if (x.size() == 0) throw value_error("mean: the value is empty (shape " + shape_string_of(x.value()) + ")");
     return sum(x) * (T(1) / T(x.size()));
 }
 
 template <class T>
 Var<T> mean(const Var<T>& x, long axis, bool keepdims) {
+    detail::check_defined("mean", x);
     std::size_t ax = normalize_axis("mean", axis, x.dim());
     std::size_t n = x.value().shape()[ax];
     if (n == 0) throw value_error("mean: axis " + std::to_string(axis) + " of shape " + shape_string_of(x.value()) + " is empty");
@@ -112,6 +116,7 @@ Var<T> mean(const Var<T>& x, long axis, bool keepdims) {
 
 template <class T>
 Var<T> max(const Var<T>& x) {
+    detail::check_defined("max", x);
     if (x.size() == 0) throw value_error("max: the value is empty (shape " + shape_string_of(x.value()) + ")");
     T m = xt::amax(x.value())();
     Array<T> ties = xt::cast<T>(xt::equal(x.value(), m));
@@ -123,6 +128,7 @@ Var<T> max(const Var<T>& x) {
 
 template <class T>
 Var<T> max(const Var<T>& x, long axis, bool keepdims) {
+    detail::check_defined("max", x);
     Shape x_shape = x.shape();
     std::size_t ax = normalize_axis("max", axis, x_shape.size());
     if (x_shape[ax] == 0) throw value_error(fmt::format("max: axis {} of shape {} is empty", axis, shape_string(x_shape)));
@@ -140,6 +146,7 @@ Var<T> max(const Var<T>& x, long axis, bool keepdims) {
 
 template <class T>
 Var<T> sum_to_shape(const Var<T>& x, const Shape& shape) {
+    detail::check_defined("sum_to_shape", x);
     Shape x_shape = x.shape();
     if (x_shape == shape) return x;
     if (!broadcasts_to(shape, x_shape)) {

@@ -49,6 +49,7 @@ void check_rows(const char* op, const Shape& shape, const std::vector<std::size_
 
 template <class T>
 Var<T> reshape(const Var<T>& x, const std::vector<long>& shape) {
+    detail::check_defined("reshape", x);
     Shape x_shape = x.shape();
     Shape target(shape.size());
     std::size_t known = 1;
@@ -76,6 +77,7 @@ Var<T> reshape(const Var<T>& x, const std::vector<long>& shape) {
 
 template <class T>
 Var<T> transpose(const Var<T>& x) {
+    detail::check_defined("transpose", x);
     std::vector<std::size_t> perm(x.dim());
     std::iota(perm.rbegin(), perm.rend(), std::size_t{0});
     return transpose(x, perm);
@@ -83,6 +85,7 @@ Var<T> transpose(const Var<T>& x) {
 
 template <class T>
 Var<T> transpose(const Var<T>& x, const std::vector<std::size_t>& perm) {
+    detail::check_defined("transpose", x);
     std::vector<std::size_t> sorted = perm;
     std::sort(sorted.begin(), sorted.end());
     bool is_permutation = sorted.size() == x.dim();
@@ -99,6 +102,7 @@ Var<T> transpose(const Var<T>& x, const std::vector<std::size_t>& perm) {
 
 template <class T>
 Var<T> broadcast_to(const Var<T>& x, const Shape& shape) {
+    detail::check_defined("broadcast_to", x);
     Shape x_shape = x.shape();
     if (x_shape == shape) return x;
     if (!broadcasts_to(x_shape, shape)) {
@@ -110,6 +114,7 @@ Var<T> broadcast_to(const Var<T>& x, const Shape& shape) {
 
 template <class T>
 Var<T> slice(const Var<T>& x, long axis, std::size_t begin, std::size_t end) {
+    detail::check_defined("slice", x);
     Shape x_shape = x.shape();
     std::size_t ax = normalize_axis("slice", axis, x_shape.size());
     if (begin > end || end > x_shape[ax]) {
@@ -125,6 +130,7 @@ Var<T> slice(const Var<T>& x, long axis, std::size_t begin, std::size_t end) {
 
 template <class T>
 Var<T> rows(const Var<T>& x, std::size_t begin, std::size_t end) {
+    detail::check_defined("rows", x);
     if (x.dim() == 0) throw shape_error("rows: a 0-d value has no rows");
     std::size_t n = x.value().shape()[0];
     if (begin > end || end > n) {
@@ -136,6 +142,7 @@ Var<T> rows(const Var<T>& x, std::size_t begin, std::size_t end) {
 
 template <class T>
 Var<T> pad(const Var<T>& x, long axis, std::size_t begin, std::size_t size) {
+    detail::check_defined("pad", x);
     Shape x_shape = x.shape();
     std::size_t ax = normalize_axis("pad", axis, x_shape.size());
     std::size_t length = x_shape[ax];
@@ -153,6 +160,7 @@ Var<T> pad(const Var<T>& x, long axis, std::size_t begin, std::size_t size) {
 
 template <class T>
 Var<T> take_rows(const Var<T>& x, const std::vector<std::size_t>& indices) {
+    detail::check_defined("take_rows", x);
     Shape x_shape = x.shape();
     if (x_shape.empty()) throw shape_error("take_rows: a 0-d value has no rows");
     check_rows("take_rows", x_shape, indices, x_shape[0]);
@@ -171,6 +179,7 @@ Var<T> take_rows(const Var<T>& x, const std::vector<std::size_t>& indices) {
 
 template <class T>
 Var<T> scatter_add_rows(const Var<T>& x, const std::vector<std::size_t>& indices, std::size_t rows) {
+    detail::check_defined("scatter_add_rows", x);
     Shape x_shape = x.shape();
     if (x_shape.empty() || x_shape[0] != indices.size()) {
         throw shape_error(fmt::format("scatter_add_rows: {} rows of {} for {} indices", x_shape.empty() ? 0 : x_shape[0],
