@@ -34,22 +34,21 @@ Var<T> finite(const char* loss, Var<T> value, const Var<T>& pred) {
     return value;
 }
 
-}  // namespace
-
+// The losses for either element type; the overloads below name them.
 template <class T>
-Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
+Var<T> checked_half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     check_pair("half_sse", pred, target, "predictions", "targets");
     return finite("half_sse", ad::half_sse(pred, target, reduction), pred);
 }
 
 template <class T>
-Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
+Var<T> checked_mse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     check_pair("mse", pred, target, "predictions", "targets");
     return finite("mse", ad::mse(pred, target, reduction), pred);
 }
 
 template <class T>
-Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Reduction reduction) {
+Var<T> checked_softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Reduction reduction) {
     check_pair("softmax_cross_entropy", logits, targets, "logits", "targets");
     if (logits.dim() != 2) {
         throw shape_error(fmt::format("softmax_cross_entropy: logits have shape {}; expected (batch, classes)",
@@ -59,7 +58,7 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Reduct
 }
 
 template <class T>
-Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<std::size_t>& classes, Reduction reduction) {
+Var<T> checked_softmax_cross_entropy(const Var<T>& logits, const std::vector<std::size_t>& classes, Reduction reduction) {
     if (!logits.defined()) throw tape_error("softmax_cross_entropy: the logits are an empty Var");
     Shape s = logits.shape();
     if (s.size() != 2 || s[0] != classes.size()) {
@@ -79,19 +78,32 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<std::size_t
 }
 
 template <class T>
-Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction reduction) {
+Var<T> checked_binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction reduction) {
     check_pair("binary_cross_entropy", p, target, "probabilities", "targets");
     return finite("binary_cross_entropy", ad::binary_cross_entropy(p, target, reduction), p);
 }
 
-#define NN_LOSS_INSTANTIATE(T)                                                                         \
-    template Var<T> half_sse(const Var<T>&, const Var<T>&, Reduction);                                  \
-    template Var<T> mse(const Var<T>&, const Var<T>&, Reduction);                                       \
-    template Var<T> softmax_cross_entropy(const Var<T>&, const Var<T>&, Reduction);                     \
-    template Var<T> softmax_cross_entropy(const Var<T>&, const std::vector<std::size_t>&, Reduction);   \
-    template Var<T> binary_cross_entropy(const Var<T>&, const Var<T>&, Reduction);
+}  // namespace
 
-NN_LOSS_INSTANTIATE(float)
-NN_LOSS_INSTANTIATE(double)
+#define NN_LOSS_OVERLOADS(T)                                                                             \
+    Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {                     \
+        return checked_half_sse(pred, target, reduction);                                                \
+    }                                                                                                    \
+    Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {                          \
+        return checked_mse(pred, target, reduction);                                                     \
+    }                                                                                                    \
+    Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Reduction reduction) {     \
+        return checked_softmax_cross_entropy(logits, targets, reduction);                                \
+    }                                                                                                    \
+    Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<std::size_t>& classes,          \
+                                 Reduction reduction) {                                                  \
+        return checked_softmax_cross_entropy(logits, classes, reduction);                                \
+    }                                                                                                    \
+    Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction reduction) {            \
+        return checked_binary_cross_entropy(p, target, reduction);                                       \
+    }
+
+NN_LOSS_OVERLOADS(float)
+NN_LOSS_OVERLOADS(double)
 
 }  // namespace ad::nn

@@ -16,19 +16,27 @@
 
 namespace ad::nn {
 
-template <class T>
-Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction = Reduction::sum);
-template <class T>
-Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction = Reduction::mean);
+// Overloads for float and double rather than templates: after `using
+// namespace ad::nn`, an unqualified half_sse(pred, y) also finds the engine's
+// template ad::half_sse (by argument-dependent lookup), and a non-template is
+// the better match, so the call means this one instead of being ambiguous.
+Var<float> half_sse(const Var<float>& pred, const Var<float>& target, Reduction reduction = Reduction::sum);
+Var<double> half_sse(const Var<double>& pred, const Var<double>& target, Reduction reduction = Reduction::sum);
+Var<float> mse(const Var<float>& pred, const Var<float>& target, Reduction reduction = Reduction::mean);
+Var<double> mse(const Var<double>& pred, const Var<double>& target, Reduction reduction = Reduction::mean);
 /// Targets one-hot (or probabilities), the logits' shape.
-template <class T>
-Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Reduction reduction = Reduction::mean);
+Var<float> softmax_cross_entropy(const Var<float>& logits, const Var<float>& targets,
+                                 Reduction reduction = Reduction::mean);
+Var<double> softmax_cross_entropy(const Var<double>& logits, const Var<double>& targets,
+                                  Reduction reduction = Reduction::mean);
 /// Targets as class indices, one per row.
-template <class T>
-Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<std::size_t>& classes,
-                             Reduction reduction = Reduction::mean);
-template <class T>
-Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction reduction = Reduction::mean);
+Var<float> softmax_cross_entropy(const Var<float>& logits, const std::vector<std::size_t>& classes,
+                                 Reduction reduction = Reduction::mean);
+Var<double> softmax_cross_entropy(const Var<double>& logits, const std::vector<std::size_t>& classes,
+                                  Reduction reduction = Reduction::mean);
+Var<float> binary_cross_entropy(const Var<float>& p, const Var<float>& target, Reduction reduction = Reduction::mean);
+Var<double> binary_cross_entropy(const Var<double>& p, const Var<double>& target,
+                                 Reduction reduction = Reduction::mean);
 
 // Targets are data: the same with a plain array.
 template <class T>

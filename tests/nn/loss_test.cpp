@@ -125,3 +125,29 @@ TEST_CASE("losses work in float") {
 }
 
 }  // namespace
+
+namespace unqualified {
+
+using namespace ad::nn;  // what a user's training code may well write
+
+TEST_CASE("losses: after using namespace ad::nn, an unqualified call is nn's loss, not an ambiguity") {
+    // The engine has ops of the same names (ad::half_sse...), found by
+    // argument-dependent lookup; nn's are the ones that reject a NaN loss.
+    Array<double> with_nan = pred;
+    with_nan(0, 0) = std::numeric_limits<double>::quiet_NaN();
+    const auto bad = ad::constant(with_nan), good = ad::constant(pred), y = ad::constant(target);
+    CHECK_THROWS_WITH_AS(half_sse(bad, y), doctest::Contains("half_sse: the loss is nan"), ad::value_error);
+    CHECK_THROWS_WITH_AS(mse(bad, y), doctest::Contains("mse: the loss is nan"), ad::value_error);
+    const auto no_rows = ad::constant(Array<double>(xt::zeros<double>({0, 2})));
+    CHECK_THROWS_WITH_AS(binary_cross_entropy(no_rows, no_rows), doctest::Contains("binary_cross_entropy: empty batch"),
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(softmax_cross_entropy(bad, y), doctest::Contains("softmax_cross_entropy: the loss is nan"),
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(softmax_cross_entropy(bad, std::vector<std::size_t>{1, 0, 0}),
+                         doctest::Contains("softmax_cross_entropy: the loss is nan"), ad::value_error);
+    CHECK(half_sse(good, y).item() == doctest::Approx(ad::half_sse(good, y).item()));
+    const auto good_float = ad::constant(Array<float>(pred)), y_float = ad::constant(Array<float>(target));
+    CHECK(mse(good_float, y_float).item() == doctest::Approx(ad::mse(good_float, y_float).item()));
+}
+
+}  // namespace unqualified
