@@ -36,14 +36,14 @@ public:
     static constexpr std::size_t max_arrays = 16;
     static constexpr std::size_t max_bytes = std::size_t(256) << 20;
 
-    static bool worth_keeping(const Array<T>& array) noexcept { return array.size() * sizeof(T) >= min_bytes; }
+    static bool worth_keeping(std::size_t size) noexcept { return size * sizeof(T) >= min_bytes; }
 
     /// An array of `shape`: a kept one of the same size if there is one.
     template <class S>
     static Array<T> take(const S& shape) {
         std::size_t size = 1;
         for (auto extent : shape) size *= static_cast<std::size_t>(extent);
-        if (size * sizeof(T) >= min_bytes && !closed()) {
+        if (worth_keeping(size) && !closed()) {
             auto& kept = local().arrays;
             for (std::size_t i = kept.size(); i-- > 0;) {
                 if (kept[i].size() != size) continue;
@@ -60,7 +60,7 @@ public:
     /// Keeps `array`'s storage if it is worth keeping and the bound allows,
     /// leaving `array` empty; otherwise leaves it to be freed as usual.
     static void give(Array<T>& array) noexcept {
-        if (!worth_keeping(array) || closed()) return;
+        if (!worth_keeping(array.size()) || closed()) return;
         try {
             Local& cache = local();  // its first use on a thread allocates, and may throw
             const std::size_t bytes = array.size() * sizeof(T);

@@ -298,7 +298,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
     template void accumulate_grad(Node<T>&, CotangentSlot<T>&);                                         \
     template Array<T>& written_grad(Node<T>&);                                                          \
-    template std::optional<Array<T>> lend_grad_buffer(const Var<T>&);                                              \
+    template std::optional<Array<T>> lend_grad_buffer(const Var<T>&);                                   \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \
     }
