@@ -20,14 +20,30 @@
 
 namespace ad {
 
-/// Frees the arrays kept for reuse on the calling thread (like PyTorch's
-/// torch.cuda.empty_cache()). Nothing else changes: later ops allocate anew.
+/// Frees the arrays kept for reuse on the calling thread, large ones here
+/// and small ones with their nodes (node.hpp), like PyTorch's
+/// torch.cuda.empty_cache(). Nothing else changes: later ops allocate anew.
 void release_cached_arrays() noexcept;
 
-/// Bytes of the arrays kept for reuse on the calling thread.
+/// Bytes of the arrays kept for reuse on the calling thread (both kinds).
 std::size_t cached_array_bytes() noexcept;
 
 namespace detail {
+
+/// A thread's instance of `Local`, made on first use, and whether it has
+/// ended with its thread: objects destroyed after it on that thread (other
+/// thread_locals' contents) must not touch it then.
+template <class Local>
+struct PerThread {
+    static Local& get() {
+        thread_local Local local;
+        return local;
+    }
+    static bool& ended() noexcept {
+        thread_local bool is_ended = false;  // trivially destructible: readable until the thread ends
+        return is_ended;
+    }
+};
 
 template <class T>
 class ArrayCache {
@@ -88,14 +104,8 @@ private:
         std::size_t bytes = 0;
     };
 
-    static Local& local() {
-        thread_local Local cache;
-        return cache;
-    }
-    static bool& closed() noexcept {
-        thread_local bool is_closed = false;  // trivially destructible: readable until the thread ends
-        return is_closed;
-    }
+    static Local& local() { return PerThread<Local>::get(); }
+    static bool& closed() noexcept { return PerThread<Local>::ended(); }
 };
 
 /// A new uninitialised array of `shape`, from the calling thread's cache when

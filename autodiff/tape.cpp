@@ -48,9 +48,9 @@ std::size_t Tape::bytes() const noexcept {
     return records_.capacity() * sizeof(Record) + arena;
 }
 
-void* Tape::allocate(std::size_t size, std::size_t align) {
+void* Tape::allocate_in_next_chunk(std::size_t size, std::size_t align) {
     while (chunk_ < chunks_.size()) {
-        std::size_t start = (offset_ + align - 1) / align * align;
+        std::size_t start = (offset_ + align - 1) & ~(align - 1);
         if (start + size <= chunk_sizes_[chunk_]) {
             offset_ = start + size;
             return chunks_[chunk_].get() + start;

@@ -13,9 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "autodiff/array_cache.hpp"
-#include "autodiff/block_pool.hpp"
 #include "autodiff/errors.hpp"
+#include "autodiff/node.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 
@@ -25,31 +24,6 @@ template <class T>
 class Var;
 
 namespace detail {
-
-struct Uninitialized {};
-
-template <class T>
-struct Node {
-    explicit Node(Array<T>&& v) : value(std::move(v)) {}
-    /// Builds the value in place: moving an xarray costs as much as a small op.
-    template <class S>
-    Node(Uninitialized, const S& shape) : value(new_array<T>(shape)) {}
-    ~Node() { ArrayCache<T>::give(value); }
-    Node(const Node&) = delete;
-    Node& operator=(const Node&) = delete;
-
-    Array<T> value;
-    std::unique_ptr<Array<T>> grad;       // parameters only: accumulated across backward calls
-    // zero_grad() is lazy: it sets this instead of writing zeros, so that the
-    // next backward can hand its cotangent buffer over instead of adding it
-    // to zeros (for a big layer, two passes over its weights saved per step).
-    bool grad_is_zero = false;
-    std::shared_ptr<Node> cotangent;      // parameters only: d loss / d value during a sweep
-    std::uint64_t epoch = 0;              // tape epoch of the record that made it (0: leaf)
-    std::size_t record_index = 0;         // that record's index on the tape
-    bool requires_grad = false;
-    bool is_leaf = true;
-};
 
 /// Where a value's cotangent accumulates during a sweep (itself a value, so
 /// that create_graph can record through it): in the record of the op that
@@ -68,7 +42,8 @@ public:
         if (rank_ <= inline_rank_) {
             std::copy(shape.begin(), shape.end(), dims_.begin());
         } else {
-            more_.assign(shape.begin(), shape.end());
+            more_ = std::make_unique<std::size_t[]>(rank_);
+            std::copy(shape.begin(), shape.end(), more_.get());
         }
     }
     template <class S>
@@ -83,12 +58,12 @@ public:
     Shape to_shape() const { return Shape(data(), data() + rank_); }
 
 private:
-    const std::size_t* data() const { return rank_ <= inline_rank_ ? dims_.data() : more_.data(); }
+    const std::size_t* data() const { return rank_ <= inline_rank_ ? dims_.data() : more_.get(); }
 
     static constexpr std::size_t inline_rank_ = 4;
     std::size_t rank_ = 0;
     std::array<std::size_t, inline_rank_> dims_{};
-    std::vector<std::size_t> more_;
+    std::unique_ptr<std::size_t[]> more_;  // rank > 4: rare, and a pointer moves faster than a vector
 };
 
 /// What a record knows of one input: where to send its cotangent and the
@@ -215,13 +190,13 @@ void check_defined(const char* op, const Var<T>& x) {
 /// Makes a Var that owns `value` and is not recorded.
 template <class T>
 Var<T> make_value(Array<T>&& value) {
-    return Var<T>(std::allocate_shared<Node<T>>(PoolAllocator<Node<T>>(), std::move(value)));
+    return Var<T>(adopt(NodeRecycler<T>::make(std::move(value))));
 }
 
 /// An unrecorded Var of `shape` whose elements the caller fills in.
 template <class T, class S>
 Var<T> make_uninitialized(const S& shape) {
-    return Var<T>(std::allocate_shared<Node<T>>(PoolAllocator<Node<T>>(), Uninitialized{}, shape));
+    return Var<T>(adopt(NodeRecycler<T>::make(shape)));
 }
 
 /// An op's inputs as make_op passes them: pointers for the fixed-arity ops
@@ -385,7 +360,9 @@ Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp)
     if (!tape) return result;
     using Record = OpRecord<T, decltype(input_slots(inputs, *tape)), std::decay_t<Vjp>>;
     Var<T> kept = Record::reads_result || tape->keeps_results() ? result : Var<T>();
-    tape->record(Record{op, {}, std::move(kept), input_slots(inputs, *tape), std::forward<Vjp>(vjp)});
+    tape->record_in_place<Record>([&](void* memory) {
+        return new (memory) Record{op, {}, std::move(kept), input_slots(inputs, *tape), std::forward<Vjp>(vjp)};
+    });
     auto& node = *result.node_ptr();
     node.requires_grad = true;
     node.is_leaf = false;

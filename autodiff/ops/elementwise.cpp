@@ -59,11 +59,12 @@ Array<T> map(const Array<T>& x, F f) {
 
 /// make_op for the arithmetic ops: y = f(a, b) elementwise. When the shapes
 /// agree, one pass straight into the result's node; else the broadcasting
-/// xtensor `expression` (lazy: evaluated only here). On small arrays
-/// xtensor's broadcasting assignment and moving an array into its node cost
-/// more than the arithmetic, and VJPs are made of these ops too.
-template <class T, class F, class E, class Vjp>
-Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, E&& expression, Vjp vjp) {
+/// xtensor expression that `broadcast()` builds (built only then: even
+/// building it costs a tenth of a small op). On small arrays xtensor's
+/// broadcasting assignment and moving an array into its node cost more than
+/// the arithmetic, and VJPs are made of these ops too.
+template <class T, class F, class Broadcast, class Vjp>
+Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, Broadcast broadcast, Vjp vjp) {
     Var<T> y;
     if (same_shape(op, a, b)) {
         y = detail::make_uninitialized<T>(a.value().shape());
@@ -72,7 +73,7 @@ Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, E&& exp
         T* out = y.mutable_value().data();
         for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = f(lhs[i], rhs[i]);
     } else {
-        y = detail::make_value(Array<T>(std::forward<E>(expression)));
+        y = detail::make_value(Array<T>(broadcast()));
     }
     return detail::record_op(op, std::move(y), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
 }
@@ -83,7 +84,7 @@ template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
     detail::check_defined("add", a);
     detail::check_defined("add", b);
-    return arithmetic("add", a, b, std::plus<T>(), a.value() + b.value(),
+    return arithmetic("add", a, b, std::plus<T>(), [&] { return a.value() + b.value(); },
                       [](std::size_t, const Var<T>& g) { return g; });
 }
 
@@ -91,7 +92,7 @@ template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
     detail::check_defined("sub", a);
     detail::check_defined("sub", b);
-    return arithmetic("sub", a, b, std::minus<T>(), a.value() - b.value(),
+    return arithmetic("sub", a, b, std::minus<T>(), [&] { return a.value() - b.value(); },
                       [](std::size_t i, const Var<T>& g) { return i == 0 ? g : -g; });
 }
 
@@ -99,7 +100,7 @@ template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
     detail::check_defined("mul", a);
     detail::check_defined("mul", b);
-    return arithmetic("mul", a, b, std::multiplies<T>(), a.value() * b.value(),
+    return arithmetic("mul", a, b, std::multiplies<T>(), [&] { return a.value() * b.value(); },
                       [a = detail::kept_for(a, b), b = detail::kept_for(b, a)](std::size_t i, const Var<T>& g) {
                           return i == 0 ? g * b : g * a;
                       });
@@ -109,7 +110,7 @@ template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
     detail::check_defined("div", a);
     detail::check_defined("div", b);
-    return arithmetic("div", a, b, std::divides<T>(), a.value() / b.value(),
+    return arithmetic("div", a, b, std::divides<T>(), [&] { return a.value() / b.value(); },
                       [b](std::size_t i, const Var<T>& g, const Var<T>& y) { return i == 0 ? g / b : -(g * y / b); });
 }
 

@@ -1,0 +1,195 @@
+#pragma once
+// The node behind a Var (its value and what the tape knows of it), and the
+// per-thread recycling of small nodes.
+//
+// On small arrays, making an xarray costs more than everything else an op
+// does: its shape, strides and backstrides vectors, then its storage, and
+// as much again to free them (2/5 of op_overhead's instructions under
+// callgrind). A node whose value is small is therefore not destroyed when
+// its last Var goes: it waits, value and all, on its thread's list, and the
+// next op that needs a value of that size takes it and writes into it. A
+// training step makes the same values every step, so after the first one
+// its small values cost a list pop each. Large values are not kept here
+// (ArrayCache keeps the storage of the largest ones).
+
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "autodiff/array_cache.hpp"
+#include "autodiff/block_pool.hpp"
+#include "autodiff/tensor.hpp"
+
+namespace ad::detail {
+
+struct Uninitialized {};
+
+template <class T>
+struct Node {
+    explicit Node(Array<T>&& v) : value(std::move(v)) {}
+    /// Builds the value in place: moving an xarray costs as much as a small op.
+    template <class S>
+    Node(Uninitialized, const S& shape) : value(new_array<T>(shape)) {}
+    ~Node() { ArrayCache<T>::give(value); }
+    Node(const Node&) = delete;
+    Node& operator=(const Node&) = delete;
+
+    /// Back to the state of a fresh node, value aside (a recycled node's
+    /// value is overwritten by the op that takes it).
+    void reset() noexcept {
+        grad.reset();
+        grad_is_zero = false;
+        cotangent.reset();
+        epoch = 0;
+        record_index = 0;
+        requires_grad = false;
+        is_leaf = true;
+    }
+
+    Array<T> value;
+    std::unique_ptr<Array<T>> grad;       // parameters only: accumulated across backward calls
+    // zero_grad() is lazy: it sets this instead of writing zeros, so that the
+    // next backward can hand its cotangent buffer over instead of adding it
+    // to zeros (for a big layer, two passes over its weights saved per step).
+    bool grad_is_zero = false;
+    std::shared_ptr<Node> cotangent;      // parameters only: d loss / d value during a sweep
+    std::uint64_t epoch = 0;              // tape epoch of the record that made it (0: leaf)
+    std::size_t record_index = 0;         // that record's index on the tape
+    bool requires_grad = false;
+    bool is_leaf = true;
+};
+
+template <class T>
+class NodeRecycler {
+public:
+    /// Values up to this size are kept (256 floats); bigger ones cost
+    /// enough to compute that making their array is a small part of it.
+    static constexpr std::size_t max_value_bytes = 1024;
+    /// At most this many nodes per thread (with their values, at most about
+    /// 5 MiB): room for the small values of a step of some thousand ops.
+    static constexpr std::size_t max_nodes = 4096;
+    /// How far down the list take() looks for a value of the right size.
+    static constexpr std::size_t search_depth = 8;
+
+    /// A fresh node whose value has `shape` and unspecified elements.
+    template <class S>
+    static Node<T>* make(const S& shape) {
+        if (Node<T>* node = take(shape)) return node;
+        return construct(Uninitialized{}, shape);
+    }
+
+    /// A fresh node that owns `value`.
+    static Node<T>* make(Array<T>&& value) { return construct(std::move(value)); }
+
+    /// Where a node goes when its last Var does: back on the list if its
+    /// value is small and the list has room, else destroyed.
+    static void recycle(Node<T>* node) noexcept {
+        node->reset();  // first: releasing its cotangent may recycle other nodes
+        if (node->value.size() * sizeof(T) <= max_value_bytes && !closed()) {
+            try {
+                Local& list = local();  // its first use on a thread allocates, and may throw
+                if (list.nodes.size() < max_nodes) {
+                    list.nodes.push_back(node);  // within the reserved capacity
+                    return;
+                }
+            } catch (...) {
+                // Out of memory: the node is simply destroyed.
+            }
+        }
+        destroy(node);
+    }
+
+    /// Destroys the kept nodes of the calling thread.
+    static void release() noexcept {
+        if (closed()) return;
+        auto& nodes = local().nodes;
+        while (!nodes.empty()) {
+            Node<T>* node = nodes.back();
+            nodes.pop_back();
+            destroy(node);
+        }
+    }
+
+    /// Bytes of the kept nodes' values on the calling thread.
+    static std::size_t value_bytes() noexcept {
+        if (closed()) return 0;
+        std::size_t bytes = 0;
+        for (const Node<T>* node : local().nodes) bytes += node->value.size() * sizeof(T);
+        return bytes;
+    }
+
+private:
+    using Pool = BlockPool<sizeof(Node<T>)>;
+    static_assert(alignof(Node<T>) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+
+    template <class... Args>
+    static Node<T>* construct(Args&&... args) {
+        void* memory = Pool::allocate();
+        try {
+            return new (memory) Node<T>(std::forward<Args>(args)...);
+        } catch (...) {
+            Pool::deallocate(memory);
+            throw;
+        }
+    }
+
+    static void destroy(Node<T>* node) noexcept {
+        node->~Node();
+        Pool::deallocate(node);
+    }
+
+    template <class S>
+    static Node<T>* take(const S& shape) {
+        std::size_t size = 1;
+        for (auto extent : shape) size *= static_cast<std::size_t>(extent);
+        if (size * sizeof(T) > max_value_bytes || closed()) return nullptr;
+        auto& nodes = local().nodes;
+        const std::size_t stop = nodes.size() > search_depth ? nodes.size() - search_depth : 0;
+        for (std::size_t i = nodes.size(); i-- > stop;) {
+            Node<T>* node = nodes[i];
+            if (node->value.size() != size) continue;
+            nodes[i] = nodes.back();
+            nodes.pop_back();
+            if (!same_extents(node->value.shape(), shape)) node->value.resize(shape);  // same size: no reallocation
+            return node;
+        }
+        return nullptr;
+    }
+
+    template <class A, class B>
+    static bool same_extents(const A& a, const B& b) noexcept {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if (a[i] != static_cast<std::size_t>(b[i])) return false;
+        }
+        return true;
+    }
+
+    struct Local {
+        Local() { nodes.reserve(max_nodes); }
+        ~Local() {
+            closed() = true;  // nodes that die later on this thread are destroyed at once
+            // The block pool of this thread may be gone already: free to the heap.
+            for (Node<T>* node : nodes) {
+                node->~Node();
+                ::operator delete(node);
+            }
+        }
+        std::vector<Node<T>*> nodes;
+    };
+
+    static Local& local() { return PerThread<Local>::get(); }
+    static bool& closed() noexcept { return PerThread<Local>::ended(); }
+};
+
+/// Hands a node to a shared_ptr that recycles it when the count drops to zero.
+template <class T>
+std::shared_ptr<Node<T>> adopt(Node<T>* node) {
+    // If the control block cannot be allocated, shared_ptr recycles the node itself.
+    return std::shared_ptr<Node<T>>(node, [](Node<T>* n) noexcept { NodeRecycler<T>::recycle(n); },
+                                    PoolAllocator<Node<T>>());
+}
+
+}  // namespace ad::detail

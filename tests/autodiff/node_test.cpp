@@ -1,0 +1,104 @@
+#include "support/test_support.hpp"
+
+#include <thread>
+
+#include "autodiff/node.hpp"
+
+using ad::Array;
+using Recycler = ad::detail::NodeRecycler<float>;
+
+TEST_CASE("node recycling: a small value's node is the next op's result, with the next op's values") {
+    ad::release_cached_arrays();
+    auto a = ad::constant<float>({1.0f, 2.0f, 3.0f});
+    auto b = ad::constant<float>({10.0f, 20.0f, 30.0f});
+    const float* storage = nullptr;
+    {
+        auto dead = a * b;
+        storage = dead.value().data();
+        CHECK(Recycler::value_bytes() == 0);
+    }
+    CHECK(Recycler::value_bytes() == 3 * sizeof(float));
+    CHECK(ad::cached_array_bytes() == 3 * sizeof(float));
+    auto sum = a + b;
+    CHECK(sum.value().data() == storage);
+    CHECK(sum.value() == Array<float>{11.0f, 22.0f, 33.0f});
+    CHECK(Recycler::value_bytes() == 0);
+}
+
+TEST_CASE("node recycling: a recycled parameter's node comes back as a fresh constant") {
+    ad::Tape tape;
+    const float* storage = nullptr;
+    {
+        auto w = ad::param<float>({1.0f, 2.0f});  // first: it dies last, its node on top of the list
+        auto x = ad::constant<float>({3.0f, 4.0f});
+        ad::sum(w * x).backward();
+        CHECK(w.grad() == Array<float>{3.0f, 4.0f});
+        tape.clear();
+        ad::release_cached_arrays();
+        storage = w.value().data();
+    }
+    tape.clear();
+    // No tape recording now: an op's result is an unrecorded constant, though
+    // its node was a parameter's, with a gradient.
+    ad::NoGrad no_grad;
+    auto p = ad::constant<float>({1.0f, 1.0f});
+    auto q = ad::constant<float>({2.0f, 2.0f});
+    auto r = p - q;
+    CHECK(r.value().data() == storage);
+    CHECK(r.value() == Array<float>{-1.0f, -1.0f});
+    CHECK_FALSE(r.requires_grad());
+    CHECK(r.is_leaf());
+    CHECK_THROWS_AS(r.grad(), ad::tape_error);
+}
+
+TEST_CASE("node recycling: the same size in another shape is reshaped, recorded results get their own record") {
+    ad::release_cached_arrays();
+    auto wide = ad::constant(Array<float>(xt::ones<float>({2, 3})));
+    const float* storage = nullptr;
+    { auto dead = wide * wide; storage = dead.value().data(); }
+    ad::Tape tape;
+    auto tall = ad::param(Array<float>(xt::arange<float>(6.0f).reshape({3, 2})));
+    auto doubled = tall + tall;
+    CHECK(doubled.value().data() == storage);
+    CHECK(doubled.shape() == ad::Shape{3, 2});
+    CHECK(doubled.value() == Array<float>(2.0f * xt::arange<float>(6.0f).reshape({3, 2})));
+    CHECK(doubled.requires_grad());
+    CHECK_FALSE(doubled.is_leaf());
+    ad::sum(doubled).backward();
+    CHECK(tall.grad() == Array<float>(2.0f * xt::ones<float>({3, 2})));
+}
+
+TEST_CASE("node recycling: large values are not kept, the list is bounded, and release empties it") {
+    ad::release_cached_arrays();
+    const std::size_t small = Recycler::max_value_bytes / sizeof(float);
+    auto big = ad::constant(Array<float>(xt::ones<float>({small + 1})));
+    { auto dead = big + big; }
+    CHECK(Recycler::value_bytes() == 0);
+    {
+        auto one = ad::constant<float>({1.0f});
+        std::vector<ad::Var<float>> alive;
+        for (std::size_t i = 0; i < Recycler::max_nodes + 100; ++i) alive.push_back(one + one);
+    }
+    CHECK(Recycler::value_bytes() == Recycler::max_nodes * sizeof(float));
+    ad::release_cached_arrays();
+    CHECK(Recycler::value_bytes() == 0);
+    CHECK(ad::cached_array_bytes() == 0);
+}
+
+TEST_CASE("node recycling: per thread, and a node may die on another thread than the one that made it") {
+    ad::release_cached_arrays();
+    auto one = ad::constant<float>({1.0f, 1.0f});
+    std::vector<ad::Var<float>> made_here;
+    for (int i = 0; i < 10; ++i) made_here.push_back(one + one);
+    std::size_t other_thread_bytes = 0;
+    std::thread([&] {
+        made_here.clear();  // they die on this thread and join its list, which goes with the thread
+        other_thread_bytes = Recycler::value_bytes();
+        auto made_there = one * one;
+        CHECK(made_there.value() == Array<float>{1.0f, 1.0f});
+    }).join();
+    CHECK(other_thread_bytes == 10 * 2 * sizeof(float));
+    CHECK(Recycler::value_bytes() == 0);
+    auto again = one + one;
+    CHECK(again.value() == Array<float>{2.0f, 2.0f});
+}
