@@ -6,25 +6,21 @@
 namespace ad {
 namespace {
 
-thread_local Tape* current_tape = nullptr;
-thread_local bool grad_mode = true;
 std::atomic<std::uint32_t> next_tape_id{1};
 
 }  // namespace
 
 Tape::Tape(TapeOptions options)
-    : options_(options), epoch_(std::uint64_t{next_tape_id.fetch_add(1)} << 32), previous_(current_tape) {
-    current_tape = this;
+    : options_(options), epoch_(std::uint64_t{next_tape_id.fetch_add(1)} << 32), previous_(detail::recording_state.tape) {
+    detail::recording_state.tape = this;
 }
 
 Tape::~Tape() {
     destroy_records();
     // Tapes are scoped objects, so they are destroyed in reverse order of
     // creation and the previous tape becomes current again.
-    current_tape = previous_;
+    detail::recording_state.tape = previous_;
 }
-
-Tape* Tape::current() noexcept { return current_tape; }
 
 void Tape::destroy_records() noexcept {
     // Reverse order: a closure may hold the last reference to a value an
@@ -74,12 +70,10 @@ void Tape::run(std::size_t first, std::size_t last, Pass pass) {
     }
 }
 
-bool grad_enabled() noexcept { return grad_mode; }
+NoGrad::NoGrad() noexcept : previous_(detail::recording_state.grad_enabled) { detail::recording_state.grad_enabled = false; }
+NoGrad::~NoGrad() { detail::recording_state.grad_enabled = previous_; }
 
-NoGrad::NoGrad() noexcept : previous_(grad_mode) { grad_mode = false; }
-NoGrad::~NoGrad() { grad_mode = previous_; }
-
-EnableGrad::EnableGrad() noexcept : previous_(grad_mode) { grad_mode = true; }
-EnableGrad::~EnableGrad() { grad_mode = previous_; }
+EnableGrad::EnableGrad() noexcept : previous_(detail::recording_state.grad_enabled) { detail::recording_state.grad_enabled = true; }
+EnableGrad::~EnableGrad() { detail::recording_state.grad_enabled = previous_; }
 
 }  // namespace ad

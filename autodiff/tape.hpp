@@ -42,6 +42,20 @@ struct TapeOptions {
     bool keep_results = false;
 };
 
+class Tape;
+
+namespace detail {
+
+/// The calling thread's current tape and grad mode. Every op reads both:
+/// an inline variable makes that two loads instead of two calls.
+struct RecordingState {
+    Tape* tape = nullptr;
+    bool grad_enabled = true;
+};
+inline thread_local RecordingState recording_state;
+
+}  // namespace detail
+
 class Tape {
 public:
     /// Makes this tape the current one of the calling thread; the previous one
@@ -52,7 +66,7 @@ public:
     Tape& operator=(const Tape&) = delete;
 
     /// The tape ops record on in this thread, or nullptr.
-    static Tape* current() noexcept;
+    static Tape* current() noexcept { return detail::recording_state.tape; }
 
     /// Drops every record (values recorded before become unusable in ops and
     /// backward) but keeps the storage for the next step.
@@ -168,16 +182,21 @@ void Tape::record_in_place(Construct&& construct) {
         offset_ = offset;
         throw;
     }
-    records_.push_back(Record{
-        stored,
-        [](void* c, Pass pass) { (*static_cast<C*>(c))(pass); },
-        [](void* c) noexcept { static_cast<C*>(c)->~C(); },
-        stored->op, &stored->slot, stored->result.defined() ? &stored->result : nullptr,
-        sizeof(typename decltype(stored->result)::value_type)});
+    // Field by field into the vector's own storage: a Record built on the
+    // stack and copied in is read back with wider loads than it was written
+    // with, and that store-to-load stall cost a tenth of a small op.
+    Record& record = records_.emplace_back();
+    record.closure = stored;
+    record.run = [](void* c, Pass pass) { (*static_cast<C*>(c))(pass); };
+    record.destroy = [](void* c) noexcept { static_cast<C*>(c)->~C(); };
+    record.op = stored->op;
+    record.slot = &stored->slot;
+    record.result = stored->result.defined() ? &stored->result : nullptr;
+    record.element_size = sizeof(typename decltype(stored->result)::value_type);
 }
 
 /// Whether ops record (true unless inside a NoGrad scope) on this thread.
-bool grad_enabled() noexcept;
+inline bool grad_enabled() noexcept { return detail::recording_state.grad_enabled; }
 
 /// Scope in which ops compute values only and record nothing, like
 /// `torch.no_grad()`. Nestable.

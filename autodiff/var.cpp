@@ -97,9 +97,8 @@ void reject_empty(const char* op) {
 }
 
 template <class T>
-void check_same_tape(const char* op, const Var<T>& x, const Tape* tape) {
+void reject_other_tape(const char* op, const Var<T>& x, const Tape* tape) {
     std::uint64_t epoch = x.node_ptr()->epoch;
-    if (x.is_leaf() || (tape && epoch == tape->epoch())) return;
     auto shape = shape_string_of(x.value());
     if (!tape) {
         throw tape_error(fmt::format(
@@ -131,7 +130,7 @@ Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape) 
 template <class T>
 void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g) {
     if (!slot) {
-        slot = g.node_ptr();
+        slot = std::move(g).node_ptr();
         return;
     }
     // Not recording and nobody else holds the running sum: add in place.
@@ -293,7 +292,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template std::vector<Var<T>> grad(const Var<T>&, const std::vector<Var<T>>&, const Var<T>&,         \
                                       BackwardOptions);                                                 \
     namespace detail {                                                                                  \
-    template void check_same_tape(const char*, const Var<T>&, const Tape*);                             \
+    template void reject_other_tape(const char*, const Var<T>&, const Tape*);                           \
     template Var<T> fit_gradient(const char*, Var<T>, const SavedShape&);                                \
     template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
     template void accumulate_grad(Node<T>&, CotangentSlot<T>&);                                         \

@@ -40,7 +40,13 @@ public:
     template <class S>
     explicit SavedShape(const S& shape) : rank_(shape.size()) {
         if (rank_ <= inline_rank_) {
-            std::copy(shape.begin(), shape.end(), dims_.begin());
+            // Unrolled: g++ turns a loop (or std::copy) into a call to
+            // memmove, which costs more than the copy of a few numbers.
+            static_assert(inline_rank_ == 4);
+            if (rank_ > 0) dims_[0] = shape[0];
+            if (rank_ > 1) dims_[1] = shape[1];
+            if (rank_ > 2) dims_[2] = shape[2];
+            if (rank_ > 3) dims_[3] = shape[3];
         } else {
             more_ = std::make_unique<std::size_t[]>(rank_);
             std::copy(shape.begin(), shape.end(), more_.get());
@@ -137,7 +143,9 @@ public:
     /// change a value that a tape still holds: its records would see the change.
     Array<T>& mutable_value() const { return node().value; }
 
-    const std::shared_ptr<node_type>& node_ptr() const noexcept { return node_; }
+    const std::shared_ptr<node_type>& node_ptr() const& noexcept { return node_; }
+    /// From a handle about to go: its node, with no count to add and drop.
+    std::shared_ptr<node_type> node_ptr() && noexcept { return std::move(node_); }
     explicit Var(std::shared_ptr<node_type> node) noexcept : node_(std::move(node)) {}
 
 private:
@@ -172,10 +180,18 @@ Var<T> stop_gradient(const Var<T>& x) { return x.detach(); }
 
 namespace detail {
 
-/// Throws tape_error naming `op` when `x` was recorded on a tape other than
-/// the current one, or before it was cleared.
+/// Throws the tape_error of check_same_tape.
 template <class T>
-void check_same_tape(const char* op, const Var<T>& x, const Tape* tape);
+[[noreturn]] void reject_other_tape(const char* op, const Var<T>& x, const Tape* tape);
+
+/// Throws tape_error naming `op` when `x` was recorded on a tape other than
+/// `tape` (the current one), or before it was cleared.
+template <class T>
+void check_same_tape(const char* op, const Var<T>& x, const Tape* tape) {
+    const auto& node = *x.node_ptr();
+    if (node.is_leaf || (tape && node.epoch == tape->epoch())) return;
+    reject_other_tape(op, x, tape);
+}
 
 /// Throws the tape_error of an empty Var given to `op`.
 [[noreturn]] void reject_empty(const char* op);
@@ -279,13 +295,10 @@ CotangentSlot<T>* slot_of(const Var<T>& x, const Tape& tape) {
 
 template <class T>
 InputSlot<T> input_slot(const Var<T>& x, const Tape& tape) {
-    InputSlot<T> in;
-    in.slot = slot_of(x, tape);
-    if (!in.slot) return in;
+    CotangentSlot<T>* slot = slot_of(x, tape);
+    if (!slot) return {};
     const auto& node = x.node_ptr();
-    if (node->is_leaf) in.parameter = node;
-    in.shape = SavedShape(node->value.shape());
-    return in;
+    return {slot, node->is_leaf ? node : nullptr, SavedShape(node->value.shape())};
 }
 
 template <class T, std::size_t N, std::size_t... I>

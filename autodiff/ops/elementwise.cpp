@@ -39,11 +39,18 @@
 namespace ad {
 namespace {
 
+/// Throws unless a's and b's shapes broadcast (out of line: the Shapes it
+/// builds would weigh on the common case, equal shapes, of same_shape).
+template <class T>
+[[gnu::noinline]] void check_broadcast(const char* op, const Var<T>& a, const Var<T>& b) {
+    broadcast_shapes(op, shape_of(a.value()), shape_of(b.value()));
+}
+
 /// Whether a and b have one shape; if not, throws unless they broadcast.
 template <class T>
 bool same_shape(const char* op, const Var<T>& a, const Var<T>& b) {
     if (equal_shapes(a.value(), b.value())) return true;
-    broadcast_shapes(op, shape_of(a.value()), shape_of(b.value()));
+    check_broadcast(op, a, b);
     return false;
 }
 
