@@ -80,8 +80,17 @@ public:
         return construct(Uninitialized{}, shape);
     }
 
-    /// A fresh node that owns `value`.
-    static Node<T>* make(Array<T>&& value) { return construct(std::move(value)); }
+    /// A fresh node that owns `value`'s elements.
+    static Node<T>* make(Array<T>&& value) {
+        if (Node<T>* node = take(value.shape())) {
+            // Trade storage only: `value` leaves with the node's old buffer.
+            // Moving the whole array would move its shape, strides and
+            // backstrides element by element, which costs more.
+            std::swap(node->value.storage(), value.storage());
+            return node;
+        }
+        return construct(std::move(value));
+    }
 
     /// Where a node goes when its last Var does: back on the list if its
     /// value is small and the list has room, else destroyed.

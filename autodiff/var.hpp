@@ -399,6 +399,23 @@ Var<T> make_op_impl(const char* op, Array<T>&& value, const Inputs& inputs, Vjp&
 /// what the tape holds until the backward sweep. Every op of the engine is
 /// written this way, and so are users' own ops (custom ops): write the VJP
 /// with engine ops and it supports double backward too.
+/// The same for a result an op wrote straight into a fresh Var (from
+/// detail::make_uninitialized: a recycled node, no array to move in).
+template <class T, class Vjp>
+Var<T> make_op(const char* op, Var<T>&& result, const Var<T>& x, Vjp vjp) {
+    return detail::record_op(op, std::move(result), std::array<const Var<T>*, 1>{&x}, std::move(vjp));
+}
+
+template <class T, class Vjp>
+Var<T> make_op(const char* op, Var<T>&& result, const Var<T>& a, const Var<T>& b, Vjp vjp) {
+    return detail::record_op(op, std::move(result), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
+}
+
+template <class T, class Vjp>
+Var<T> make_op(const char* op, Var<T>&& result, const Var<T>& a, const Var<T>& b, const Var<T>& c, Vjp vjp) {
+    return detail::record_op(op, std::move(result), std::array<const Var<T>*, 3>{&a, &b, &c}, std::move(vjp));
+}
+
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Array<T>&& value, const Var<T>& x, Vjp vjp) {
     return detail::make_op_impl(op, std::move(value), std::array<const Var<T>*, 1>{&x}, std::move(vjp));

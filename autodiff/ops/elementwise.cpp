@@ -192,8 +192,8 @@ Var<T> abs(const Var<T>& x) {
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
     detail::check_defined("sigmoid", x);
-    Array<T> out = detail::new_array<T>(x.value().shape());
-    kernels::sigmoid(x.value().data(), out.data(), out.size());
+    Var<T> out = detail::make_uninitialized<T>(x.value().shape());
+    kernels::sigmoid(x.value().data(), out.mutable_value().data(), out.size());
     return make_op("sigmoid", std::move(out), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return sigmoid_backward(g, y); });
 }
@@ -208,8 +208,8 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
         throw shape_error(fmt::format("sigmoid_backward: cotangent {} and result {} differ in shape",
                                       shape_string_of(g.value()), shape_string_of(y.value())));
     }
-    Array<T> out = detail::new_array<T>(y.value().shape());
-    kernels::sigmoid_backward(g.value().data(), y.value().data(), out.data(), out.size());
+    Var<T> out = detail::make_uninitialized<T>(y.value().shape());
+    kernels::sigmoid_backward(g.value().data(), y.value().data(), out.mutable_value().data(), out.size());
     return make_op("sigmoid_backward", std::move(out), g, y, [g, y](std::size_t i, const Var<T>& h) {
         return i == 0 ? sigmoid_backward(h, y) : h * g * (T(1) - y * T(2));
     });

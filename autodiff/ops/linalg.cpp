@@ -47,7 +47,9 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
                                       transpose_a ? "^T" : "", shape_string_of(B), transpose_b ? "^T" : ""));
     }
     const bool fits = buffer && buffer->dimension() == 2 && buffer->shape()[0] == m && buffer->shape()[1] == n;
-    Array<T> c = fits ? std::move(*buffer) : detail::new_array<T>(std::array<std::size_t, 2>{m, n});
+    Var<T> result = fits ? detail::make_value(std::move(*buffer))
+                         : detail::make_uninitialized<T>(std::array<std::size_t, 2>{m, n});
+    Array<T>& c = result.mutable_value();
     // A vector on either side takes GEMV: OpenBLAS's GEMM with one column
     // still packs the whole matrix, which costs as much as the product.
     auto as_vector = [](auto&& array, std::size_t size) {
@@ -64,7 +66,7 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
     } else {
         xt::blas::gemm(A, B, c, transpose_a, transpose_b);
     }
-    return make_op("matmul", std::move(c), a, b, [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
+    return make_op("matmul", std::move(result), a, b, [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
         if (i == 0) {
             return transpose_a ? matmul_into(lend_grad_buffer(a), b, g, transpose_b, true)
                                : matmul_into(lend_grad_buffer(a), g, b, false, !transpose_b);
@@ -117,10 +119,11 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
                                       shape_string_of(X), shape_string_of(W), shape_string_of(b)));
     }
     std::size_t rows = X.shape()[0], out = W.shape()[0];
-    Array<T> y = detail::new_array<T>(std::array<std::size_t, 2>{rows, out});
+    Var<T> result = detail::make_uninitialized<T>(std::array<std::size_t, 2>{rows, out});
+    Array<T>& y = result.mutable_value();
     for (std::size_t r = 0; r < rows; ++r) std::copy_n(b.data(), out, y.data() + r * out);
     if (rows != 0 && out != 0 && X.shape()[1] != 0) xt::blas::gemm(X, W, y, false, true, T(1), T(1));
-    return make_op("linear", std::move(y), x, weight, bias,
+    return make_op("linear", std::move(result), x, weight, bias,
                    // weight is kept in any case: its own gradient borrows its gradient buffer.
                    [x = detail::kept_for(x, weight), weight](std::size_t i, const Var<T>& g) {
                        if (i == 0) return matmul(g, weight);

@@ -45,7 +45,7 @@ template <class T>
 void check_same_shape(const char* op, const Var<T>& pred, const Var<T>& target) {
     detail::check_defined(op, pred);
     detail::check_defined(op, target);
-    if (pred.shape() != target.shape()) {
+    if (!equal_shapes(pred.value(), target.value())) {
         throw shape_error(fmt::format("{}: prediction {} and target {} differ in shape", op,
                                       shape_string_of(pred.value()), shape_string_of(target.value())));
     }
@@ -57,7 +57,24 @@ T reduction_scale(Reduction reduction, std::size_t n) {
     return reduction == Reduction::mean && n > 0 ? T(1) / T(n) : T(1);
 }
 
-std::size_t batch_size(const Shape& shape) { return shape.empty() ? 1 : shape[0]; }
+template <class T>
+std::size_t batch_size(const Var<T>& x) {
+    const auto& shape = x.value().shape();
+    return shape.empty() ? 1 : shape[0];
+}
+
+/// sum (p - t)^2 in one pass (xtensor's reducer costs microseconds on a
+/// handful of elements), as a 0-d value.
+template <class T>
+Var<T> scaled_squared_error(const Var<T>& pred, const Var<T>& target, T scale) {
+    T total = 0;
+    const T* p = pred.value().data();
+    const T* t = target.value().data();
+    for (std::size_t i = 0, n = pred.size(); i < n; ++i) total += (p[i] - t[i]) * (p[i] - t[i]);
+    Var<T> loss = detail::make_uninitialized<T>(std::array<std::size_t, 0>{});
+    loss.mutable_value().data()[0] = scale * total;
+    return loss;
+}
 
 }  // namespace
 
@@ -121,22 +138,22 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<std::size_t
 template <class T>
 Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     check_same_shape("half_sse", pred, target);
-    T s = reduction_scale<T>(reduction, batch_size(pred.shape()));
-    Array<T> loss = T(0.5) * s * xt::sum(xt::square(pred.value() - target.value()))();
-    return make_op("half_sse", std::move(loss), pred, target,
-                   [pred, target, s](std::size_t i, const Var<T>& g) {
-                       return (pred - target) * (g * (i == 0 ? s : -s));
-                   });
+    T s = reduction_scale<T>(reduction, batch_size(pred));
+    return detail::record_op("half_sse", scaled_squared_error(pred, target, T(0.5) * s),
+                             std::array<const Var<T>*, 2>{&pred, &target},
+                             [pred, target, s](std::size_t i, const Var<T>& g) {
+                                 return (pred - target) * (g * (i == 0 ? s : -s));
+                             });
 }
 
 template <class T>
 Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     check_same_shape("mse", pred, target);
     T s = reduction_scale<T>(reduction, pred.size());
-    Array<T> loss = s * xt::sum(xt::square(pred.value() - target.value()))();
-    return make_op("mse", std::move(loss), pred, target, [pred, target, s](std::size_t i, const Var<T>& g) {
-        return (pred - target) * (g * (i == 0 ? 2 * s : -2 * s));
-    });
+    return detail::record_op("mse", scaled_squared_error(pred, target, s), std::array<const Var<T>*, 2>{&pred, &target},
+                             [pred, target, s](std::size_t i, const Var<T>& g) {
+                                 return (pred - target) * (g * (i == 0 ? 2 * s : -2 * s));
+                             });
 }
 
 template <class T>

@@ -54,28 +54,40 @@ Array<T> drop_axis_if(Array<T>&& reduced, const Shape& x_shape, std::size_t axis
 /// around the axis, so one pass in memory order with a vectorisable inner
 /// loop does it; xtensor's reducer walks it strided and costs microseconds
 /// even on a 4 x 3 array (every dense layer's bias gradient comes here).
-template <class T>
-Array<T> sum_over_axis(const Array<T>& x, const Shape& x_shape, std::size_t axis, bool keepdims) {
-    Shape shape = x_shape;
-    if (keepdims) {
-        shape[axis] = 1;
-    } else {
-        shape.erase(shape.begin() + static_cast<long>(axis));
-    }
-    Array<T> y = Array<T>::from_shape(shape);
-    std::fill(y.begin(), y.end(), T(0));
+template <class T, class S>
+void sum_over_axis_into(const Array<T>& x, const S& x_shape, std::size_t axis, T* sums_out) {
     std::size_t outer = 1, inner = 1;
     for (std::size_t i = 0; i < axis; ++i) outer *= x_shape[i];
     for (std::size_t i = axis + 1; i < x_shape.size(); ++i) inner *= x_shape[i];
     const std::size_t n = x_shape[axis];
+    std::fill(sums_out, sums_out + outer * inner, T(0));
     const T* in = x.data();
     for (std::size_t o = 0; o < outer; ++o) {
-        T* sums = y.data() + o * inner;
+        T* sums = sums_out + o * inner;
         for (std::size_t k = 0; k < n; ++k) {
             const T* slice = in + (o * n + k) * inner;
             for (std::size_t i = 0; i < inner; ++i) sums[i] += slice[i];
         }
     }
+}
+
+/// x's shape without `axis` (or with it set to 1, keepdims), in xtensor's
+/// own shape type: no heap allocation up to four dimensions.
+template <class S>
+xt::svector<std::size_t, 4> reduced_shape(const S& x_shape, std::size_t axis, bool keepdims) {
+    xt::svector<std::size_t, 4> shape(x_shape.begin(), x_shape.end());
+    if (keepdims) {
+        shape[axis] = 1;
+    } else {
+        shape.erase(shape.begin() + static_cast<long>(axis));
+    }
+    return shape;
+}
+
+template <class T>
+Array<T> sum_over_axis(const Array<T>& x, const Shape& x_shape, std::size_t axis, bool keepdims) {
+    Array<T> y = Array<T>::from_shape(reduced_shape(x_shape, axis, keepdims));
+    sum_over_axis_into(x, x_shape, axis, y.data());
     return y;
 }
 
@@ -92,10 +104,16 @@ Var<T> sum(const Var<T>& x) {
 template <class T>
 Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
     detail::check_defined("sum", x);
-    Shape x_shape = x.shape();
+    const auto& x_shape = x.value().shape();
     std::size_t ax = normalize_axis("sum", axis, x_shape.size());
-    return make_op("sum", sum_over_axis(x.value(), x_shape, ax, keepdims), x,
-                   [x_shape, ax](std::size_t, const Var<T>& g) { return unreduce(g, x_shape, ax); });
+    // Straight into a (recycled) node, and x's shape kept compact: this is
+    // every dense layer's bias gradient, on small layers mostly bookkeeping.
+    Var<T> y = detail::make_uninitialized<T>(reduced_shape(x_shape, ax, keepdims));
+    sum_over_axis_into(x.value(), x_shape, ax, y.mutable_value().data());
+    return detail::record_op("sum", std::move(y), std::array<const Var<T>*, 1>{&x},
+                             [x_shape = detail::SavedShape(x_shape), ax](std::size_t, const Var<T>& g) {
+                                 return unreduce(g, x_shape.to_shape(), ax);
+                             });
 }
 
 template <class T>

@@ -25,8 +25,28 @@ TEST_CASE("node recycling: a small value's node is the next op's result, with th
     CHECK(Recycler::value_bytes() == 0);
 }
 
+TEST_CASE("node recycling: a value made elsewhere moves into a recycled node by its storage alone") {
+    ad::release_cached_arrays();
+    auto a = ad::constant<float>({1.0f, 2.0f, 3.0f});
+    const Array<float>* node_value = nullptr;
+    {
+        auto dead = a + a;
+        node_value = &dead.value();
+    }
+    Array<float> values{4.0f, 5.0f, 6.0f};
+    const float* data = values.data();
+    auto c = ad::constant(std::move(values));
+    CHECK(&c.value() == node_value);
+    CHECK(c.value().data() == data);
+    CHECK(c.value() == Array<float>{4.0f, 5.0f, 6.0f});
+    CHECK(c.shape() == ad::Shape{3});
+    CHECK(Recycler::value_bytes() == 0);
+}
+
 TEST_CASE("node recycling: a recycled parameter's node comes back as a fresh constant") {
     ad::Tape tape;
+    auto p = ad::constant<float>({1.0f, 1.0f});
+    auto q = ad::constant<float>({2.0f, 2.0f});
     const float* storage = nullptr;
     {
         auto w = ad::param<float>({1.0f, 2.0f});  // first: it dies last, its node on top of the list
@@ -41,8 +61,6 @@ TEST_CASE("node recycling: a recycled parameter's node comes back as a fresh con
     // No tape recording now: an op's result is an unrecorded constant, though
     // its node was a parameter's, with a gradient.
     ad::NoGrad no_grad;
-    auto p = ad::constant<float>({1.0f, 1.0f});
-    auto q = ad::constant<float>({2.0f, 2.0f});
     auto r = p - q;
     CHECK(r.value().data() == storage);
     CHECK(r.value() == Array<float>{-1.0f, -1.0f});
