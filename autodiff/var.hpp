@@ -384,23 +384,17 @@ Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp)
     return result;
 }
 
-template <class T, class Inputs, class Vjp>
-Var<T> make_op_impl(const char* op, Array<T>&& value, const Inputs& inputs, Vjp&& vjp) {
-    return record_op(op, make_value(std::move(value)), inputs, std::forward<Vjp>(vjp));
-}
-
 }  // namespace detail
 
-/// Builds an op's result from its computed `value`; when recording, appends
-/// the record whose VJP is `vjp(i, grad)`: the cotangent of input i given the
+/// Makes `result` (a fresh Var that an op wrote its output into) the result
+/// of op `op` of these inputs; when recording, appends the record whose VJP
+/// is `vjp(i, grad)`: the cotangent of input i given the
 /// cotangent `grad` of the result. A VJP that needs the result itself takes it
 /// as a third argument, `vjp(i, grad, result)`, and the tape then keeps it.
 /// Capture by value (Vars, evaluated arrays) only what the VJP reads: that is
 /// what the tape holds until the backward sweep. Every op of the engine is
 /// written this way, and so are users' own ops (custom ops): write the VJP
 /// with engine ops and it supports double backward too.
-/// The same for a result an op wrote straight into a fresh Var (from
-/// detail::make_uninitialized: a recycled node, no array to move in).
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Var<T>&& result, const Var<T>& x, Vjp vjp) {
     return detail::record_op(op, std::move(result), std::array<const Var<T>*, 1>{&x}, std::move(vjp));
@@ -416,25 +410,29 @@ Var<T> make_op(const char* op, Var<T>&& result, const Var<T>& a, const Var<T>& b
     return detail::record_op(op, std::move(result), std::array<const Var<T>*, 3>{&a, &b, &c}, std::move(vjp));
 }
 
+/// The same from the op's computed array `value` (the common way). An op
+/// that can write its output in place gets `result` from
+/// detail::make_uninitialized(shape) instead: a recycled node whose storage
+/// it overwrites, with no array to allocate or move.
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Array<T>&& value, const Var<T>& x, Vjp vjp) {
-    return detail::make_op_impl(op, std::move(value), std::array<const Var<T>*, 1>{&x}, std::move(vjp));
+    return make_op(op, detail::make_value(std::move(value)), x, std::move(vjp));
 }
 
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Array<T>&& value, const Var<T>& a, const Var<T>& b, Vjp vjp) {
-    return detail::make_op_impl(op, std::move(value), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
+    return make_op(op, detail::make_value(std::move(value)), a, b, std::move(vjp));
 }
 
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Array<T>&& value, const Var<T>& a, const Var<T>& b, const Var<T>& c, Vjp vjp) {
-    return detail::make_op_impl(op, std::move(value), std::array<const Var<T>*, 3>{&a, &b, &c}, std::move(vjp));
+    return make_op(op, detail::make_value(std::move(value)), a, b, c, std::move(vjp));
 }
 
 /// The same for ops with a variable number of inputs (concatenate, stack).
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Array<T>&& value, std::vector<Var<T>> inputs, Vjp vjp) {
-    return detail::make_op_impl(op, std::move(value), std::move(inputs), std::move(vjp));
+    return detail::record_op(op, detail::make_value(std::move(value)), std::move(inputs), std::move(vjp));
 }
 
 }  // namespace ad
