@@ -54,6 +54,16 @@ namespace {
 /// is 0 exactly when x is finite (inf - inf and NaN give NaN). Every step
 /// checks every gradient, and iterating an xarray element by element through
 /// its iterators cost more than the update itself on large layers.
+/// Whether `values` has `shape` (without building a Shape, as Var::shape() does).
+template <class T>
+bool has_shape(const Array<T>& values, const Shape& shape) {
+    if (values.dimension() != shape.size()) return false;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (values.shape()[i] != shape[i]) return false;
+    }
+    return true;
+}
+
 template <class T>
 bool all_finite(const Array<T>& values) {
     const T* v = values.data();
@@ -68,7 +78,7 @@ template <class T>
 void Optimizer<T>::check_gradients(const char* who) const {
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
         const auto& p = parameters_[i];
-        if (p.var.shape() != shapes_[i] || !equal_shapes(p.var.grad(), p.var.value())) {
+        if (!has_shape(p.var.value(), shapes_[i]) || !equal_shapes(p.var.grad(), p.var.value())) {
             throw shape_error(fmt::format("{}: parameter '{}' has shape {} and gradient shape {}; the optimizer "
                                           "was made for shape {}",
                                           who, p.name, shape_string(p.var.shape()),
@@ -112,7 +122,11 @@ void SGD<T>::step() {
         auto& p = this->parameters_[i].var;
         Array<T>& value = p.mutable_value();
         if (!use_momentum && wd == T(0)) {
-            xt::noalias(value) -= lr * p.grad();
+            // A loop, not xtensor's assignment, which costs more than the
+            // update itself on a small layer (shapes checked above).
+            const T* grad = p.grad().data();
+            T* v = value.data();
+            for (std::size_t k = 0, n = value.size(); k < n; ++k) v[k] -= lr * grad[k];
             continue;
         }
         Array<T> direction = p.grad() + wd * value;

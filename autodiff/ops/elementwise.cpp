@@ -64,21 +64,46 @@ Array<T> map(const Array<T>& x, F f) {
     return y;
 }
 
+/// f(x) elementwise into a fresh (recycled) node: the forward of the
+/// elementwise ops xtensor lacks.
+template <class T, class F>
+Var<T> mapped(const Var<T>& x, F f) {
+    Var<T> y = detail::make_uninitialized<T>(x.value().shape());
+    const T* in = x.value().data();
+    T* out = y.mutable_value().data();
+    for (std::size_t i = 0, n = x.size(); i < n; ++i) out[i] = f(in[i]);
+    return y;
+}
+
 /// make_op for the arithmetic ops: y = f(a, b) elementwise. When the shapes
-/// agree, one pass straight into the result's node; else the broadcasting
-/// xtensor expression that `broadcast()` builds (built only then: even
-/// building it costs a tenth of a small op). On small arrays xtensor's
-/// broadcasting assignment and moving an array into its node cost more than
-/// the arithmetic, and VJPs are made of these ops too.
+/// agree, or one side is a single element that broadcasts to the other
+/// (scaling by a loss's cotangent, by 1 / n), one pass straight into the
+/// result's node; else the broadcasting xtensor expression that
+/// `broadcast()` builds (built only then: even building it costs a tenth of
+/// a small op). On small arrays xtensor's broadcasting assignment and moving
+/// an array into its node cost more than the arithmetic, and VJPs are made
+/// of these ops too.
 template <class T, class F, class Broadcast, class Vjp>
 Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, Broadcast broadcast, Vjp vjp) {
+    const Array<T>& A = a.value();
+    const Array<T>& B = b.value();
+    const T* lhs = A.data();
+    const T* rhs = B.data();
     Var<T> y;
     if (same_shape(op, a, b)) {
-        y = detail::make_uninitialized<T>(a.value().shape());
-        const T* lhs = a.value().data();
-        const T* rhs = b.value().data();
+        y = detail::make_uninitialized<T>(A.shape());
         T* out = y.mutable_value().data();
         for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = f(lhs[i], rhs[i]);
+    } else if (B.size() == 1 && B.dimension() <= A.dimension()) {
+        y = detail::make_uninitialized<T>(A.shape());
+        T* out = y.mutable_value().data();
+        const T right = rhs[0];
+        for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = f(lhs[i], right);
+    } else if (A.size() == 1 && A.dimension() <= B.dimension()) {
+        y = detail::make_uninitialized<T>(B.shape());
+        T* out = y.mutable_value().data();
+        const T left = lhs[0];
+        for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = f(left, rhs[i]);
     } else {
         y = detail::make_value(Array<T>(broadcast()));
     }
@@ -142,7 +167,7 @@ Var<T> pow(const Var<T>& x, T p) {
 template <class T>
 Var<T> affine(const Var<T>& x, T a, T b) {
     detail::check_defined("affine", x);
-    return make_op("affine", map(x.value(), [a, b](T v) { return a * v + b; }), x,
+    return make_op("affine", mapped(x, [a, b](T v) { return a * v + b; }), x,
                    [a](std::size_t, const Var<T>& g) { return a == T(1) ? g : g * a; });
 }
 
@@ -225,7 +250,7 @@ Var<T> tanh(const Var<T>& x) {
 template <class T>
 Var<T> relu(const Var<T>& x) {
     detail::check_defined("relu", x);
-    return make_op("relu", map(x.value(), [](T v) { return v > 0 ? v : T(0); }), x,
+    return make_op("relu", mapped(x, [](T v) { return v > 0 ? v : T(0); }), x,
                    [x](std::size_t, const Var<T>& g) {
                        return g * constant(map(x.value(), [](T v) { return T(v > 0); }));
                    });
@@ -236,7 +261,7 @@ Var<T> softplus(const Var<T>& x) {
     detail::check_defined("softplus", x);
     // max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
     return make_op("softplus",
-                   map(x.value(), [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); }), x,
+                   mapped(x, [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); }), x,
                    [x](std::size_t, const Var<T>& g) { return g * sigmoid(x); });
 }
 
@@ -244,7 +269,7 @@ template <class T>
 Var<T> clamp(const Var<T>& x, T lo, T hi) {
     detail::check_defined("clamp", x);
     if (!(lo <= hi)) throw value_error(fmt::format("clamp: the bounds [{}, {}] are empty", lo, hi));
-    return make_op("clamp", map(x.value(), [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
+    return make_op("clamp", mapped(x, [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
                    [x, lo, hi](std::size_t, const Var<T>& g) {
                        return g * constant(map(x.value(), [lo, hi](T v) { return T(v >= lo && v <= hi); }));
                    });

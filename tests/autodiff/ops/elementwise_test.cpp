@@ -67,9 +67,9 @@ Array<double> unary_reference(Array<double> x, F f) {
 }
 
 /// The ways two operands broadcast against each other.
-enum class Broadcast { same, row, column, scalar, leading, both };
-const Broadcast all_broadcasts[] = {Broadcast::same,   Broadcast::row,     Broadcast::column,
-                                    Broadcast::scalar, Broadcast::leading, Broadcast::both};
+enum class Broadcast { same, row, column, scalar, single, leading, both };
+const Broadcast all_broadcasts[] = {Broadcast::same,   Broadcast::row,     Broadcast::column, Broadcast::scalar,
+                                    Broadcast::single, Broadcast::leading, Broadcast::both};
 
 const char* name_of(Broadcast kind) {
     switch (kind) {
@@ -77,6 +77,7 @@ const char* name_of(Broadcast kind) {
         case Broadcast::row: return "row";
         case Broadcast::column: return "column";
         case Broadcast::scalar: return "0-d scalar";
+        case Broadcast::single: return "one element, not 0-d";
         case Broadcast::leading: return "leading dims";
         case Broadcast::both: return "both sides";
     }
@@ -96,6 +97,7 @@ std::pair<Shape, Shape> operand_shapes(Broadcast kind, std::mt19937_64& rng) {
         case Broadcast::row: return {{m, n}, rng() % 2 ? Shape{n} : Shape{1, n}};
         case Broadcast::column: return {{m, n}, {m, 1}};
         case Broadcast::scalar: return {ad::test::random_shape(rng, 1, 3), {}};
+        case Broadcast::single: return {{m, n}, rng() % 2 ? Shape{1, 1} : Shape{1}};
         case Broadcast::leading: return {{k, m, n}, rng() % 2 ? Shape{m, n} : Shape{n}};
         case Broadcast::both: return rng() % 2 ? std::pair<Shape, Shape>{{m, 1}, {1, n}}
                                                : std::pair<Shape, Shape>{{k, 1, n}, {m, 1}};
@@ -214,7 +216,7 @@ TEST_CASE("elementwise binary ops: gradients match finite differences over rando
             }
         }
     }
-    CHECK(checked == 5 * 6 * 3);
+    CHECK(checked == 5 * 7 * 3);
 }
 
 TEST_CASE("elementwise binary ops: an operand used twice gets both contributions") {
