@@ -43,13 +43,13 @@ Linear<T>::Linear(Array<T> weight, Array<T> bias) {
 template <class T>
 Var<T> Linear<T>::forward(const Var<T>& x) {
     if (!x.defined()) throw tape_error(fmt::format("{}: the input is an empty Var", describe()));
-    Shape s = x.shape();
+    const auto& s = x.value().shape();  // not x.shape(): that builds a vector, every step
     if (s.size() != 2 || s[1] != in_) {
         throw shape_error(fmt::format("{}: input has shape {}; expected (batch, {}) with rows as samples",
-                                      describe(), shape_string(s), in_));
+                                      describe(), shape_string_of(x.value()), in_));
     }
     if (s[0] == 0) {
-        throw value_error(fmt::format("{}: empty batch (input has shape {})", describe(), shape_string(s)));
+        throw value_error(fmt::format("{}: empty batch (input has shape {})", describe(), shape_string_of(x.value())));
     }
     return linear(x, weight_, bias_);
 }

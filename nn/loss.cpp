@@ -12,12 +12,12 @@ template <class T>
 void check_pair(const char* loss, const Var<T>& pred, const Var<T>& target, const char* pred_name,
                 const char* target_name) {
     if (!pred.defined() || !target.defined()) throw tape_error(fmt::format("{}: an input is an empty Var", loss));
-    if (pred.shape() != target.shape()) {
+    if (!equal_shapes(pred.value(), target.value())) {  // not shape(): it builds a vector
         throw shape_error(fmt::format("{}: {} have shape {} but {} have shape {}; they must match", loss,
                                       pred_name, shape_string(pred.shape()), target_name,
                                       shape_string(target.shape())));
     }
-    if (pred.dim() == 0 || pred.shape()[0] == 0 || pred.size() == 0) {
+    if (pred.dim() == 0 || pred.value().shape()[0] == 0 || pred.size() == 0) {
         throw value_error(fmt::format("{}: empty batch ({} have shape {})", loss, pred_name,
                                       shape_string(pred.shape())));
     }
