@@ -118,9 +118,8 @@ void reject_other_tape(const char* op, const Var<T>& x, const Tape* tape) {
 }
 
 template <class T>
-Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape) {
+Var<T> fit_broadcast_gradient(const char* op, Var<T> grad, const SavedShape& input_shape) {
     const auto& g = grad.value();
-    if (input_shape.equals(g.shape())) return grad;
     Shape want = input_shape.to_shape();
     if (broadcasts_to(want, shape_of(g))) return sum_to_shape(grad, want);
     throw shape_error(fmt::format("{}: the VJP returned a gradient of shape {} for an input of shape {}",
@@ -188,6 +187,14 @@ void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
     written_grad(parameter) += cotangent->value;
 }
 
+/// The default seed: ones of x's shape, in a (recycled) node.
+template <class T>
+Var<T> ones_like(const Var<T>& x) {
+    Var<T> ones = make_uninitialized<T>(x.value().shape());
+    ones.mutable_value().fill(T(1));
+    return ones;
+}
+
 template <class T>
 std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T>* seed,
                                  const std::vector<Var<T>>& wrt, BackwardOptions options,
@@ -219,7 +226,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             "was computed under NoGrad or with no tape current",
             fn, shape_string_of(value)));
     }
-    Var<T> seed_var = seed ? *seed : constant(Array<T>(xt::ones<T>(value.shape())));
+    Var<T> seed_var = seed ? *seed : ones_like(loss);
 
     auto& loss_node = *loss.node_ptr();
     if (loss.is_leaf()) {
@@ -293,7 +300,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
                                       BackwardOptions);                                                 \
     namespace detail {                                                                                  \
     template void reject_other_tape(const char*, const Var<T>&, const Tape*);                           \
-    template Var<T> fit_gradient(const char*, Var<T>, const SavedShape&);                                \
+    template Var<T> fit_broadcast_gradient(const char*, Var<T>, const SavedShape&);                      \
     template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
     template void accumulate_grad(Node<T>&, CotangentSlot<T>&);                                         \
     template Array<T>& written_grad(Node<T>&);                                                          \

@@ -252,10 +252,17 @@ Var<T> kept_for(const Var<T>& x, const Var<T>& other) {
 /// backward already walked without retain_graph.
 [[noreturn]] void reject(const char* op);
 
+/// fit_gradient for a gradient whose shape is not the input's (out of line).
+template <class T>
+Var<T> fit_broadcast_gradient(const char* op, Var<T> grad, const SavedShape& input_shape);
+
 /// Reduces a VJP's result to its input's shape (undoing broadcasting) and
 /// rejects a VJP that returned a shape its input cannot have come from.
 template <class T>
-Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape);
+Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape) {
+    if (input_shape.equals(grad.value().shape())) return grad;  // the common case, inline
+    return fit_broadcast_gradient(op, std::move(grad), input_shape);
+}
 
 /// Adds `g` into a cotangent slot (recorded under create_graph).
 template <class T>
@@ -342,7 +349,10 @@ struct OpRecord {
         }
         if (pass == Pass::backward) {
             if (!slot) return;
-            Var<T> grad(slot);
+            // Moved out and back rather than copied: a copy is two atomic
+            // count updates per record. (If a VJP throws, the slot stays
+            // empty; the sweep then discards every slot anyway.)
+            Var<T> grad(std::move(slot));
             for (std::size_t i = 0; i < inputs.size(); ++i) {
                 auto& in = inputs[i];
                 if (!in.slot) continue;
@@ -352,6 +362,7 @@ struct OpRecord {
                     accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad), in.shape));
                 }
             }
+            slot = std::move(grad).node_ptr();
             return;
         }
         // Every record resets its own slot; the parameters' slots are reset
