@@ -71,11 +71,11 @@ TEST_CASE("node recycling: a recycled parameter's node comes back as a fresh con
 
 TEST_CASE("node recycling: the same size in another shape is reshaped, recorded results get their own record") {
     ad::release_cached_arrays();
+    ad::Tape tape;
     auto wide = ad::constant(Array<float>(xt::ones<float>({2, 3})));
+    auto tall = ad::param(Array<float>(xt::arange<float>(6.0f).reshape({3, 2})));
     const float* storage = nullptr;
     { auto dead = wide * wide; storage = dead.value().data(); }
-    ad::Tape tape;
-    auto tall = ad::param(Array<float>(xt::arange<float>(6.0f).reshape({3, 2})));
     auto doubled = tall + tall;
     CHECK(doubled.value().data() == storage);
     CHECK(doubled.shape() == ad::Shape{3, 2});
