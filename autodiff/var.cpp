@@ -92,6 +92,13 @@ void reject(const char* op) {
         op));
 }
 
+void reject_not_fresh(const char* op, const std::string& shape) {
+    throw tape_error(fmt::format(
+        "{}: the result given to make_op (shape {}) is held elsewhere, a parameter or already recorded; "
+        "pass a fresh value (detail::make_uninitialized, or the computed array)",
+        op, shape));
+}
+
 void reject_empty(const char* op) {
     throw tape_error(fmt::format("{}: an input is an empty Var", op));
 }

@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -201,6 +202,22 @@ void check_same_tape(const char* op, const Var<T>& x, const Tape* tape) {
 template <class T>
 void check_defined(const char* op, const Var<T>& x) {
     if (!x.defined()) reject_empty(op);
+}
+
+/// Throws the tape_error of a make_op result that is not fresh.
+[[noreturn]] void reject_not_fresh(const char* op, const std::string& shape);
+
+/// make_op turns its `result` into the op's output (recorded, not a leaf),
+/// so that must be all it is: a value no other handle holds, neither a
+/// parameter nor recorded already (an input passed back, say, would be
+/// corrupted).
+template <class T>
+void check_fresh(const char* op, const Var<T>& result) {
+    check_defined(op, result);
+    const auto& node = result.node_ptr();
+    if (node.use_count() != 1 || !node->is_leaf || node->requires_grad) {
+        reject_not_fresh(op, shape_string_of(node->value));
+    }
 }
 
 /// Makes a Var that owns `value` and is not recorded.
@@ -408,16 +425,19 @@ Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp)
 /// with engine ops and it supports double backward too.
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Var<T>&& result, const Var<T>& x, Vjp vjp) {
+    detail::check_fresh(op, result);
     return detail::record_op(op, std::move(result), std::array<const Var<T>*, 1>{&x}, std::move(vjp));
 }
 
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Var<T>&& result, const Var<T>& a, const Var<T>& b, Vjp vjp) {
+    detail::check_fresh(op, result);
     return detail::record_op(op, std::move(result), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
 }
 
 template <class T, class Vjp>
 Var<T> make_op(const char* op, Var<T>&& result, const Var<T>& a, const Var<T>& b, const Var<T>& c, Vjp vjp) {
+    detail::check_fresh(op, result);
     return detail::record_op(op, std::move(result), std::array<const Var<T>*, 3>{&a, &b, &c}, std::move(vjp));
 }
 

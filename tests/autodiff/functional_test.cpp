@@ -91,6 +91,25 @@ TEST_CASE("make_op: a VJP that returns a gradient of the wrong shape is reported
     CHECK(x.grad() == Array<double>{0.0, 0.0, 0.0});  // nothing accumulated from the failed sweep
 }
 
+TEST_CASE("make_op: a result that is not a fresh value is refused, and the tape and the value are untouched") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{1.0, 2.0});
+    auto twice = [](std::size_t, const ad::Var<double>& g) { return g * 2.0; };
+    const char* message =
+        "twice: the result given to make_op (shape (2,)) is held elsewhere, a parameter or already recorded; "
+        "pass a fresh value (detail::make_uninitialized, or the computed array)";
+    CHECK_THROWS_WITH_AS(ad::make_op("twice", ad::Var<double>(x), x, twice), message, ad::tape_error);
+    auto y = x * 3.0;
+    auto moved_parameter = ad::param(Array<double>{5.0, 6.0});
+    CHECK_THROWS_WITH_AS(ad::make_op("twice", std::move(moved_parameter), x, twice), message, ad::tape_error);
+    CHECK_THROWS_WITH_AS(ad::make_op("twice", std::move(y), x, twice), message, ad::tape_error);
+    CHECK(tape.size() == 1);  // x * 3 only
+    CHECK(x.is_leaf());
+    auto fresh = ad::make_op("twice", ad::constant(Array<double>{2.0, 4.0}), x, twice);
+    ad::sum(fresh).backward();
+    CHECK(x.grad() == Array<double>{2.0, 2.0});
+}
+
 // ---- transforms -------------------------------------------------------------
 
 namespace {
