@@ -92,17 +92,22 @@ public:
         return construct(std::move(value));
     }
 
-    /// Where a node goes when its last Var does: back on the list if its
-    /// value is small and the list has room, else destroyed.
+    /// Where a node goes when its last Var does: on top of the list if its
+    /// value is small, else destroyed. A full list first destroys its older
+    /// half: nodes of a computation that is over (another model's sizes)
+    /// must not keep the current one from recycling.
     static void recycle(Node<T>* node) noexcept {
         node->reset();  // first: releasing its cotangent may recycle other nodes
         if (node->value.size() * sizeof(T) <= max_value_bytes && !closed()) {
             try {
-                Local& list = local();  // its first use on a thread allocates, and may throw
-                if (list.nodes.size() < max_nodes) {
-                    list.nodes.push_back(node);  // within the reserved capacity
-                    return;
+                auto& nodes = local().nodes;  // its first use on a thread allocates, and may throw
+                if (nodes.size() == max_nodes) {
+                    const auto older_half = nodes.begin() + static_cast<std::ptrdiff_t>(max_nodes / 2);
+                    for (auto it = nodes.begin(); it != older_half; ++it) destroy(*it);
+                    nodes.erase(nodes.begin(), older_half);
                 }
+                nodes.push_back(node);  // within the reserved capacity
+                return;
             } catch (...) {
                 // Out of memory: the node is simply destroyed.
             }

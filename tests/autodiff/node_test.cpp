@@ -92,12 +92,19 @@ TEST_CASE("node recycling: large values are not kept, the list is bounded, and r
     auto big = ad::constant(Array<float>(xt::ones<float>({small + 1})));
     { auto dead = big + big; }
     CHECK(Recycler::value_bytes() == 0);
+    auto one = ad::constant<float>({1.0f});
+    const float* last_storage = nullptr;
     {
-        auto one = ad::constant<float>({1.0f});
         std::vector<ad::Var<float>> alive;
         for (std::size_t i = 0; i < Recycler::max_nodes + 100; ++i) alive.push_back(one + one);
-    }
-    CHECK(Recycler::value_bytes() == Recycler::max_nodes * sizeof(float));
+        auto last = std::move(alive.back());
+        alive.clear();
+        last_storage = last.value().data();
+    }  // `last` dies last
+    // Full at max_nodes, the list dropped its older half and kept the newest.
+    CHECK(Recycler::value_bytes() == (Recycler::max_nodes / 2 + 100) * sizeof(float));
+    auto two = one + one;
+    CHECK(two.value().data() == last_storage);
     ad::release_cached_arrays();
     CHECK(Recycler::value_bytes() == 0);
     CHECK(ad::cached_array_bytes() == 0);
