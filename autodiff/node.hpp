@@ -172,15 +172,6 @@ private:
         return nullptr;
     }
 
-    template <class A, class B>
-    static bool same_extents(const A& a, const B& b) noexcept {
-        if (a.size() != b.size()) return false;
-        for (std::size_t i = 0; i < a.size(); ++i) {
-            if (a[i] != static_cast<std::size_t>(b[i])) return false;
-        }
-        return true;
-    }
-
     struct Local {
         Local() { nodes.reserve(max_nodes); }
         ~Local() {

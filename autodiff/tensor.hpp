@@ -21,18 +21,23 @@ Shape shape_of(const E& e) {
     return Shape(e.shape().begin(), e.shape().end());
 }
 
-/// Whether two arrays have the same shape, without building Shape vectors.
-template <class A, class B>
-bool equal_shapes(const A& a, const B& b) {
-    const auto& sa = a.shape();
-    const auto& sb = b.shape();
+/// Whether two shapes (any sequences of extents: xtensor's, Shape, arrays)
+/// are equal.
+template <class SA, class SB>
+bool same_extents(const SA& sa, const SB& sb) {
     if (sa.size() != sb.size()) return false;
     // A plain loop, not std::equal: that calls memcmp, whose call costs more
     // than comparing the few numbers of a shape (every op asks this).
     for (std::size_t i = 0; i < sa.size(); ++i) {
-        if (sa[i] != sb[i]) return false;
+        if (static_cast<std::size_t>(sa[i]) != static_cast<std::size_t>(sb[i])) return false;
     }
     return true;
+}
+
+/// Whether two arrays have the same shape, without building Shape vectors.
+template <class A, class B>
+bool equal_shapes(const A& a, const B& b) {
+    return same_extents(a.shape(), b.shape());
 }
 
 /// "(3, 4)"; a 0-d shape prints as "()".

@@ -54,16 +54,6 @@ namespace {
 /// is 0 exactly when x is finite (inf - inf and NaN give NaN). Every step
 /// checks every gradient, and iterating an xarray element by element through
 /// its iterators cost more than the update itself on large layers.
-/// Whether `values` has `shape` (without building a Shape, as Var::shape() does).
-template <class T>
-bool has_shape(const Array<T>& values, const Shape& shape) {
-    if (values.dimension() != shape.size()) return false;
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (values.shape()[i] != shape[i]) return false;
-    }
-    return true;
-}
-
 template <class T>
 bool all_finite(const Array<T>& values) {
     const T* v = values.data();
@@ -78,7 +68,8 @@ template <class T>
 void Optimizer<T>::check_gradients(const char* who) const {
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
         const auto& p = parameters_[i];
-        if (!has_shape(p.var.value(), shapes_[i]) || !equal_shapes(p.var.grad(), p.var.value())) {
+        // Not p.var.shape(): that builds a Shape, every step.
+        if (!same_extents(p.var.value().shape(), shapes_[i]) || !equal_shapes(p.var.grad(), p.var.value())) {
             throw shape_error(fmt::format("{}: parameter '{}' has shape {} and gradient shape {}; the optimizer "
                                           "was made for shape {}",
                                           who, p.name, shape_string(p.var.shape()),
