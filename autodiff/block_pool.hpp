@@ -72,33 +72,4 @@ private:
     }
 };
 
-/// A std allocator over BlockPool for single objects (what allocate_shared asks for).
-template <class U>
-struct PoolAllocator {
-    using value_type = U;
-
-    PoolAllocator() noexcept = default;
-    template <class V>
-    PoolAllocator(const PoolAllocator<V>&) noexcept {}
-
-    U* allocate(std::size_t n) {
-        if (n != 1 || alignof(U) > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-            return std::allocator<U>().allocate(n);
-        }
-        return static_cast<U*>(BlockPool<sizeof(U)>::allocate());
-    }
-    void deallocate(U* p, std::size_t n) noexcept {
-        if (n != 1 || alignof(U) > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-            std::allocator<U>().deallocate(p, n);
-            return;
-        }
-        BlockPool<sizeof(U)>::deallocate(p);
-    }
-
-    template <class V>
-    bool operator==(const PoolAllocator<V>&) const noexcept { return true; }
-    template <class V>
-    bool operator!=(const PoolAllocator<V>&) const noexcept { return false; }
-};
-
 }  // namespace ad::detail

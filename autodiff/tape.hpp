@@ -29,10 +29,9 @@ namespace ad {
 
 /// What a record is asked to do during a sweep.
 enum class Pass {
-    backward,              ///< push the output's cotangent to the inputs (the VJP)
-    finalize_accumulate,   ///< leaves add their cotangent into grad(); all cotangents reset
-    finalize_discard,      ///< all cotangents reset; grad() untouched
-    reject_reached,        ///< throw tape_error if a cotangent reached the record
+    backward,          ///< push the output's cotangent to the inputs (the VJP), then drop it
+    discard,           ///< drop the output's and the parameter inputs' cotangents (a failed sweep)
+    reject_reached,    ///< throw tape_error if a cotangent reached the record
 };
 
 struct TapeOptions {

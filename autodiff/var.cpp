@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <optional>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -260,26 +262,63 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
     }
     std::size_t first = tape->consumed_end();
 
-    std::vector<Var<T>> grads;
+    // A value of `wrt` computed in [first, end) has its cotangent complete
+    // once every later record has run, and its own record drops it: the
+    // sweep stops above each such record to read it.
+    std::vector<std::pair<std::size_t, std::size_t>> stops;  // (record index, position in wrt)
+    for (std::size_t i = 0; i < wrt.size(); ++i) {
+        const auto& node = *wrt[i].node_ptr();
+        if (node.requires_grad && !node.is_leaf && node.record_index >= first && node.record_index < end) {
+            stops.emplace_back(node.record_index, i);
+        }
+    }
+    std::sort(stops.begin(), stops.end(), std::greater<>());
+
+    auto& reached = reached_parameters<T>();
+    const std::size_t reached_before = reached.size();
+    auto drop_reached_cotangents = [&]() noexcept {
+        for (std::size_t k = reached_before; k < reached.size(); ++k) reached[k]->cotangent.reset();
+        reached.resize(reached_before);
+    };
+    std::vector<Var<T>> grads(wrt.size());
     {
         std::optional<NoGrad> no_grad;
         std::optional<EnableGrad> enable_grad;
         if (options.create_graph) enable_grad.emplace(); else no_grad.emplace();
         loss_slot = seed_var.node_ptr();
         try {
-            tape->run(first, end, Pass::backward);
+            std::size_t top = end;
+            for (auto [index, position] : stops) {
+                tape->run(index + 1, top, Pass::backward);
+                top = index + 1;
+                if (const auto& slot = tape->slot<CotangentSlot<T>>(index)) grads[position] = Var<T>(slot);
+            }
+            tape->run(first, top, Pass::backward);
             if (first > 0) tape->run(0, first, Pass::reject_reached);
-            for (const auto& x : wrt) {
-                const CotangentSlot<T>* slot = slot_of(x, *tape);
-                grads.push_back(slot && *slot ? Var<T>(*slot)
-                                              : constant(Array<T>(xt::zeros<T>(x.value().shape()))));
+            for (std::size_t i = 0; i < wrt.size(); ++i) {
+                if (grads[i].defined()) continue;
+                const CotangentSlot<T>* slot = wrt[i].is_leaf() ? slot_of(wrt[i], *tape) : nullptr;
+                grads[i] = slot && *slot ? Var<T>(*slot) : constant(Array<T>(xt::zeros<T>(wrt[i].value().shape())));
             }
         } catch (...) {
-            tape->run(0, end, Pass::finalize_discard);
+            tape->run(0, end, Pass::discard);
+            drop_reached_cotangents();
             throw;
         }
     }
-    tape->run(0, end, accumulate ? Pass::finalize_accumulate : Pass::finalize_discard);
+    if (accumulate) {
+        try {
+            for (std::size_t k = reached_before; k < reached.size(); ++k) {
+                Node<T>& parameter = *reached[k];
+                if (parameter.grad) accumulate_grad(parameter, parameter.cotangent);
+                parameter.cotangent.reset();
+            }
+        } catch (...) {
+            drop_reached_cotangents();
+            throw;
+        }
+    }
+    drop_reached_cotangents();
     if (!options.retain_graph && !options.create_graph) tape->consume(end);
     return grads;
 }

@@ -30,7 +30,7 @@ namespace detail {
 /// that create_graph can record through it): in the record of the op that
 /// made it, or in the node of a parameter.
 template <class T>
-using CotangentSlot = std::shared_ptr<Node<T>>;
+using CotangentSlot = NodeRef<T>;
 
 /// A shape as a record keeps it: up to four dimensions inline, so that
 /// saving and moving it costs a few stores (xtensor's own shape type moves
@@ -79,7 +79,7 @@ private:
 template <class T>
 struct InputSlot {
     CotangentSlot<T>* slot = nullptr;      // nullptr: no gradient flows to this input
-    std::shared_ptr<Node<T>> parameter;    // a parameter's node, whose grad() takes the sum
+    NodeRef<T> parameter;                  // a parameter's node, whose grad() takes the sum
     SavedShape shape;
 };
 
@@ -144,10 +144,10 @@ public:
     /// change a value that a tape still holds: its records would see the change.
     Array<T>& mutable_value() const { return node().value; }
 
-    const std::shared_ptr<node_type>& node_ptr() const& noexcept { return node_; }
+    const detail::NodeRef<T>& node_ptr() const& noexcept { return node_; }
     /// From a handle about to go: its node, with no count to add and drop.
-    std::shared_ptr<node_type> node_ptr() && noexcept { return std::move(node_); }
-    explicit Var(std::shared_ptr<node_type> node) noexcept : node_(std::move(node)) {}
+    detail::NodeRef<T> node_ptr() && noexcept { return std::move(node_); }
+    explicit Var(detail::NodeRef<T> node) noexcept : node_(std::move(node)) {}
 
 private:
     void backward_from(const Array<T>& seed, BackwardOptions options) const;
@@ -156,7 +156,7 @@ private:
         return *node_;
     }
     [[noreturn]] static void throw_empty();
-    std::shared_ptr<node_type> node_;
+    detail::NodeRef<T> node_;
 };
 
 /// A leaf that requires a gradient: a model parameter, living across steps.
@@ -285,6 +285,24 @@ Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape) 
 template <class T>
 void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g);
 
+/// The parameters the running sweeps have reached, in the order they were
+/// reached (a parameter is listed when its first cotangent arrives): a sweep
+/// sums their cotangents into grad() at its end, without a second walk over
+/// the tape. Sweeps stack (a create_graph sweep may run inside another's
+/// VJP), so each one owns the part of the list past where it started.
+template <class T>
+std::vector<Node<T>*>& reached_parameters() {
+    // Function-local: g++ 12 did not destroy a thread_local variable
+    // template at thread exit (LeakSanitizer caught the leak).
+    thread_local std::vector<Node<T>*> reached;
+    return reached;
+}
+
+template <class T>
+void note_reached(Node<T>& parameter) {
+    reached_parameters<T>().push_back(&parameter);
+}
+
 /// Adds a parameter's summed cotangent into its grad() (end of a sweep).
 template <class T>
 void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent);
@@ -322,7 +340,7 @@ InputSlot<T> input_slot(const Var<T>& x, const Tape& tape) {
     CotangentSlot<T>* slot = slot_of(x, tape);
     if (!slot) return {};
     const auto& node = x.node_ptr();
-    return {slot, node->is_leaf ? node : nullptr, SavedShape(node->value.shape())};
+    return {slot, node->is_leaf ? node : NodeRef<T>(), SavedShape(node->value.shape())};
 }
 
 template <class T, std::size_t N, std::size_t... I>
@@ -366,30 +384,27 @@ struct OpRecord {
         }
         if (pass == Pass::backward) {
             if (!slot) return;
-            // Moved out and back rather than copied: a copy is two atomic
-            // count updates per record. (If a VJP throws, the slot stays
-            // empty; the sweep then discards every slot anyway.)
+            // The cotangent is complete (every op that read the output comes
+            // later on the tape and has run) and this VJP is its last reader,
+            // so it goes with `grad` at the end of this call: its node is
+            // recycled for the cotangents still to come, instead of all of
+            // them living until the sweep ends.
             Var<T> grad(std::move(slot));
             for (std::size_t i = 0; i < inputs.size(); ++i) {
                 auto& in = inputs[i];
                 if (!in.slot) continue;
+                if (in.parameter && !*in.slot) note_reached(*in.parameter);
                 if constexpr (reads_result) {
                     accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad, result), in.shape));
                 } else {
                     accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad), in.shape));
                 }
             }
-            slot = std::move(grad).node_ptr();
             return;
         }
-        // Every record resets its own slot; the parameters' slots are reset
-        // (and summed into grad()) by the records that read them.
-        slot.reset();
+        slot.reset();  // Pass::discard
         for (auto& in : inputs) {
-            if (!in.parameter || !in.parameter->cotangent) continue;
-            auto& node = *in.parameter;
-            if (pass == Pass::finalize_accumulate && node.grad) accumulate_grad(node, node.cotangent);
-            node.cotangent.reset();
+            if (in.parameter) in.parameter->cotangent.reset();
         }
     }
 };

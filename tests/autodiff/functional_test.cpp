@@ -14,6 +14,22 @@ TEST_CASE("grad: gradients of parameters and of intermediate values, leaving gra
     CHECK(x.grad() == Array<double>{0.0, 0.0});
 }
 
+TEST_CASE("grad: several intermediate values, in any order, repeated, and the loss itself") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{0.5, -1.0});
+    auto h = ad::tanh(x);
+    auto k = h * h;
+    auto loss = ad::sum(k * x);  // dL/dk = x, dL/dh = 2 h x, dL/dx = k + 2 h x (1 - h^2)
+    auto grads = ad::grad(loss, {h, loss, k, x, h});
+    Array<double> hv = xt::tanh(x.value());
+    Array<double> xv = x.value();
+    CHECK(xt::allclose(grads[0].value(), 2.0 * hv * xv));
+    CHECK(grads[1].value() == Array<double>(1.0));
+    CHECK(xt::allclose(grads[2].value(), xv));
+    CHECK(xt::allclose(grads[3].value(), hv * hv + 2.0 * hv * xv * (1.0 - hv * hv)));
+    CHECK(grads[4].value() == grads[0].value());
+}
+
 TEST_CASE("grad: an input the loss does not depend on gets zeros of its shape") {
     ad::Tape tape;
     auto x = ad::param(Array<double>{1.0, 2.0});
@@ -89,6 +105,23 @@ TEST_CASE("make_op: a VJP that returns a gradient of the wrong shape is reported
     CHECK_THROWS_WITH_AS(ad::sum(bad).backward(),
                          "bad_op: the VJP returned a gradient of shape (2,) for an input of shape (3,)", ad::shape_error);
     CHECK(x.grad() == Array<double>{0.0, 0.0, 0.0});  // nothing accumulated from the failed sweep
+}
+
+TEST_CASE("make_op: a sweep that fails after reaching a parameter leaves no cotangent behind") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{1.0, 2.0, 3.0});
+    auto w = ad::param(Array<double>{0.5, -1.5});
+    auto bad = ad::make_op("bad_op", Array<double>(x.value()), x,
+                           [](std::size_t, const ad::Var<double>&, const ad::Var<double>&) {
+                               return ad::constant(Array<double>{1.0, 2.0});
+                           });
+    // Walked backwards, w * w is reached (and w's cotangent set) before bad_op fails.
+    auto loss = ad::sum(bad) + ad::sum(w * w);
+    CHECK_THROWS_AS(loss.backward({.retain_graph = true}), ad::shape_error);
+    CHECK(w.grad() == Array<double>{0.0, 0.0});
+    tape.clear();
+    ad::sum(w * w).backward();
+    CHECK(w.grad() == Array<double>{1.0, -3.0});  // exactly 2w: nothing left over from the failed sweep
 }
 
 TEST_CASE("make_op: a result that is not a fresh value is refused, and the tape and the value are untouched") {
