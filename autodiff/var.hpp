@@ -239,6 +239,12 @@ const Var<T>& input_var(const Var<T>& x) { return x; }
 template <class T>
 const Var<T>& input_var(const Var<T>* x) { return *x; }
 
+/// Whether ops record at all on this thread now (a tape is current and grad
+/// mode is on). The ops that VJPs call return before building their own VJP
+/// when this is false, as during a backward sweep without create_graph: its
+/// captures would be counted references made and dropped for nothing.
+inline bool recording() noexcept { return Tape::current() && grad_enabled(); }
+
 /// The tape an op records on: the current one, when recording is on and an
 /// input requires a gradient; nullptr otherwise.
 template <class T, class Inputs>

@@ -68,14 +68,14 @@ template <class T>
 void Optimizer<T>::check_gradients(const char* who) const {
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
         const auto& p = parameters_[i];
+        const Array<T>& grad = p.var.grad();
         // Not p.var.shape(): that builds a Shape, every step.
-        if (!same_extents(p.var.value().shape(), shapes_[i]) || !equal_shapes(p.var.grad(), p.var.value())) {
+        if (!same_extents(p.var.value().shape(), shapes_[i]) || !equal_shapes(grad, p.var.value())) {
             throw shape_error(fmt::format("{}: parameter '{}' has shape {} and gradient shape {}; the optimizer "
                                           "was made for shape {}",
-                                          who, p.name, shape_string(p.var.shape()),
-                                          shape_string_of(p.var.grad()), shape_string(shapes_[i])));
+                                          who, p.name, shape_string(p.var.shape()), shape_string_of(grad),
+                                          shape_string(shapes_[i])));
         }
-        const Array<T>& grad = p.var.grad();
         if (all_finite(grad)) continue;
         const T bad = *std::find_if(grad.data(), grad.data() + grad.size(), [](T g) { return !std::isfinite(g); });
         throw value_error(fmt::format("{}: the gradient of parameter '{}' (shape {}) holds {}; step "

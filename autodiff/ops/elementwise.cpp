@@ -242,6 +242,7 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
     }
     Var<T> out = detail::make_uninitialized<T>(y.value().shape());
     kernels::sigmoid_backward(g.value().data(), y.value().data(), out.mutable_value().data(), out.size());
+    if (!detail::recording()) return out;  // sigmoid's VJP, in a sweep without create_graph
     return make_op("sigmoid_backward", std::move(out), g, y, [g, y](std::size_t i, const Var<T>& h) {
         return i == 0 ? sigmoid_backward(h, y) : h * g * (T(1) - y * T(2));
     });

@@ -76,6 +76,27 @@ Var<T> scaled_squared_error(const Var<T>& pred, const Var<T>& target, T scale) {
     return loss;
 }
 
+/// (p - t) c in one pass into a fresh node: the VJP of half_sse and mse when
+/// nothing records (a sweep without create_graph). Through engine ops it is
+/// three ops and two temporaries, a twentieth of a small model's step.
+template <class T>
+Var<T> scaled_difference(const Var<T>& pred, const Var<T>& target, T c) {
+    Var<T> out = detail::make_uninitialized<T>(pred.value().shape());
+    const T* p = pred.value().data();
+    const T* t = target.value().data();
+    T* o = out.mutable_value().data();
+    for (std::size_t i = 0, n = pred.size(); i < n; ++i) o[i] = (p[i] - t[i]) * c;
+    return out;
+}
+
+/// The VJP of a loss c sum (p - t)^2 (c = `scale` for p, -`scale` for t),
+/// given the loss's one-element cotangent g.
+template <class T>
+Var<T> squared_error_vjp(const Var<T>& pred, const Var<T>& target, const Var<T>& g, T scale) {
+    if (!detail::recording()) return scaled_difference(pred, target, g.value().data()[0] * scale);
+    return (pred - target) * (g * scale);
+}
+
 }  // namespace
 
 template <class T>
@@ -142,7 +163,7 @@ Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     return detail::record_op("half_sse", scaled_squared_error(pred, target, T(0.5) * s),
                              std::array<const Var<T>*, 2>{&pred, &target},
                              [pred, target, s](std::size_t i, const Var<T>& g) {
-                                 return (pred - target) * (g * (i == 0 ? s : -s));
+                                 return squared_error_vjp(pred, target, g, i == 0 ? s : -s);
                              });
 }
 
@@ -152,7 +173,7 @@ Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     T s = reduction_scale<T>(reduction, pred.size());
     return detail::record_op("mse", scaled_squared_error(pred, target, s), std::array<const Var<T>*, 2>{&pred, &target},
                              [pred, target, s](std::size_t i, const Var<T>& g) {
-                                 return (pred - target) * (g * (i == 0 ? 2 * s : -2 * s));
+                                 return squared_error_vjp(pred, target, g, i == 0 ? 2 * s : -2 * s);
                              });
 }
 
