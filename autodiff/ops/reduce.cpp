@@ -110,6 +110,7 @@ Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
     // every dense layer's bias gradient, on small layers mostly bookkeeping.
     Var<T> y = detail::make_uninitialized<T>(reduced_shape(x_shape, ax, keepdims));
     sum_over_axis_into(x.value(), x_shape, ax, y.mutable_value().data());
+    if (!detail::recording()) return y;  // a VJP's sum, in a sweep without create_graph
     return detail::record_op("sum", std::move(y), std::array<const Var<T>*, 1>{&x},
                              [x_shape = detail::SavedShape(x_shape), ax](std::size_t, const Var<T>& g) {
                                  return unreduce(g, x_shape.to_shape(), ax);
