@@ -23,6 +23,16 @@
 
 namespace ad {
 
+namespace {
+
+/// The `size` elements of a contiguous array as a 1-D BLAS operand.
+template <class A>
+auto as_vector(A&& array, std::size_t size) {
+    return xt::adapt(array.data(), size, xt::no_ownership(), std::array<std::size_t, 1>{size});
+}
+
+}  // namespace
+
 namespace detail {
 
 /// matmul, computed into `buffer` when it has the result's shape (a weight
@@ -50,11 +60,9 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
     Var<T> result = fits ? detail::make_value(std::move(*buffer))
                          : detail::make_uninitialized<T>(std::array<std::size_t, 2>{m, n});
     Array<T>& c = result.mutable_value();
-    // A vector on either side takes GEMV: OpenBLAS's GEMM with one column
-    // still packs the whole matrix, which costs as much as the product.
-    auto as_vector = [](auto&& array, std::size_t size) {
-        return xt::adapt(array.data(), size, xt::no_ownership(), std::array<std::size_t, 1>{size});
-    };
+    // A vector on either side takes GEMV, and an outer product (k = 1, the
+    // input gradient of a layer with one output) GER: OpenBLAS's GEMM packs
+    // its operands first, which on such shapes costs more than the product.
     if (k == 0 || m == 0 || n == 0) {
         c.fill(T(0));
     } else if (n == 1 && m > 1) {
@@ -63,6 +71,9 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
     } else if (m == 1 && n > 1) {
         auto row = as_vector(c, n);
         xt::blas::gemv(B, as_vector(A, k), row, !transpose_b);
+    } else if (k == 1) {
+        c.fill(T(0));  // with k = 1, op(A) is m contiguous values and op(B) n, transposed or not
+        xt::blas::ger(as_vector(A, m), as_vector(B, n), c);
     } else {
         xt::blas::gemm(A, B, c, transpose_a, transpose_b);
     }
@@ -123,7 +134,19 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
     Var<T> result = detail::make_uninitialized<T>(std::array<std::size_t, 2>{rows, out});
     Array<T>& y = result.mutable_value();
     for (std::size_t r = 0; r < rows; ++r) std::copy_n(b.data(), out, y.data() + r * out);
-    if (rows != 0 && out != 0 && X.shape()[1] != 0) xt::blas::gemm(X, W, y, false, true, T(1), T(1));
+    const std::size_t in = X.shape()[1];
+    // One output or one row is a matrix-vector product (see matmul_into).
+    if (rows != 0 && out != 0 && in != 0) {
+        if (out == 1) {
+            auto column = as_vector(y, rows);
+            xt::blas::gemv(X, as_vector(W, in), column, false, T(1), T(1));
+        } else if (rows == 1) {
+            auto row = as_vector(y, out);
+            xt::blas::gemv(W, as_vector(X, in), row, false, T(1), T(1));
+        } else {
+            xt::blas::gemm(X, W, y, false, true, T(1), T(1));
+        }
+    }
     return make_op("linear", std::move(result), x, weight, bias,
                    // weight is kept in any case: its own gradient borrows its gradient buffer.
                    [x = detail::kept_for(x, weight), weight](std::size_t i, const Var<T>& g) {

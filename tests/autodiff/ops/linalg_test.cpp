@@ -239,6 +239,33 @@ TEST_CASE("linear: y = x W^T + b matches matmul plus bias, and its gradients mat
     }
 }
 
+TEST_CASE("matmul and linear: one row, one column or k = 1 (GEMV and GER paths) match the loops and finite differences") {
+    std::mt19937_64 rng(78);
+    // (m, k, n): outer products with and without a vector side, and vector results.
+    for (auto [m, k, n] : std::vector<std::array<std::size_t, 3>>{{4, 1, 3}, {1, 1, 3}, {4, 1, 1}, {1, 1, 1}, {4, 3, 1}, {1, 3, 4}}) {
+        for (bool ta : {false, true}) {
+            for (bool tb : {false, true}) {
+                INFO(fmt::format("m {}, k {}, n {}, transpose_a {}, transpose_b {}", m, k, n, ta, tb));
+                Array<double> a = ad::test::uniform(ta ? Shape{k, m} : Shape{m, k}, rng());
+                Array<double> b = ad::test::uniform(tb ? Shape{n, k} : Shape{k, n}, rng());
+                Array<double> expected = naive_matmul(ta ? naive_transpose(a) : a, tb ? naive_transpose(b) : b);
+                CHECK(ad::test::matches(ad::matmul(ad::constant(a), ad::constant(b), ta, tb).value(), expected));
+                CHECK_GRADCHECK(([ta, tb](const Vars& v) { return ad::matmul(v[0], v[1], ta, tb); }),
+                                (std::vector<Array<double>>{a, b}));
+            }
+        }
+    }
+    // (batch, in, out): one output, one row, both.
+    for (auto [batch, in, out] : std::vector<std::array<std::size_t, 3>>{{4, 3, 1}, {1, 3, 4}, {1, 3, 1}, {4, 1, 1}}) {
+        INFO(fmt::format("batch {}, in {}, out {}", batch, in, out));
+        Array<double> x = ad::test::uniform({batch, in}, rng()), w = ad::test::uniform({out, in}, rng()),
+                      b = ad::test::uniform({out}, rng());
+        Array<double> expected = naive_matmul(x, naive_transpose(w)) + b;
+        CHECK(ad::test::matches(ad::linear(ad::constant(x), ad::constant(w), ad::constant(b)).value(), expected));
+        CHECK_GRADCHECK([](const Vars& v) { return ad::linear(v[0], v[1], v[2]); }, (std::vector<Array<double>>{x, w, b}));
+    }
+}
+
 TEST_CASE("linear: operands that do not make a layer are rejected with their shapes, and record nothing") {
     ad::Tape tape;
     auto x = ad::param(ad::test::uniform({4, 3}, 1));
