@@ -31,6 +31,19 @@ Array<double> naive_transpose(const Array<double>& a) {
     return t;
 }
 
+/// Operands stored so that op(a) is m x k and op(b) is k x n, with op(a) op(b)
+/// by the triple loop.
+struct TransposedProduct {
+    Array<double> a, b, expected;
+};
+
+TransposedProduct transposed_product(std::size_t m, std::size_t k, std::size_t n, bool ta, bool tb, std::mt19937_64& rng) {
+    Array<double> a = ad::test::uniform(ta ? Shape{k, m} : Shape{m, k}, rng());
+    Array<double> b = ad::test::uniform(tb ? Shape{n, k} : Shape{k, n}, rng());
+    Array<double> expected = naive_matmul(ta ? naive_transpose(a) : a, tb ? naive_transpose(b) : b);
+    return {a, b, expected};
+}
+
 }  // namespace
 
 TEST_CASE("matmul: forward matches the triple loop for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D") {
@@ -75,10 +88,7 @@ TEST_CASE("matmul with transpose flags: forward matches the triple loop for all 
         for (bool ta : {false, true}) {
             for (bool tb : {false, true}) {
                 INFO(fmt::format("m {}, k {}, n {}, transpose_a {}, transpose_b {}", m, k, n, ta, tb));
-                // Stored so that op(a) is m x k and op(b) is k x n.
-                Array<double> a = ad::test::uniform(ta ? Shape{k, m} : Shape{m, k}, rng());
-                Array<double> b = ad::test::uniform(tb ? Shape{n, k} : Shape{k, n}, rng());
-                Array<double> expected = naive_matmul(ta ? naive_transpose(a) : a, tb ? naive_transpose(b) : b);
+                auto [a, b, expected] = transposed_product(m, k, n, ta, tb, rng);
                 CHECK(ad::test::matches(ad::matmul(ad::constant(a), ad::constant(b), ta, tb).value(), expected));
             }
         }
@@ -246,9 +256,7 @@ TEST_CASE("matmul and linear: one row, one column or k = 1 (GEMV and GER paths) 
         for (bool ta : {false, true}) {
             for (bool tb : {false, true}) {
                 INFO(fmt::format("m {}, k {}, n {}, transpose_a {}, transpose_b {}", m, k, n, ta, tb));
-                Array<double> a = ad::test::uniform(ta ? Shape{k, m} : Shape{m, k}, rng());
-                Array<double> b = ad::test::uniform(tb ? Shape{n, k} : Shape{k, n}, rng());
-                Array<double> expected = naive_matmul(ta ? naive_transpose(a) : a, tb ? naive_transpose(b) : b);
+                auto [a, b, expected] = transposed_product(m, k, n, ta, tb, rng);
                 CHECK(ad::test::matches(ad::matmul(ad::constant(a), ad::constant(b), ta, tb).value(), expected));
                 CHECK_GRADCHECK(([ta, tb](const Vars& v) { return ad::matmul(v[0], v[1], ta, tb); }),
                                 (std::vector<Array<double>>{a, b}));
