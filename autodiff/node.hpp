@@ -226,15 +226,26 @@ private:
         if (size * sizeof(T) > max_value_bytes || closed()) return nullptr;
         auto& nodes = local().nodes;
         const std::size_t stop = nodes.size() > search_depth ? nodes.size() - search_depth : 0;
-        for (std::size_t i = nodes.size(); i-- > stop;) {
+        // The same shape if there is one, else the same size reshaped (which
+        // reallocates nothing but recomputes strides: a small op's worth).
+        auto pop = [&nodes](std::size_t i) {
             Node<T>* node = nodes[i];
-            if (node->value.size() != size) continue;
             nodes[i] = nodes.back();
             nodes.pop_back();
-            if (!same_extents(node->value.shape(), shape)) node->value.resize(shape);  // same size: no reallocation
             return node;
+        };
+        const std::size_t none = nodes.size();
+        std::size_t same_size = none;
+        for (std::size_t i = nodes.size(); i-- > stop;) {
+            const auto& value = nodes[i]->value;
+            if (value.size() != size) continue;
+            if (same_extents(value.shape(), shape)) return pop(i);
+            if (same_size == none) same_size = i;
         }
-        return nullptr;
+        if (same_size == none) return nullptr;
+        Node<T>* node = pop(same_size);
+        node->value.resize(shape);
+        return node;
     }
 
     struct Local {

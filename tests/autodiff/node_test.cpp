@@ -86,6 +86,22 @@ TEST_CASE("node recycling: the same size in another shape is reshaped, recorded 
     CHECK(tall.grad() == Array<float>(2.0f * xt::ones<float>({3, 2})));
 }
 
+TEST_CASE("node recycling: a node of the same shape is taken before a newer one of the same size in another shape") {
+    ad::release_cached_arrays();
+    auto wide = ad::constant(Array<float>(xt::ones<float>({2, 3})));
+    auto tall = ad::constant(Array<float>(xt::ones<float>({3, 2})));
+    const float* tall_storage = nullptr;
+    {
+        auto dead_wide = wide * wide;  // dies last: on top of the list
+        auto dead_tall = tall * tall;
+        tall_storage = dead_tall.value().data();
+    }
+    auto doubled = tall + tall;
+    CHECK(doubled.value().data() == tall_storage);
+    CHECK(doubled.shape() == ad::Shape{3, 2});
+    CHECK(doubled.value() == Array<float>(2.0f * xt::ones<float>({3, 2})));
+}
+
 TEST_CASE("node recycling: large values are not kept, the list is bounded, and release empties it") {
     ad::release_cached_arrays();
     const std::size_t small = Recycler::max_value_bytes / sizeof(float);
