@@ -250,8 +250,8 @@ inline bool recording() noexcept { return Tape::current() && grad_enabled(); }
 template <class T, class Inputs>
 Tape* recording_tape(const char* op, const Inputs& inputs) {
     for (const auto& x : inputs) check_defined(op, input_var<T>(x));
+    if (!recording()) return nullptr;
     Tape* tape = Tape::current();
-    if (!tape || !grad_enabled()) return nullptr;
     bool any = false;
     for (const auto& x : inputs) {
         const Var<T>& v = input_var<T>(x);
