@@ -179,6 +179,21 @@ Var<T> scalar(T value);
 template <class T>
 Var<T> stop_gradient(const Var<T>& x) { return x.detach(); }
 
+/// The VJP of a fused op, in two stages: `through(grad, result)` takes the
+/// result's cotangent back through the fused last step (an activation) once
+/// per sweep, and `per_input(i, through_grad)` gives input i's cotangent from
+/// that. With a plain `vjp(i, grad)` every input would redo the first stage.
+template <class Through, class PerInput>
+struct StagedVjp {
+    Through through;
+    PerInput per_input;
+};
+
+template <class Through, class PerInput>
+StagedVjp<Through, PerInput> staged_vjp(Through through, PerInput per_input) {
+    return {std::move(through), std::move(per_input)};
+}
+
 namespace detail {
 
 /// Throws the tape_error of check_same_tape.
@@ -368,14 +383,21 @@ std::vector<InputSlot<T>> input_slots(const std::vector<Var<T>>& xs, const Tape&
     return slots;
 }
 
+template <class Vjp>
+struct IsStagedVjp : std::false_type {};
+template <class Through, class PerInput>
+struct IsStagedVjp<StagedVjp<Through, PerInput>> : std::true_type {};
+
 /// The record an op appends. Its VJP is `vjp(i, grad) -> input i's
 /// cotangent`, or `vjp(i, grad, result)` when it reads the op's result (the
-/// record then keeps the result alive); it is called only for inputs that
-/// require a gradient. Returned cotangents may keep a broadcast shape: the
-/// record sums them back to the input's shape in one place.
+/// record then keeps the result alive), or a StagedVjp; it is called only for
+/// inputs that require a gradient. Returned cotangents may keep a broadcast
+/// shape: the record sums them back to the input's shape in one place.
 template <class T, class Inputs, class Vjp>
 struct OpRecord {
-    static constexpr bool reads_result = std::is_invocable_v<Vjp&, std::size_t, const Var<T>&, const Var<T>&>;
+    static constexpr bool staged = IsStagedVjp<Vjp>::value;
+    static constexpr bool reads_result =
+        staged || std::is_invocable_v<Vjp&, std::size_t, const Var<T>&, const Var<T>&>;
 
     const char* op;
     CotangentSlot<T> slot;
@@ -396,11 +418,14 @@ struct OpRecord {
             // recycled for the cotangents still to come, instead of all of
             // them living until the sweep ends.
             Var<T> grad(std::move(slot));
+            if constexpr (staged) grad = vjp.through(grad, result);  // once, for every input's part
             for (std::size_t i = 0; i < inputs.size(); ++i) {
                 auto& in = inputs[i];
                 if (!in.slot) continue;
                 if (in.parameter && !*in.slot) note_reached(*in.parameter);
-                if constexpr (reads_result) {
+                if constexpr (staged) {
+                    accumulate_cotangent(*in.slot, fit_gradient(op, vjp.per_input(i, grad), in.shape));
+                } else if constexpr (reads_result) {
                     accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad, result), in.shape));
                 } else {
                     accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad), in.shape));
@@ -440,6 +465,7 @@ Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp)
 /// is `vjp(i, grad)`: the cotangent of input i given the
 /// cotangent `grad` of the result. A VJP that needs the result itself takes it
 /// as a third argument, `vjp(i, grad, result)`, and the tape then keeps it.
+/// A fused op passes a StagedVjp (staged_vjp(through, per_input)).
 /// Capture by value (Vars, evaluated arrays) only what the VJP reads: that is
 /// what the tape holds until the backward sweep. Every op of the engine is
 /// written this way, and so are users' own ops (custom ops): write the VJP

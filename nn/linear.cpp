@@ -41,7 +41,7 @@ Linear<T>::Linear(Array<T> weight, Array<T> bias) {
 }
 
 template <class T>
-Var<T> Linear<T>::forward(const Var<T>& x) {
+void Linear<T>::check_input(const Var<T>& x) const {
     if (!x.defined()) throw tape_error(fmt::format("{}: the input is an empty Var", describe()));
     const auto& s = x.value().shape();  // not x.shape(): that builds a vector, every step
     if (s.size() != 2 || s[1] != in_) {
@@ -51,7 +51,18 @@ Var<T> Linear<T>::forward(const Var<T>& x) {
     if (s[0] == 0) {
         throw value_error(fmt::format("{}: empty batch (input has shape {})", describe(), shape_string_of(x.value())));
     }
+}
+
+template <class T>
+Var<T> Linear<T>::forward(const Var<T>& x) {
+    check_input(x);
     return linear(x, weight_, bias_);
+}
+
+template <class T>
+Var<T> Linear<T>::forward_sigmoid(const Var<T>& x) {
+    check_input(x);
+    return linear_sigmoid(x, weight_, bias_);
 }
 
 template <class T>

@@ -30,6 +30,9 @@ public:
     Linear(Array<T> weight, Array<T> bias);
 
     Var<T> forward(const Var<T>& x) override;
+    /// sigmoid(forward(x)) as one op (ad::linear_sigmoid): what Sequential
+    /// runs for this layer when a Sigmoid follows it.
+    Var<T> forward_sigmoid(const Var<T>& x);
     std::vector<NamedParameter<T>> parameters() const override;
     std::string describe() const override;
 
@@ -39,6 +42,8 @@ public:
     const Var<T>& bias() const { return bias_; }
 
 private:
+    void check_input(const Var<T>& x) const;
+
     std::size_t in_;
     std::size_t out_;
     Var<T> weight_;

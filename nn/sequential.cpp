@@ -7,10 +7,28 @@
 namespace ad::nn {
 
 template <class T>
+Sequential<T>::Sequential(std::vector<ModulePtr<T>> layers) : layers_(std::move(layers)) {
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        if (!layers_[i]) throw value_error(fmt::format("Sequential: layer {} is null", i));
+    }
+    find_fusions();
+}
+
+template <class T>
 Sequential<T>& Sequential<T>::add(ModulePtr<T> layer) {
     if (!layer) throw value_error("Sequential::add: the module is null");
     layers_.push_back(std::move(layer));
+    find_fusions();
     return *this;
+}
+
+template <class T>
+void Sequential<T>::find_fusions() {
+    fused_with_next_.assign(layers_.size(), false);
+    for (std::size_t i = 0; i + 1 < layers_.size(); ++i) {
+        fused_with_next_[i] = dynamic_cast<const Linear<T>*>(layers_[i].get()) != nullptr &&
+                              dynamic_cast<const Sigmoid<T>*>(layers_[i + 1].get()) != nullptr;
+    }
 }
 
 namespace {
@@ -29,7 +47,13 @@ Var<T> Sequential<T>::forward(const Var<T>& x) {
         // The context string is built only on the error path: forward runs every step.
         auto where = [&] { return fmt::format("layers.{} ({})", i, layers_[i]->describe()); };
         try {
-            a = layers_[i]->forward(a);
+            if (fused_with_next_[i]) {
+                // The Sigmoid cannot fail, so an error here is the Linear's: i stays its index.
+                a = static_cast<Linear<T>&>(*layers_[i]).forward_sigmoid(a);
+                ++i;
+            } else {
+                a = layers_[i]->forward(a);
+            }
         } catch (const shape_error& e) {
             rethrow_with(e, where() + ": " + e.what());
         } catch (const value_error& e) {

@@ -21,7 +21,7 @@ template <class T>
 class Sequential : public Module<T> {
 public:
     Sequential() = default;
-    explicit Sequential(std::vector<ModulePtr<T>> layers) : layers_(std::move(layers)) {}
+    explicit Sequential(std::vector<ModulePtr<T>> layers);
 
     /// Appends a module (shared: the same module can sit in two models).
     Sequential& add(ModulePtr<T> layer);
@@ -42,6 +42,11 @@ public:
 
 private:
     std::vector<ModulePtr<T>> layers_;
+    // fused_with_next_[i]: layer i is a Linear and layer i + 1 a Sigmoid, run
+    // as one op (Linear::forward_sigmoid). Found when layers are added, not
+    // in every forward.
+    std::vector<bool> fused_with_next_;
+    void find_fusions();
 };
 
 /// The multi-layer perceptron: Linear(sizes[0], sizes[1]), activation,

@@ -7,7 +7,9 @@
 //
 // 1-D operands are reshaped to a row (left) or a column (right) and back.
 //
-//   linear   y = x W^T + b      x: g W      W: g^T x      b: column sums of g
+//   linear          y = x W^T + b            x: g W      W: g^T x      b: column sums of g
+//   linear_sigmoid  y = sigma(x W^T + b)     the same with d = sigmoid_backward(g, y) for g,
+//                                            computed once per sweep (a StagedVjp)
 //
 // A parameter's gradient GEMM writes into the parameter's own gradient buffer
 // when zero_grad() has left it free (detail::lend_grad_buffer): a training
@@ -19,6 +21,7 @@
 #include <xtensor-blas/xblas.hpp>
 #include <xtensor/xadapt.hpp>
 
+#include "autodiff/kernels.hpp"
 #include "autodiff/ops/all.hpp"
 
 namespace ad {
@@ -118,17 +121,21 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     return ra == 1 && rb == 1 ? reshape(c, {}) : reshape(c, {-1});
 }
 
+namespace {
+
+/// x W^T + b into a fresh node, after checking that the operands make a
+/// layer (`op` names the caller in the error).
 template <class T>
-Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
-    for (const auto* v : {&x, &weight, &bias}) detail::check_defined("linear", *v);
+Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
+    for (const auto* v : {&x, &weight, &bias}) detail::check_defined(op, *v);
     const auto& X = x.value();
     const auto& W = weight.value();
     const auto& b = bias.value();
     if (X.dimension() != 2 || W.dimension() != 2 || b.dimension() != 1 || X.shape()[1] != W.shape()[1] ||
         b.shape()[0] != W.shape()[0]) {
-        throw shape_error(fmt::format("linear: input {}, weight {} and bias {} do not fit y = x W^T + b (expects "
+        throw shape_error(fmt::format("{}: input {}, weight {} and bias {} do not fit y = x W^T + b (expects "
                                       "(batch, in), (out, in), (out,))",
-                                      shape_string_of(X), shape_string_of(W), shape_string_of(b)));
+                                      op, shape_string_of(X), shape_string_of(W), shape_string_of(b)));
     }
     std::size_t rows = X.shape()[0], out = W.shape()[0];
     Var<T> result = detail::make_uninitialized<T>(std::array<std::size_t, 2>{rows, out});
@@ -147,19 +154,58 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
             xt::blas::gemm(X, W, y, false, true, T(1), T(1));
         }
     }
+    return result;
+}
+
+/// linear's VJP for input i given d, the cotangent of x W^T + b.
+template <class T>
+Var<T> affine_product_vjp(std::size_t i, const Var<T>& d, const Var<T>& x, const Var<T>& weight) {
+    if (i == 0) return matmul(d, weight);
+    if (i == 1) return detail::matmul_into(detail::lend_grad_buffer(weight), d, x, true, false);
+    return sum(d, 0);
+}
+
+}  // namespace
+
+template <class T>
+Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
+    Var<T> result = affine_product("linear", x, weight, bias);  // first: it checks the operands
     return make_op("linear", std::move(result), x, weight, bias,
                    // weight is kept in any case: its own gradient borrows its gradient buffer.
                    [x = detail::kept_for(x, weight), weight](std::size_t i, const Var<T>& g) {
-                       if (i == 0) return matmul(g, weight);
-                       if (i == 1) return detail::matmul_into(detail::lend_grad_buffer(weight), g, x, true, false);
-                       return sum(g, 0);
+                       return affine_product_vjp(i, g, x, weight);
                    });
+}
+
+template <class T>
+Var<T> linear_sigmoid(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
+    Var<T> result = affine_product("linear_sigmoid", x, weight, bias);
+    Array<T>& y = result.mutable_value();
+    kernels::sigmoid(y.data(), y.data(), y.size());
+    return make_op("linear_sigmoid", std::move(result), x, weight, bias,
+                   staged_vjp(
+                       [](const Var<T>& g, const Var<T>& y) {
+                           // Without create_graph, a cotangent that nothing else holds (the
+                           // record has just let go of it) is overwritten in place: no new
+                           // value per layer in the sweep.
+                           if (!detail::recording() && g.node_ptr().use_count() == 1 &&
+                               equal_shapes(g.value(), y.value())) {
+                               Array<T>& d = g.mutable_value();
+                               kernels::sigmoid_backward(d.data(), y.value().data(), d.data(), d.size());
+                               return g;
+                           }
+                           return sigmoid_backward(g, y);
+                       },
+                       [x = detail::kept_for(x, weight), weight](std::size_t i, const Var<T>& d) {
+                           return affine_product_vjp(i, d, x, weight);
+                       }));
 }
 
 #define AD_INSTANTIATE(T)                                                  \
     template Var<T> matmul(const Var<T>&, const Var<T>&);                  \
     template Var<T> matmul(const Var<T>&, const Var<T>&, bool, bool);      \
-    template Var<T> linear(const Var<T>&, const Var<T>&, const Var<T>&);
+    template Var<T> linear(const Var<T>&, const Var<T>&, const Var<T>&);   \
+    template Var<T> linear_sigmoid(const Var<T>&, const Var<T>&, const Var<T>&);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

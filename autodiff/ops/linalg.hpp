@@ -18,4 +18,11 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose
 template <class T>
 Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias);
 
+/// sigmoid(linear(x, weight, bias)) as one op: the sigmoid runs in place on
+/// the product while it is in cache, and the tape holds one record and one
+/// value per layer instead of two (nn::Sequential fuses a Linear followed by
+/// a Sigmoid into it).
+template <class T>
+Var<T> linear_sigmoid(const Var<T>& x, const Var<T>& weight, const Var<T>& bias);
+
 }  // namespace ad

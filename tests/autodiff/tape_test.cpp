@@ -106,6 +106,40 @@ TEST_CASE("tape: a record's cotangent is dropped as soon as its VJP has run, not
     CHECK(xt::allclose(x.grad(), xt::exp(x.value())));
 }
 
+TEST_CASE("tape: a staged VJP runs its first stage once per sweep, for every input's part, and double backward goes through it") {
+    // y = exp(a * b): through = g y, then a: d b, b: d a.
+    auto a = ad::param(Array<double>{0.5, -1.0});
+    auto b = ad::param(Array<double>{2.0, 0.25});
+    int through_calls = 0;
+    std::vector<std::size_t> parts;
+    ad::Tape tape;
+    auto y = ad::make_op("exp_of_product", Array<double>(xt::exp(a.value() * b.value())), a, b,
+                         ad::staged_vjp(
+                             [&](const ad::Var<double>& g, const ad::Var<double>& result) {
+                                 ++through_calls;
+                                 return g * result;
+                             },
+                             [&, a, b](std::size_t i, const ad::Var<double>& d) {
+                                 parts.push_back(i);
+                                 return i == 0 ? d * b : d * a;
+                             }));
+    CHECK(tape.size() == 1);
+    auto loss = ad::sum(y);
+    auto grads = ad::grad(loss, {a, b}, {.create_graph = true});
+    CHECK(through_calls == 1);
+    CHECK(parts == std::vector<std::size_t>{0, 1});
+    const Array<double> e = xt::exp(a.value() * b.value());
+    CHECK(xt::allclose(grads[0].value(), e * b.value()));
+    CHECK(xt::allclose(grads[1].value(), e * a.value()));
+    // d/da sum(g y b) = e b^2 (+ 1 from the recorded part d * b for b): the
+    // first stage's product g y was recorded, and its y leads back through
+    // this record once more.
+    ad::sum(grads[0]).backward();
+    CHECK(through_calls == 2);
+    CHECK(xt::allclose(a.grad(), e * b.value() * b.value()));
+    CHECK(xt::allclose(b.grad(), e * a.value() * b.value() + e));
+}
+
 TEST_CASE("tape: keep_results keeps every record's result for inspection") {
     ad::Tape tape({.keep_results = true});
     auto w = ad::param(Array<double>{1.0, 2.0});

@@ -180,6 +180,7 @@ TEST_CASE("var: every op given an empty Var says so by its name, whichever input
         {"softplus", [&] { (void)ad::softplus(e); }}, {"clamp", [&] { (void)ad::clamp(e, 0.0, 1.0); }},
         {"matmul", [&] { (void)ad::matmul(p, e); }}, {"matmul", [&] { (void)ad::matmul(e, p, true, false); }},
         {"linear", [&] { (void)ad::linear(p, e, ad::param(Array<double>{1.0, 2.0})); }},
+        {"linear_sigmoid", [&] { (void)ad::linear_sigmoid(e, p, ad::param(Array<double>{1.0, 2.0})); }},
         {"sum", [&] { (void)ad::sum(e); }}, {"sum", [&] { (void)ad::sum(e, 0); }}, {"mean", [&] { (void)ad::mean(e); }},
         {"mean", [&] { (void)ad::mean(e, 1); }}, {"max", [&] { (void)ad::max(e); }}, {"max", [&] { (void)ad::max(e, 0); }},
         {"sum_to_shape", [&] { (void)ad::sum_to_shape(e, {2}); }}, {"reshape", [&] { (void)ad::reshape(e, {4}); }},

@@ -49,6 +49,47 @@ TEST_CASE("MLP: forward is the composition of its layers") {
     CHECK(model(x).value() == expected.value());
 }
 
+TEST_CASE("Sequential: a Linear followed by a Sigmoid runs as one op, with the layers' values and gradients") {
+    nn::MLP<double> model({3, 4, 5, 2}, {nn::Activation::sigmoid, nn::Activation::tanh, nn::Activation::sigmoid}, 11);
+    Array<double> x = test::uniform({6, 3}, 12), y = test::uniform({6, 2}, 13);
+    std::size_t records = 0;
+    auto grads_of = [&](bool by_layers) {
+        model.zero_grad();
+        Tape tape;
+        Var<double> out = constant(x);
+        if (by_layers) {
+            for (std::size_t i = 0; i < model.size(); ++i) out = model.layer(i)->forward(out);
+        } else {
+            out = model(out);
+        }
+        records = tape.size();
+        auto loss = nn::half_sse(out, y);
+        loss.backward();
+        std::vector<Array<double>> g{out.value()};
+        for (const auto& p : model.parameters()) g.push_back(p.var.grad());
+        return g;
+    };
+    auto layers = grads_of(true);
+    CHECK(records == 6);
+    auto fused = grads_of(false);
+    CHECK(records == 4);  // linear_sigmoid, linear, tanh, linear_sigmoid
+    REQUIRE(fused.size() == layers.size());
+    for (std::size_t i = 0; i < fused.size(); ++i) CHECK(test::max_abs_diff(fused[i], layers[i]) == 0.0);
+
+    // Fusion follows the layers as they are added.
+    nn::Sequential<double> growing;
+    growing.add(nn::Linear<double>(3, 2, 1));
+    Tape tape;
+    (void)growing(constant(x));
+    CHECK(tape.size() == 1);
+    growing.add(nn::Sigmoid<double>());
+    (void)growing(constant(x));
+    CHECK(tape.size() == 2);
+    growing.add(nn::Sigmoid<double>());  // a Sigmoid after a Sigmoid stays a layer of its own
+    (void)growing(constant(x));
+    CHECK(tape.size() == 4);
+}
+
 TEST_CASE("Sequential: errors name the layer and the shapes, and keep their type") {
     nn::MLP<double> model({2, 3, 1});
     try {
@@ -73,6 +114,8 @@ TEST_CASE("Sequential: errors name the layer and the shapes, and keep their type
     CHECK_THROWS_AS(nn::MLP<double>({3}), value_error);
     CHECK_THROWS_AS(nn::MLP<double>({3, 2}, std::vector<nn::Activation>{}), value_error);
     CHECK_THROWS_AS(broken.add(nn::ModulePtr<double>{}), value_error);
+    CHECK_THROWS_WITH_AS(nn::Sequential<double>({std::make_shared<nn::Sigmoid<double>>(), nullptr}),
+                         "Sequential: layer 1 is null", value_error);
 }
 
 TEST_CASE("MLP: gradients of a deep mixed net match finite differences") {

@@ -72,6 +72,8 @@ const std::vector<OpCase>& op_cases() {
         {"matmul vector", [](const Vars& x) { return ad::tanh(ad::matmul(x[0], x[1])); }, {{2, 3}, {3}}},
         {"matmul transposed", [](const Vars& x) { return ad::tanh(ad::matmul(x[0], x[1], true, true)); }, {{3, 2}, {4, 3}}},
         {"linear", [](const Vars& x) { return ad::tanh(ad::linear(x[0], x[1], x[2])); }, {{3, 2}, {4, 2}, {4}}},
+        {"linear_sigmoid", [](const Vars& x) { return ad::linear_sigmoid(x[0], x[1], x[2]); }, {{3, 2}, {4, 2}, {4}}},
+        {"linear_sigmoid one output", [](const Vars& x) { return ad::linear_sigmoid(x[0], x[1], x[2]); }, {{3, 2}, {1, 2}, {1}}},
         {"softmax", [](const Vars& x) { return ad::softmax(x[0], 0); }, {{3, 2}}},
         {"log_softmax", [](const Vars& x) { return ad::log_softmax(x[0], 1); }, {{3, 2}}},
         {"softmax_cross_entropy", [](const Vars& x) { return ad::softmax_cross_entropy(x[0], ad::softmax(x[1])); }, {{3, 4}, {3, 4}}},

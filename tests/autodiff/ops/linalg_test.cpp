@@ -274,16 +274,67 @@ TEST_CASE("matmul and linear: one row, one column or k = 1 (GEMV and GER paths) 
     }
 }
 
-TEST_CASE("linear: operands that do not make a layer are rejected with their shapes, and record nothing") {
+TEST_CASE("linear, linear_sigmoid: operands that do not make a layer are rejected with their shapes, and record nothing") {
+    using Layer = Var<double> (*)(const Var<double>&, const Var<double>&, const Var<double>&);
+    for (auto [name, layer] : {std::pair<std::string, Layer>{"linear", ad::linear<double>},
+                               std::pair<std::string, Layer>{"linear_sigmoid", ad::linear_sigmoid<double>}}) {
+        INFO(name);
+        ad::Tape tape;
+        auto x = ad::param(ad::test::uniform({4, 3}, 1));
+        auto w = ad::param(ad::test::uniform({2, 5}, 2));
+        auto b = ad::param(ad::test::uniform({2}, 3));
+        CHECK_THROWS_WITH_AS(layer(x, w, b),
+                             (name + ": input (4, 3), weight (2, 5) and bias (2,) do not fit y = x W^T + b (expects "
+                                     "(batch, in), (out, in), (out,))")
+                                 .c_str(),
+                             ad::shape_error);
+        CHECK(tape.size() == 0);
+    }
+}
+
+TEST_CASE("linear_sigmoid: sigmoid(linear) in one record, same values and gradients, and finite differences agree") {
+    std::mt19937_64 rng(79);
+    // (batch, in, out): GEMM, one output (GEMV), one row (GEMV), both.
+    for (auto [batch, in, out] : std::vector<std::array<std::size_t, 3>>{{4, 3, 5}, {4, 3, 1}, {1, 3, 4}, {1, 3, 1}}) {
+        INFO(fmt::format("batch {}, in {}, out {}", batch, in, out));
+        Array<double> x = ad::test::uniform({batch, in}, rng()), w = ad::test::uniform({out, in}, rng()),
+                      b = ad::test::uniform({out}, rng()), c = ad::test::uniform({batch, out}, rng());
+        auto grads_of = [&](bool fused, std::size_t& records) {
+            auto xv = ad::param(x), wv = ad::param(w), bv = ad::param(b);
+            ad::Tape tape;
+            auto y = fused ? ad::linear_sigmoid(xv, wv, bv) : ad::sigmoid(ad::linear(xv, wv, bv));
+            records = tape.size();
+            ad::sum(y * ad::constant(c)).backward();
+            return std::vector<Array<double>>{y.value(), xv.grad(), wv.grad(), bv.grad()};
+        };
+        std::size_t fused_records = 0, plain_records = 0;
+        auto fused = grads_of(true, fused_records);
+        auto plain = grads_of(false, plain_records);
+        CHECK(fused_records == 1);
+        CHECK(plain_records == 2);
+        for (std::size_t i = 0; i < fused.size(); ++i) CHECK(ad::test::matches(fused[i], plain[i]));
+        CHECK_GRADCHECK([](const Vars& v) { return ad::linear_sigmoid(v[0], v[1], v[2]); },
+                        (std::vector<Array<double>>{x, w, b}));
+    }
+}
+
+TEST_CASE("linear_sigmoid: the cotangent is overwritten in place only when nothing else holds it") {
+    Array<double> x = ad::test::uniform({3, 2}, 81), w = ad::test::uniform({4, 2}, 82), b = ad::test::uniform({4}, 83),
+                  c = ad::test::uniform({3, 4}, 84);
+    auto xv = ad::param(x), wv = ad::param(w), bv = ad::param(b);
     ad::Tape tape;
-    auto x = ad::param(ad::test::uniform({4, 3}, 1));
-    auto w = ad::param(ad::test::uniform({2, 5}, 2));
-    auto b = ad::param(ad::test::uniform({2}, 3));
-    CHECK_THROWS_WITH_AS(ad::linear(x, w, b),
-                         "linear: input (4, 3), weight (2, 5) and bias (2,) do not fit y = x W^T + b (expects "
-                         "(batch, in), (out, in), (out,))",
-                         ad::shape_error);
-    CHECK(tape.size() == 0);
+    auto y = ad::linear_sigmoid(xv, wv, bv);
+    const Array<double> s = y.value();
+    const Array<double> expected_x = naive_matmul(Array<double>(c * s * (1.0 - s)), w);
+    // A seed the caller holds.
+    auto seed = ad::constant(c);
+    auto by_seed = ad::grad(y, {xv}, seed, {.retain_graph = true});
+    CHECK(seed.value() == c);
+    CHECK(ad::test::matches(by_seed[0].value(), expected_x));
+    // The cotangent of y itself, read while the sweep runs.
+    auto by_loss = ad::grad(ad::sum(y * ad::constant(c)), {y, xv});
+    CHECK(by_loss[0].value() == c);
+    CHECK(ad::test::matches(by_loss[1].value(), expected_x));
 }
 
 TEST_CASE("linear and matmul: a weight gradient is computed into the parameter's own buffer, right in every path") {
