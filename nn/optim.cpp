@@ -35,6 +35,7 @@ Optimizer<T>::Optimizer(std::vector<NamedParameter<T>> parameters) : parameters_
         }
         shapes_.push_back(p.var.shape());
     }
+    checked_gradients_.reserve(parameters_.size());
 }
 
 template <class T>
@@ -65,7 +66,8 @@ bool all_finite(const Array<T>& values) {
 }  // namespace
 
 template <class T>
-void Optimizer<T>::check_gradients(const char* who) const {
+const std::vector<const Array<T>*>& Optimizer<T>::check_gradients(const char* who) {
+    checked_gradients_.clear();
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
         const auto& p = parameters_[i];
         const Array<T>& grad = p.var.grad();
@@ -76,12 +78,16 @@ void Optimizer<T>::check_gradients(const char* who) const {
                                           who, p.name, shape_string(p.var.shape()), shape_string_of(grad),
                                           shape_string(shapes_[i])));
         }
-        if (all_finite(grad)) continue;
+        if (all_finite(grad)) {
+            checked_gradients_.push_back(&grad);
+            continue;
+        }
         const T bad = *std::find_if(grad.data(), grad.data() + grad.size(), [](T g) { return !std::isfinite(g); });
         throw value_error(fmt::format("{}: the gradient of parameter '{}' (shape {}) holds {}; step "
                                       "skipped, parameters unchanged",
                                       who, p.name, shape_string(p.var.shape()), bad));
     }
+    return checked_gradients_;
 }
 
 template <class T>
@@ -103,7 +109,7 @@ template <class T>
 void SGD<T>::step() {
     // Once the gradients pass the checks nothing below can fail (short of
     // memory), so the update runs in place: no new parameter arrays per step.
-    this->check_gradients("SGD::step");
+    const auto& grads = this->check_gradients("SGD::step");
     NoGrad no_grad;  // nothing an optimizer computes belongs on a tape
     const T lr = this->learning_rate_, mu = T(options_.momentum), wd = T(options_.weight_decay);
     const bool use_momentum = options_.momentum != 0;
@@ -115,12 +121,12 @@ void SGD<T>::step() {
         if (!use_momentum && wd == T(0)) {
             // A loop, not xtensor's assignment, which costs more than the
             // update itself on a small layer (shapes checked above).
-            const T* grad = p.grad().data();
+            const T* grad = grads[i]->data();
             T* v = value.data();
             for (std::size_t k = 0, n = value.size(); k < n; ++k) v[k] -= lr * grad[k];
             continue;
         }
-        Array<T> direction = p.grad() + wd * value;
+        Array<T> direction = *grads[i] + wd * value;
         if (use_momentum) {
             if (first_step) {
                 velocity_[i] = direction;
@@ -150,7 +156,7 @@ Adam<T>::Adam(std::vector<NamedParameter<T>> parameters, AdamOptions options)
 
 template <class T>
 void Adam<T>::step() {
-    this->check_gradients("Adam::step");
+    const auto& grads = this->check_gradients("Adam::step");
     NoGrad no_grad;
     const T lr = this->learning_rate_, b1 = T(options_.beta1), b2 = T(options_.beta2), eps = T(options_.eps),
             wd = T(options_.weight_decay);
@@ -160,7 +166,7 @@ void Adam<T>::step() {
     std::vector<Array<T>> values, m, v;
     for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
         const auto& p = this->parameters_[i].var;
-        Array<T> g = wd != T(0) ? Array<T>(p.grad() + wd * p.value()) : p.grad();
+        Array<T> g = wd != T(0) ? Array<T>(*grads[i] + wd * p.value()) : *grads[i];
         if (m_.empty()) {
             m.push_back((T(1) - b1) * g);
             v.push_back((T(1) - b2) * g * g);

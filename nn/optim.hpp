@@ -37,13 +37,16 @@ public:
     std::size_t steps() const { return steps_; }
 
 protected:
-    /// The checks every step makes before it changes anything.
-    void check_gradients(const char* who) const;
+    /// The checks every step makes before it changes anything; returns the
+    /// gradients it checked, in parameter order (valid until the next
+    /// backward), so that the step does not look them up again.
+    const std::vector<const Array<T>*>& check_gradients(const char* who);
     /// Swaps `values` into the parameters; cannot throw.
     void commit(std::vector<Array<T>>& values) noexcept;
 
     std::vector<NamedParameter<T>> parameters_;
     std::vector<Shape> shapes_;
+    std::vector<const Array<T>*> checked_gradients_;  // check_gradients' result, kept to reuse its storage
     T learning_rate_ = T(0);
     std::size_t steps_ = 0;
 };
