@@ -125,6 +125,17 @@ TEST_CASE("sum, mean, max along one axis: forward values match loops for every a
     }
 }
 
+TEST_CASE("sum along one axis: narrow and wide rows (fewer and more elements than a vector) match the loops") {
+    std::mt19937_64 rng(7);
+    for (const Shape& s : {Shape{5, 1}, Shape{5, 3}, Shape{5, 7}, Shape{5, 8}, Shape{5, 17}, Shape{2, 5, 3}, Shape{2, 5, 9}}) {
+        Array<double> x0 = ad::test::uniform(s, rng());
+        for (std::size_t axis = 0; axis < s.size(); ++axis) {
+            INFO(fmt::format("sum of {} along {}", ad::shape_string(s), axis));
+            CHECK(ad::test::matches(ad::sum(ad::constant(x0), long(axis)).value(), axis_cases[0].reference(x0, axis, false)));
+        }
+    }
+}
+
 TEST_CASE("sum, mean, max over all axes: gradients match finite differences over random shapes") {
     std::mt19937_64 rng(7);
     for (int round = 0; round < 6; ++round) {
