@@ -38,6 +38,12 @@ const ModelData& model_data(const std::string& name);
 /// The learning rate every implementation's SGD uses.
 constexpr float kLearningRate = 0.01f;
 
+/// Repetitions of the benchmarks whose iteration takes microseconds (the xor
+/// step, the op chain), whatever --benchmark_repetitions says. On this shared
+/// machine their repetitions spread by 20-25% (cv), and the median of 5 or 9
+/// moved tape/hand by 10% and more between runs; 15 cost a few seconds.
+constexpr int kShortRepetitions = 15;
+
 /// GEMM FLOPs of one training step (2 m n k per GEMM): per layer the forward
 /// GEMM and the weight-gradient GEMM, and the input-gradient GEMM for every
 /// layer but the first (the data needs no gradient, so no implementation

@@ -281,6 +281,7 @@ void register_mlp_step() {
                                                        fn, spec.name, threads);
                 b->UseRealTime()->Unit(unit);
                 if (heavy) b->MinTime(0.3);
+                if (spec.name == "xor") b->Repetitions(bench::kShortRepetitions);
             };
             add("tape", tape_step);
             add("hand", hand_step);

@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include "autodiff/autodiff.hpp"
+#include "bench_common.hpp"
 #include "bench_suite.hpp"
 
 namespace {
@@ -73,8 +74,10 @@ void xarray_floor(benchmark::State& state) {
 namespace bench {
 
 void register_op_overhead() {
-    benchmark::RegisterBenchmark("op_overhead/tape", tape_chain)->UseRealTime()->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark("op_overhead/xarray_floor", xarray_floor)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    for (auto* b : {benchmark::RegisterBenchmark("op_overhead/tape", tape_chain),
+                    benchmark::RegisterBenchmark("op_overhead/xarray_floor", xarray_floor)}) {
+        b->UseRealTime()->Unit(benchmark::kMicrosecond)->Repetitions(kShortRepetitions);
+    }
     register_torch_op_overhead();
 }
 

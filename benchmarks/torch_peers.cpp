@@ -86,10 +86,14 @@ void register_torch_mlp_step(const std::string& model, int threads) {
         ("mlp_step/libtorch/" + model + "/threads:" + std::to_string(threads)).c_str(), torch_step, model, threads);
     b->UseRealTime()->Unit(model == "xor" ? benchmark::kMicrosecond : benchmark::kMillisecond);
     if (model == "wide") b->MinTime(0.3);
+    if (model == "xor") b->Repetitions(kShortRepetitions);
 }
 
 void register_torch_op_overhead() {
-    benchmark::RegisterBenchmark("op_overhead/libtorch", torch_chain)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("op_overhead/libtorch", torch_chain)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond)
+        ->Repetitions(kShortRepetitions);
 }
 
 }  // namespace bench
