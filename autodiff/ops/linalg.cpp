@@ -17,9 +17,10 @@
 
 #include "autodiff/ops/linalg.hpp"
 
+#include <limits>
+
 #include <fmt/format.h>
 #include <xtensor-blas/xblas.hpp>
-#include <xtensor/xadapt.hpp>
 
 #include "autodiff/kernels.hpp"
 #include "autodiff/ops/all.hpp"
@@ -28,11 +29,41 @@ namespace ad {
 
 namespace {
 
-/// The `size` elements of a contiguous array as a 1-D BLAS operand.
-template <class A>
-auto as_vector(A&& array, std::size_t size) {
-    return xt::adapt(array.data(), size, xt::no_ownership(), std::array<std::size_t, 1>{size});
+// CBLAS on row-major buffers, straight: xtensor-blas's wrappers build an
+// adaptor per vector operand and go through cxxblas, about 100 instructions
+// per call, a few percent of a small layer's training step.
+
+/// A dimension as BLAS's int (checked: a larger one would be truncated).
+int blas_int(const char* op, std::size_t n) {
+    if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+        throw shape_error(fmt::format("{}: dimension {} is beyond BLAS's int", op, n));
+    }
+    return static_cast<int>(n);
 }
+
+CBLAS_TRANSPOSE transpose_flag(bool transpose) { return transpose ? CblasTrans : CblasNoTrans; }
+
+/// C (m x n) = alpha op(A) op(B) + beta C; lda, ldb: the stored row lengths.
+void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+          float beta, float* c) {
+    cblas_sgemm(CblasRowMajor, transpose_flag(ta), transpose_flag(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, n);
+}
+void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b, int ldb,
+          double beta, double* c) {
+    cblas_dgemm(CblasRowMajor, transpose_flag(ta), transpose_flag(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, n);
+}
+
+/// y = alpha op(A) x + beta y for A stored (rows, cols).
+void gemv(bool ta, int rows, int cols, float alpha, const float* a, const float* x, float beta, float* y) {
+    cblas_sgemv(CblasRowMajor, transpose_flag(ta), rows, cols, alpha, a, cols, x, 1, beta, y, 1);
+}
+void gemv(bool ta, int rows, int cols, double alpha, const double* a, const double* x, double beta, double* y) {
+    cblas_dgemv(CblasRowMajor, transpose_flag(ta), rows, cols, alpha, a, cols, x, 1, beta, y, 1);
+}
+
+/// A (m x n) += x y^T.
+void ger(int m, int n, const float* x, const float* y, float* a) { cblas_sger(CblasRowMajor, m, n, 1.0f, x, 1, y, 1, a, n); }
+void ger(int m, int n, const double* x, const double* y, double* a) { cblas_dger(CblasRowMajor, m, n, 1.0, x, 1, y, 1, a, n); }
 
 }  // namespace
 
@@ -66,19 +97,20 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
     // A vector on either side takes GEMV, and an outer product (k = 1, the
     // input gradient of a layer with one output) GER: OpenBLAS's GEMM packs
     // its operands first, which on such shapes costs more than the product.
+    const int rows_a = blas_int("matmul", A.shape()[0]), cols_a = blas_int("matmul", A.shape()[1]);
+    const int rows_b = blas_int("matmul", B.shape()[0]), cols_b = blas_int("matmul", B.shape()[1]);
     if (k == 0 || m == 0 || n == 0) {
         c.fill(T(0));
     } else if (n == 1 && m > 1) {
-        auto column = as_vector(c, m);
-        xt::blas::gemv(A, as_vector(B, k), column, transpose_a);
+        gemv(transpose_a, rows_a, cols_a, T(1), A.data(), B.data(), T(0), c.data());
     } else if (m == 1 && n > 1) {
-        auto row = as_vector(c, n);
-        xt::blas::gemv(B, as_vector(A, k), row, !transpose_b);
+        gemv(!transpose_b, rows_b, cols_b, T(1), B.data(), A.data(), T(0), c.data());
     } else if (k == 1) {
         c.fill(T(0));  // with k = 1, op(A) is m contiguous values and op(B) n, transposed or not
-        xt::blas::ger(as_vector(A, m), as_vector(B, n), c);
+        ger(int(m), int(n), A.data(), B.data(), c.data());
     } else {
-        xt::blas::gemm(A, B, c, transpose_a, transpose_b);
+        gemm(transpose_a, transpose_b, int(m), int(n), int(k), T(1), A.data(), cols_a, B.data(), cols_b, T(0),
+             c.data());
     }
     if (!detail::recording()) return result;  // a VJP's product, in a sweep without create_graph
     return make_op("matmul", std::move(result), a, b, [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
@@ -141,17 +173,15 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
     Var<T> result = detail::make_uninitialized<T>(std::array<std::size_t, 2>{rows, out});
     Array<T>& y = result.mutable_value();
     for (std::size_t r = 0; r < rows; ++r) std::copy_n(b.data(), out, y.data() + r * out);
-    const std::size_t in = X.shape()[1];
+    const int batch = blas_int(op, rows), outputs = blas_int(op, out), inputs = blas_int(op, X.shape()[1]);
     // One output or one row is a matrix-vector product (see matmul_into).
-    if (rows != 0 && out != 0 && in != 0) {
-        if (out == 1) {
-            auto column = as_vector(y, rows);
-            xt::blas::gemv(X, as_vector(W, in), column, false, T(1), T(1));
-        } else if (rows == 1) {
-            auto row = as_vector(y, out);
-            xt::blas::gemv(W, as_vector(X, in), row, false, T(1), T(1));
+    if (batch != 0 && outputs != 0 && inputs != 0) {
+        if (outputs == 1) {
+            gemv(false, batch, inputs, T(1), X.data(), W.data(), T(1), y.data());
+        } else if (batch == 1) {
+            gemv(false, outputs, inputs, T(1), W.data(), X.data(), T(1), y.data());
         } else {
-            xt::blas::gemm(X, W, y, false, true, T(1), T(1));
+            gemm(false, true, batch, outputs, inputs, T(1), X.data(), inputs, W.data(), inputs, T(1), y.data());
         }
     }
     return result;
