@@ -5,14 +5,16 @@
 //   tape      our engine through nn: MLP, nn::half_sse, SGD, one ad::Tape
 //             cleared after every step
 //   hand      the hand-derived backward pass (backprop-math.md section 3) with
-//             cblas_sgemm into buffers allocated once and the engine's own
-//             vectorised sigmoid kernels (autodiff/kernels.hpp): the floor for any tape
+//             the tape's BLAS calls (GEMM, or GEMV / GER on vector shapes) into
+//             buffers allocated once and the engine's own vectorised sigmoid
+//             kernels (autodiff/kernels.hpp): the floor for any tape
 //   textbook  nn::textbook_backward as written (allocates its arrays every call)
 //   libtorch  see torch_peers.cpp
 //
 // sgemm/<n>/threads:<n>: the GEMM rate of this machine measured in the same
 // run, for the "share of the sgemm rate" ratios.
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -104,22 +106,38 @@ struct HandModel {
 
     const float* activation(std::size_t l) const { return l == 0 ? x.data() : A[l - 1].data(); }
 
-    // The step's three kinds of GEMM, for layer l: Z^l = A^(l-1) (W^l)^T,
+    /// C (m x n) = op(A) op(B), A stored with rows of lda and B of ldb, by
+    /// the BLAS routine the engine picks for the shape (detail::matmul_into in
+    /// autodiff/ops/linalg.cpp): GEMV when either side is a vector, GER for an
+    /// outer product (k = 1), else GEMM. The floor uses the tape's BLAS calls.
+    static void product(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+                        float* c) {
+        const auto flag = [](bool t) { return t ? CblasTrans : CblasNoTrans; };
+        if (n == 1 && m > 1) {
+            cblas_sgemv(CblasRowMajor, flag(ta), ta ? k : m, lda, 1.0f, a, lda, b, 1, 0.0f, c, 1);
+        } else if (m == 1 && n > 1) {
+            cblas_sgemv(CblasRowMajor, flag(!tb), tb ? n : k, ldb, 1.0f, b, ldb, a, 1, 0.0f, c, 1);
+        } else if (k == 1) {
+            std::fill(c, c + std::size_t(m) * std::size_t(n), 0.0f);
+            cblas_sger(CblasRowMajor, m, n, 1.0f, a, 1, b, 1, c, n);
+        } else {
+            cblas_sgemm(CblasRowMajor, flag(ta), flag(tb), m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+        }
+    }
+
+    // The step's three kinds of product, for layer l: Z^l = A^(l-1) (W^l)^T,
     // dW^l = (Delta^l)^T A^(l-1), and Delta^(l-1) (before sigma') = Delta^l W^l.
     void forward_gemm(std::size_t l) {
         const int n = int(sizes[l]), k = int(sizes[l - 1]);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(B), n, k, 1.0f, activation(l - 1), k,
-                    W[l - 1].data(), k, 0.0f, A[l - 1].data(), n);
+        product(false, true, int(B), n, k, activation(l - 1), k, W[l - 1].data(), k, A[l - 1].data());
     }
     void weight_grad_gemm(std::size_t l) {
         const int n = int(sizes[l]), k = int(sizes[l - 1]);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, int(B), 1.0f, delta[l - 1].data(), n,
-                    activation(l - 1), k, 0.0f, dW[l - 1].data(), k);
+        product(true, false, n, k, int(B), delta[l - 1].data(), n, activation(l - 1), k, dW[l - 1].data());
     }
     void input_grad_gemm(std::size_t l) {
         const int n = int(sizes[l]), k = int(sizes[l - 1]);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(B), k, n, 1.0f, delta[l - 1].data(), n,
-                    W[l - 1].data(), k, 0.0f, delta[l - 2].data(), k);
+        product(false, false, int(B), k, n, delta[l - 1].data(), n, W[l - 1].data(), k, delta[l - 2].data());
     }
 
     /// The step's GEMMs alone, in the step's order and on its buffers: what
@@ -142,8 +160,9 @@ struct HandModel {
             for (std::size_t r = 0; r < B; ++r) {
                 float* row = a + r * std::size_t(n);
                 for (int j = 0; j < n; ++j) row[j] += bias[j];
-                ad::kernels::sigmoid(row, row, std::size_t(n));
             }
+            // One call for the layer: per row, a narrow layer's tail costs more than its values.
+            ad::kernels::sigmoid(a, a, B * std::size_t(n));
         }
         // Loss and Delta^L.
         const std::size_t nL = sizes[L];
