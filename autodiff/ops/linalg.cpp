@@ -20,7 +20,7 @@
 #include <limits>
 
 #include <fmt/format.h>
-#include <xtensor-blas/xblas.hpp>
+#include <xtensor-blas/xblas.hpp>  // the CBLAS declarations (not <cblas.h>: both define CBLAS_ORDER)
 
 #include "autodiff/kernels.hpp"
 #include "autodiff/ops/all.hpp"
