@@ -218,9 +218,25 @@ Var<T> sigmoid(const Var<T>& x) {
     detail::check_defined("sigmoid", x);
     Var<T> out = detail::make_uninitialized<T>(x.value().shape());
     kernels::sigmoid(x.value().data(), out.mutable_value().data(), out.size());
-    return make_op("sigmoid", std::move(out), x,
-                   [](std::size_t, const Var<T>& g, const Var<T>& y) { return sigmoid_backward(g, y); });
+    return make_op("sigmoid", std::move(out), x, [](std::size_t, const Var<T>& g, const Var<T>& y) {
+        return detail::sigmoid_backward_in_sweep(g, y);
+    });
 }
+
+namespace detail {
+
+template <class T>
+Var<T> sigmoid_backward_in_sweep(const Var<T>& g, const Var<T>& y) {
+    // use_count 1: the sweep's own copy, which it drops after this VJP.
+    if (!recording() && g.node_ptr().use_count() == 1 && equal_shapes(g.value(), y.value())) {
+        Array<T>& d = g.mutable_value();
+        kernels::sigmoid_backward(d.data(), y.value().data(), d.data(), d.size());
+        return g;
+    }
+    return sigmoid_backward(g, y);
+}
+
+}  // namespace detail
 
 template <class T>
 Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
@@ -294,7 +310,8 @@ Var<T> clamp(const Var<T>& x, T lo, T hi) {
     template Var<T> tanh(const Var<T>&);                                   \
     template Var<T> relu(const Var<T>&);                                   \
     template Var<T> softplus(const Var<T>&);                               \
-    template Var<T> clamp(const Var<T>&, T, T);
+    template Var<T> clamp(const Var<T>&, T, T);                            \
+    template Var<T> detail::sigmoid_backward_in_sweep(const Var<T>&, const Var<T>&);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

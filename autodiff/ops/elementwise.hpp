@@ -53,4 +53,14 @@ template <class T> Var<T> operator*(same_t<T> s, const Var<T>& x) { return scale
 template <class T> Var<T> operator/(const Var<T>& x, same_t<T> s) { return scale(x, T(1) / s); }
 template <class T> Var<T> operator/(same_t<T> s, const Var<T>& x) { return scale(pow(x, T(-1)), s); }
 
+namespace detail {
+
+/// sigmoid_backward(g, y) inside a sweep, for a VJP whose cotangent g is
+/// read by no other part of the VJP (sigmoid's, linear_sigmoid's first
+/// stage): without create_graph, a g that nothing else holds is overwritten
+/// in place and returned, instead of a new value per sigmoid layer.
+template <class T> Var<T> sigmoid_backward_in_sweep(const Var<T>& g, const Var<T>& y);
+
+}  // namespace detail
+
 }  // namespace ad

@@ -62,8 +62,12 @@ void gemv(bool ta, int rows, int cols, double alpha, const double* a, const doub
 }
 
 /// A (m x n) += x y^T.
-void ger(int m, int n, const float* x, const float* y, float* a) { cblas_sger(CblasRowMajor, m, n, 1.0f, x, 1, y, 1, a, n); }
-void ger(int m, int n, const double* x, const double* y, double* a) { cblas_dger(CblasRowMajor, m, n, 1.0, x, 1, y, 1, a, n); }
+void ger(int m, int n, const float* x, const float* y, float* a) {
+    cblas_sger(CblasRowMajor, m, n, 1.0f, x, 1, y, 1, a, n);
+}
+void ger(int m, int n, const double* x, const double* y, double* a) {
+    cblas_dger(CblasRowMajor, m, n, 1.0, x, 1, y, 1, a, n);
+}
 
 }  // namespace
 
@@ -214,18 +218,7 @@ Var<T> linear_sigmoid(const Var<T>& x, const Var<T>& weight, const Var<T>& bias)
     kernels::sigmoid(y.data(), y.data(), y.size());
     return make_op("linear_sigmoid", std::move(result), x, weight, bias,
                    staged_vjp(
-                       [](const Var<T>& g, const Var<T>& y) {
-                           // Without create_graph, a cotangent that nothing else holds (the
-                           // record has just let go of it) is overwritten in place: no new
-                           // value per layer in the sweep.
-                           if (!detail::recording() && g.node_ptr().use_count() == 1 &&
-                               equal_shapes(g.value(), y.value())) {
-                               Array<T>& d = g.mutable_value();
-                               kernels::sigmoid_backward(d.data(), y.value().data(), d.data(), d.size());
-                               return g;
-                           }
-                           return sigmoid_backward(g, y);
-                       },
+                       [](const Var<T>& g, const Var<T>& y) { return detail::sigmoid_backward_in_sweep(g, y); },
                        [x = detail::kept_for(x, weight), weight](std::size_t i, const Var<T>& d) {
                            return affine_product_vjp(i, d, x, weight);
                        }));

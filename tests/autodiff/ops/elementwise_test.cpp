@@ -430,3 +430,19 @@ TEST_CASE("sigmoid_backward: g y (1 - y) in one pass, differentiable in both arg
     CHECK_THROWS_WITH_AS(ad::sigmoid_backward(ad::constant(g), ad::constant(Array<double>{1.0, 2.0})),
                          "sigmoid_backward: cotangent (3, 4) and result (2,) differ in shape", ad::shape_error);
 }
+
+TEST_CASE("sigmoid: the sweep overwrites a cotangent in place only when nothing else holds it") {
+    Array<double> x0 = ad::test::uniform({3, 4}, 85), c = ad::test::uniform({3, 4}, 86);
+    auto x = ad::param(x0);
+    ad::Tape tape;
+    auto y = ad::sigmoid(x);
+    const Array<double> s = y.value();
+    const Array<double> expected = c * s * (1.0 - s);
+    auto seed = ad::constant(c);  // a seed the caller holds
+    auto by_seed = ad::grad(y, {x}, seed, {.retain_graph = true});
+    CHECK(seed.value() == c);
+    CHECK(ad::test::matches(by_seed[0].value(), expected));
+    auto by_loss = ad::grad(ad::sum(y * ad::constant(c)), {y, x});  // y's cotangent, read during the sweep
+    CHECK(by_loss[0].value() == c);
+    CHECK(ad::test::matches(by_loss[1].value(), expected));
+}
