@@ -445,4 +445,7 @@ TEST_CASE("sigmoid: the sweep overwrites a cotangent in place only when nothing 
     auto by_loss = ad::grad(ad::sum(y * ad::constant(c)), {y, x});  // y's cotangent, read during the sweep
     CHECK(by_loss[0].value() == c);
     CHECK(ad::test::matches(by_loss[1].value(), expected));
+    // add's VJP hands the same cotangent to both sigmoids: the first to run must not overwrite it.
+    auto shared = ad::grad(ad::sum((ad::sigmoid(x) + ad::sigmoid(x)) * ad::constant(c)), {x});
+    CHECK(ad::test::matches(shared[0].value(), Array<double>(2.0 * expected)));
 }
