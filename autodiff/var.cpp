@@ -19,7 +19,7 @@ void Var<T>::throw_empty() {
 }
 
 template <class T>
-const Array<T>& Var<T>::grad() const {
+const Array<T>& Var<T>::checked_grad() const {
     auto& n = node();
     if (!n.is_leaf) {
         throw tape_error(fmt::format(

@@ -105,7 +105,13 @@ public:
 
     const Array<T>& value() const { return node().value; }
     /// The gradient accumulated by backward() into a parameter (zeros until then).
-    const Array<T>& grad() const;
+    const Array<T>& grad() const {
+        // Inline for a parameter whose gradient is written: optimizers read
+        // every parameter's every step.
+        const node_type& n = node();
+        if (n.is_leaf && n.requires_grad && n.grad && !n.grad_is_zero) return *n.grad;
+        return checked_grad();
+    }
     /// Resets grad() to zeros. Lazily, like PyTorch's set_to_none: the zeros
     /// are written when grad() is next called, and the next backward may
     /// instead hand its result over; a reference to grad() kept from before
@@ -151,6 +157,7 @@ public:
 
 private:
     void backward_from(const Array<T>& seed, BackwardOptions options) const;
+    const Array<T>& checked_grad() const;
     node_type& node() const {
         if (!node_) throw_empty();  // inline: every op reads its inputs through here
         return *node_;
