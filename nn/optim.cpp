@@ -110,22 +110,25 @@ void SGD<T>::step() {
     // Once the gradients pass the checks nothing below can fail (short of
     // memory), so the update runs in place: no new parameter arrays per step.
     const auto& grads = this->check_gradients("SGD::step");
-    NoGrad no_grad;  // nothing an optimizer computes belongs on a tape
     const T lr = this->learning_rate_, mu = T(options_.momentum), wd = T(options_.weight_decay);
     const bool use_momentum = options_.momentum != 0;
+    if (!use_momentum && wd == T(0)) {
+        // Plain SGD: a loop per parameter, not xtensor's assignment, which
+        // costs more than the update itself on a small layer (shapes checked above).
+        for (std::size_t i = 0; i < grads.size(); ++i) {
+            const T* grad = grads[i]->data();
+            Array<T>& value = this->parameters_[i].var.mutable_value();
+            T* v = value.data();
+            for (std::size_t k = 0, n = value.size(); k < n; ++k) v[k] -= lr * grad[k];
+        }
+        ++this->steps_;
+        return;
+    }
+    NoGrad no_grad;  // nothing an optimizer computes belongs on a tape
     const bool first_step = velocity_.empty();
     if (use_momentum && first_step) velocity_.resize(this->parameters_.size());
     for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
-        auto& p = this->parameters_[i].var;
-        Array<T>& value = p.mutable_value();
-        if (!use_momentum && wd == T(0)) {
-            // A loop, not xtensor's assignment, which costs more than the
-            // update itself on a small layer (shapes checked above).
-            const T* grad = grads[i]->data();
-            T* v = value.data();
-            for (std::size_t k = 0, n = value.size(); k < n; ++k) v[k] -= lr * grad[k];
-            continue;
-        }
+        Array<T>& value = this->parameters_[i].var.mutable_value();
         Array<T> direction = *grads[i] + wd * value;
         if (use_momentum) {
             if (first_step) {
