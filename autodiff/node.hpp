@@ -160,24 +160,16 @@ public:
     /// Where a node goes when its last Var does: on top of the list if its
     /// value is small, else destroyed. A full list first destroys its older
     /// half: nodes of a computation that is over (another model's sizes)
-    /// must not keep the current one from recycling.
-    static void recycle(Node<T>* node) noexcept {
+    /// must not keep the current one from recycling. Out of line: inlined
+    /// into every NodeRef release it grew their callers and slowed the op chain.
+    [[gnu::noinline]] static void recycle(Node<T>* node) noexcept {
         node->reset();  // first: releasing its cotangent may recycle other nodes
-        if (node->value.size() * sizeof(T) <= max_value_bytes && !closed()) {
-            try {
-                auto& nodes = local().nodes;  // its first use on a thread allocates, and may throw
-                if (nodes.size() == max_nodes) {
-                    const auto older_half = nodes.begin() + static_cast<std::ptrdiff_t>(max_nodes / 2);
-                    for (auto it = nodes.begin(); it != older_half; ++it) destroy(*it);
-                    nodes.erase(nodes.begin(), older_half);
-                }
-                nodes.push_back(node);  // within the reserved capacity
-                return;
-            } catch (...) {
-                // Out of memory: the node is simply destroyed.
-            }
+        std::vector<Node<T>*>* nodes = live_list();
+        if (nodes && nodes->size() < max_nodes && node->value.size() * sizeof(T) <= max_value_bytes) {
+            nodes->push_back(node);  // within the reserved capacity: cannot throw
+            return;
         }
-        destroy(node);
+        recycle_slowly(node);
     }
 
     /// Destroys the kept nodes of the calling thread.
@@ -219,12 +211,36 @@ private:
         Pool::deallocate(node);
     }
 
+    /// recycle() when its list is full or not made yet, or the value is large.
+    [[gnu::noinline]] static void recycle_slowly(Node<T>* node) noexcept {
+        if (node->value.size() * sizeof(T) <= max_value_bytes && !closed()) {
+            try {
+                auto& nodes = local().nodes;  // its first use on a thread allocates, and may throw
+                if (nodes.size() == max_nodes) {
+                    const auto older_half = nodes.begin() + static_cast<std::ptrdiff_t>(max_nodes / 2);
+                    for (auto it = nodes.begin(); it != older_half; ++it) destroy(*it);
+                    nodes.erase(nodes.begin(), older_half);
+                }
+                nodes.push_back(node);  // within the reserved capacity
+                return;
+            } catch (...) {
+                // Out of memory: the node is simply destroyed.
+            }
+        }
+        destroy(node);
+    }
+
     template <class S>
     static Node<T>* take(const S& shape) {
         std::size_t size = 1;
         for (auto extent : shape) size *= static_cast<std::size_t>(extent);
-        if (size * sizeof(T) > max_value_bytes || closed()) return nullptr;
-        auto& nodes = local().nodes;
+        if (size * sizeof(T) > max_value_bytes) return nullptr;
+        std::vector<Node<T>*>* live = live_list();
+        if (!live) {
+            if (closed()) return nullptr;
+            live = &local().nodes;  // the first use on this thread
+        }
+        auto& nodes = *live;
         const std::size_t stop = nodes.size() > search_depth ? nodes.size() - search_depth : 0;
         // The same shape if there is one, else the same size reshaped (which
         // reallocates nothing but recomputes strides: a small op's worth).
@@ -249,9 +265,13 @@ private:
     }
 
     struct Local {
-        Local() { nodes.reserve(max_nodes); }
+        Local() {
+            nodes.reserve(max_nodes);
+            live_list() = &nodes;
+        }
         ~Local() {
             closed() = true;  // nodes that die later on this thread are destroyed at once
+            live_list() = nullptr;
             // The block pool of this thread may be gone already: free to the heap.
             for (Node<T>* node : nodes) {
                 node->~Node();
@@ -263,6 +283,14 @@ private:
 
     static Local& local() { return PerThread<Local>::get(); }
     static bool& closed() noexcept { return PerThread<Local>::ended(); }
+    /// The calling thread's list while it lives, else nullptr. A plain
+    /// pointer: reading it needs no check that the list was made, which a
+    /// thread_local object with a constructor costs on every access, and
+    /// recycle() and take() run for every value.
+    static std::vector<Node<T>*>*& live_list() noexcept {
+        thread_local std::vector<Node<T>*>* nodes = nullptr;
+        return nodes;
+    }
 };
 
 /// The first reference to a node fresh from the recycler.
