@@ -212,7 +212,7 @@ Var<T> bias_gradient(const Var<T>& d) {
 /// linear's VJP for input i given d, the cotangent of x W^T + b.
 template <class T>
 Var<T> affine_product_vjp(std::size_t i, const Var<T>& d, const Var<T>& x, const Var<T>& weight) {
-    if (i == 0) return matmul(d, weight);
+    if (i == 0) return detail::matmul_into<T>(std::nullopt, d, weight, false, false);
     if (i == 1) return detail::matmul_into(detail::lend_grad_buffer(weight), d, x, true, false);
     return bias_gradient(d);
 }
