@@ -192,8 +192,8 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
 }
 
 /// The bias's cotangent: d's column sums. Outside create_graph straight into
-/// a node: through sum() (axis checks, a reduced shape built and matched)
-/// it cost twice the sums themselves on a small layer.
+/// a node: through sum(), its axis check and reduced shape built and matched
+/// cost more than the sums themselves on a small layer.
 template <class T>
 Var<T> bias_gradient(const Var<T>& d) {
     if (detail::recording()) return sum(d, 0);
