@@ -10,11 +10,14 @@
 //             kernels (autodiff/kernels.hpp): the floor for any tape
 //   textbook  nn::textbook_backward as written (allocates its arrays every call)
 //   libtorch  see torch_peers.cpp
+//   paired    (xor only) tape and hand steps in alternating blocks of one
+//             benchmark: the tape/hand ratio with both under the same load
 //
 // sgemm/<n>/threads:<n>: the GEMM rate of this machine measured in the same
 // run, for the "share of the sgemm rate" ratios.
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -222,6 +225,36 @@ void hand_step(benchmark::State& state, const std::string& name, int threads) {
     set_step_counters(state, d, first);
 }
 
+/// The tape's and the hand's xor steps in alternating blocks of one benchmark,
+/// each block timed: the machine's slow and quiet phases last seconds, longer
+/// than a repetition, and separate benchmarks caught the tape in one and the
+/// hand in the other (tape/hand 2.2-3.5x between full runs of the same code).
+/// Here both see the same phases, and `tape_over_hand` is the ratio of their
+/// summed times; the benchmark's own time is one block of each.
+void paired_step(benchmark::State& state, const std::string& name, int threads) {
+    using Clock = std::chrono::steady_clock;
+    constexpr int block = 64;  // steps per block: about 0.1 ms of the tape's, so a clock read is noise
+    bench::set_blas_threads(threads);
+    const ModelData& d = bench::model_data(name);
+    TapeModel tape_model(d);
+    HandModel hand_model(d);
+    ad::Tape tape;
+    tape_model.step(tape);
+    hand_model.step();
+    Clock::duration tape_time{}, hand_time{};
+    for (auto _ : state) {
+        const auto start = Clock::now();
+        for (int i = 0; i < block; ++i) benchmark::DoNotOptimize(tape_model.step(tape));
+        const auto middle = Clock::now();
+        for (int i = 0; i < block; ++i) benchmark::DoNotOptimize(hand_model.step());
+        const auto end = Clock::now();
+        tape_time += middle - start;
+        hand_time += end - middle;
+    }
+    state.counters["tape_over_hand"] = std::chrono::duration<double>(tape_time).count() /
+                                       std::chrono::duration<double>(hand_time).count();
+}
+
 /// Not an implementation: the hand step's GEMMs without anything else, the
 /// floor for the goals stated against the GEMM time.
 void gemms_step(benchmark::State& state, const std::string& name, int threads) {
@@ -306,6 +339,7 @@ void register_mlp_step() {
             add("hand", hand_step);
             add("textbook", textbook_step);
             if (spec.name != "xor") add("gemms", gemms_step);
+            if (spec.name == "xor") add("paired", paired_step);
             register_torch_mlp_step(spec.name, threads);
         }
     }

@@ -124,6 +124,8 @@ class Report:
                 for i in IMPLS:
                     flops = flops or self.counter(f"mlp_step/{i}/{key}", "gemm_flops")
                 tape, hand = times["tape"], times["hand"]
+                # tape/hand from alternating blocks of one benchmark (mlp_step/paired): both under the same load.
+                paired = self.counter(f"mlp_step/paired/{key}", "tape_over_hand")
                 tape_gf = flops / tape / 1e9 if flops and tape else None
                 hand_gf = flops / hand / 1e9 if flops and hand else None
                 gemm_time = flops / (sg * 1e9) if flops and sg else None
@@ -134,6 +136,7 @@ class Report:
                     *(fmt_time(times[i]) for i in IMPLS),
                     fmt_ratio(ratio(tape, times["libtorch"])),
                     fmt_ratio(ratio(tape, times["hand"])),
+                    fmt_ratio(paired),
                     "-" if tape_gf is None else f"{tape_gf:.3g}",
                     "-" if sg is None else f"{sg:.3g}",
                     share(tape_gf), share(hand_gf),
@@ -149,16 +152,23 @@ class Report:
                               None if tg is None else tg <= 1.3)
                 if model == "xor":
                     self.goal(f"xor tape/libtorch <= 0.05 ({threads} thr)", fmt_ratio(tl), None if tl is None else tl <= 0.05)
-                    self.goal(f"xor tape/hand <= 2 ({threads} thr)", fmt_ratio(th), None if th is None else th <= 2)
+                    # Judged on the paired ratio where there is one: the two medians may come from different
+                    # phases of the machine's load.
+                    judged = th if paired is None else paired
+                    shown = fmt_ratio(th) if paired is None else f"{fmt_ratio(paired)} paired ({fmt_ratio(th)} from the medians)"
+                    self.goal(f"xor tape/hand <= 2 ({threads} thr)", shown, None if judged is None else judged <= 2)
                 if model == "wide":
                     self.goal(f"wide tape >= 85% of sgemm rate ({threads} thr)",
                               f"{share(tape_gf)} (hand {share(hand_gf)})",
                               None if tape_gf is None or not sg else tape_gf / sg >= 0.85)
         self.out("### mlp_step (median time per training step)")
         self.out()
-        self.table(["model", "thr", *IMPLS, "tape/libtorch", "tape/hand", "tape GFLOP/s", "sgemm GFLOP/s",
+        self.table(["model", "thr", *IMPLS, "tape/libtorch", "tape/hand", "tape/hand paired", "tape GFLOP/s", "sgemm GFLOP/s",
                     "tape % of sgemm", "hand % of sgemm", "tape / GEMM time", "hand / GEMM time",
                     "GEMMs alone / GEMM time"], rows)
+        self.out("`tape/hand paired`: the two steps in alternating blocks of one benchmark (`mlp_step/paired`), "
+                 "so that both run under the same load; the median over its repetitions of the ratio of summed times.")
+        self.out()
         self.out("`GEMMs alone`: the hand step's GEMM calls and nothing else (`mlp_step/gemms`): what these "
                  "shapes cost in BLAS at this thread count, against the 1024^3 sgemm rate.")
         self.out()
