@@ -191,30 +191,13 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
     return result;
 }
 
-/// The bias's cotangent: d's column sums. Outside create_graph straight into
-/// a node: through sum(), its axis check and reduced shape built and matched
-/// cost more than the sums themselves on a small layer.
-template <class T>
-Var<T> bias_gradient(const Var<T>& d) {
-    if (detail::recording()) return sum(d, 0);
-    const auto& D = d.value();
-    const std::size_t rows = D.shape()[0], cols = D.shape()[1];
-    Var<T> result = detail::make_uninitialized<T>(std::array<std::size_t, 1>{cols});
-    T* sums = result.mutable_value().data();
-    const T* in = D.data();
-    std::fill(sums, sums + cols, T(0));
-    for (std::size_t r = 0; r < rows; ++r) {
-        for (std::size_t j = 0; j < cols; ++j) sums[j] += in[r * cols + j];
-    }
-    return result;
-}
-
 /// linear's VJP for input i given d, the cotangent of x W^T + b.
 template <class T>
 Var<T> affine_product_vjp(std::size_t i, const Var<T>& d, const Var<T>& x, const Var<T>& weight) {
     if (i == 0) return detail::matmul_into<T>(std::nullopt, d, weight, false, false);
     if (i == 1) return detail::matmul_into(detail::lend_grad_buffer(weight), d, x, true, false);
-    return bias_gradient(d);
+    // Outside create_graph straight into a node (detail::column_sums).
+    return detail::recording() ? sum(d, 0) : detail::column_sums(d);
 }
 
 }  // namespace

@@ -129,6 +129,18 @@ Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
                              });
 }
 
+namespace detail {
+
+template <class T>
+Var<T> column_sums(const Var<T>& x) {
+    const auto& x_shape = x.value().shape();
+    Var<T> y = make_uninitialized<T>(std::array<std::size_t, 1>{x_shape[1]});
+    sum_over_axis_into(x.value(), x_shape, 0, y.mutable_value().data());
+    return y;
+}
+
+}  // namespace detail
+
 template <class T>
 Var<T> mean(const Var<T>& x) {
     detail::check_defined("mean", x);
@@ -208,7 +220,8 @@ Var<T> sum_to_shape(const Var<T>& x, const Shape& shape) {
     template Var<T> mean(const Var<T>&, long, bool);               \
     template Var<T> max(const Var<T>&);                            \
     template Var<T> max(const Var<T>&, long, bool);                \
-    template Var<T> sum_to_shape(const Var<T>&, const Shape&);
+    template Var<T> sum_to_shape(const Var<T>&, const Shape&);     \
+    template Var<T> detail::column_sums(const Var<T>&);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

@@ -17,4 +17,11 @@ template <class T> Var<T> max(const Var<T>& x, long axis, bool keepdims = false)
 /// result has `shape`: the VJP of broadcasting, used by every binary op.
 template <class T> Var<T> sum_to_shape(const Var<T>& x, const Shape& shape);
 
+namespace detail {
+/// sum(x, 0) of a 2-D x, unrecorded: a layer's bias gradient in a sweep
+/// without create_graph, where sum()'s axis check and reduced shape cost
+/// more than the sums on a small layer.
+template <class T> Var<T> column_sums(const Var<T>& x);
+}  // namespace detail
+
 }  // namespace ad
