@@ -6,8 +6,9 @@
 //             cleared after every step
 //   hand      the hand-derived backward pass (backprop-math.md section 3) with
 //             the tape's BLAS calls (GEMM, or GEMV / GER on vector shapes) into
-//             buffers allocated once and the engine's own vectorised sigmoid
-//             kernels (autodiff/kernels.hpp): the floor for any tape
+//             buffers allocated once, and the engine's own kernels
+//             (autodiff/kernels.hpp: vectorised sigmoid, SGD's axpy): the
+//             floor for any tape
 //   textbook  nn::textbook_backward as written (allocates its arrays every call)
 //   libtorch  see torch_peers.cpp
 //   paired    (xor only) tape and hand steps in alternating blocks of one
@@ -196,8 +197,8 @@ struct HandModel {
         }
         // SGD.
         for (std::size_t l = 0; l < L; ++l) {
-            for (std::size_t i = 0; i < W[l].size(); ++i) W[l][i] -= kLr * dW[l][i];
-            for (std::size_t i = 0; i < b[l].size(); ++i) b[l][i] -= kLr * db[l][i];
+            ad::kernels::axpy(W[l].size(), -kLr, dW[l].data(), W[l].data());
+            ad::kernels::axpy(b[l].size(), -kLr, db[l].data(), b[l].data());
         }
         return loss;
     }

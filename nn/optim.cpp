@@ -8,6 +8,8 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 
+#include "autodiff/kernels.hpp"
+
 namespace ad::nn {
 namespace {
 
@@ -113,13 +115,12 @@ void SGD<T>::step() {
     const T lr = this->learning_rate_, mu = T(options_.momentum), wd = T(options_.weight_decay);
     const bool use_momentum = options_.momentum != 0;
     if (!use_momentum && wd == T(0)) {
-        // Plain SGD: a loop per parameter, not xtensor's assignment, which
-        // costs more than the update itself on a small layer (shapes checked above).
+        // Plain SGD: one axpy per parameter (shapes checked above), on
+        // OpenBLAS's threads for a large layer; xtensor's assignment cost
+        // more than the update itself on a small one.
         for (std::size_t i = 0; i < grads.size(); ++i) {
-            const T* grad = grads[i]->data();
             Array<T>& value = this->parameters_[i].var.mutable_value();
-            T* v = value.data();
-            for (std::size_t k = 0, n = value.size(); k < n; ++k) v[k] -= lr * grad[k];
+            kernels::axpy(value.size(), -lr, grads[i]->data(), value.data());
         }
         ++this->steps_;
         return;

@@ -134,3 +134,23 @@ TEST_CASE_TEMPLATE("kernels: the output may alias an input", T, float, double) {
     CHECK(into_g == out);
     CHECK(into_y == out);
 }
+
+TEST_CASE_TEMPLATE("kernels: axpy adds alpha x to y on short and long vectors, touching nothing past n", T, float,
+                   double) {
+    // Either side of the loop/BLAS switch, and past OpenBLAS's threading size.
+    for (std::size_t n : {0, 1, 255, 256, 257, 20001}) {
+        std::vector<T> x(n + 1), y(n + 1);
+        for (std::size_t i = 0; i <= n; ++i) {
+            x[i] = T(0.5) + T(i % 13);
+            y[i] = T(3) - T(i % 7);
+        }
+        const std::vector<T> before = y;
+        ad::kernels::axpy(n, T(-0.25), x.data(), y.data());
+        INFO("n = ", n);
+        for (std::size_t i = 0; i < n; ++i) {
+            // Exact: every product and sum here is a multiple of 1/8 well within T's precision.
+            REQUIRE(y[i] == before[i] - T(0.25) * x[i]);
+        }
+        CHECK(y[n] == before[n]);
+    }
+}
