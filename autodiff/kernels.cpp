@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include <xsimd/xsimd.hpp>
 #include <xtensor-blas/xblas.hpp>  // the CBLAS declarations (not <cblas.h>: both define CBLAS_ORDER)
@@ -87,11 +88,53 @@ void axpy(std::size_t n, T alpha, const T* x, T* y) {
     }
 }
 
+namespace {
+
+/// x - x is 0 exactly when x is finite (inf - inf and NaN give NaN). One
+/// pass with no early exit, so that it vectorises.
+template <class T>
+bool all_finite_by_loop(const T* x, std::size_t n) {
+    int not_finite = 0;  // an int, not a bool: g++ vectorises an OR over ints
+    for (std::size_t i = 0; i < n; ++i) not_finite |= !(x[i] - x[i] == T(0));
+    return not_finite == 0;
+}
+
+/// sums[r] = sum of row r of the rows x cols row-major matrix a.
+template <class T>
+void row_sums(int rows, int cols, const T* a, const T* ones, T* sums) {
+    if constexpr (std::is_same_v<T, float>) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, a, cols, ones, 1, 0.0f, sums, 1);
+    } else {
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0, a, cols, ones, 1, 0.0, sums, 1);
+    }
+}
+
+}  // namespace
+
+template <class T>
+bool all_finite(const T* x, std::size_t n) {
+    constexpr std::size_t row = 1024, rows_per_call = 1024;
+    // Below 64 rows the GEMV's call and its threads cost more than they save.
+    if (n < 64 * row) return all_finite_by_loop(x, n);
+    static const std::vector<T> ones(row, T(1));
+    std::array<T, rows_per_call> sums;
+    std::size_t done = 0;
+    while (n - done >= row) {
+        const std::size_t rows = std::min(rows_per_call, (n - done) / row);
+        row_sums(static_cast<int>(rows), static_cast<int>(row), x + done, ones.data(), sums.data());
+        if (!all_finite_by_loop(sums.data(), rows) && !all_finite_by_loop(x + done, rows * row)) return false;
+        done += rows * row;
+    }
+    return all_finite_by_loop(x + done, n - done);
+}
+
 template void sigmoid(const float*, float*, std::size_t);
 template void sigmoid(const double*, double*, std::size_t);
 template void sigmoid_backward(const float*, const float*, float*, std::size_t);
 template void sigmoid_backward(const double*, const double*, double*, std::size_t);
 template void axpy(std::size_t, float, const float*, float*);
 template void axpy(std::size_t, double, const double*, double*);
+template bool all_finite(const float*, std::size_t);
+template bool all_finite(const double*, std::size_t);
 
 }  // namespace ad::kernels

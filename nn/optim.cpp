@@ -51,22 +51,6 @@ void Optimizer<T>::set_learning_rate(T learning_rate) {
     learning_rate_ = learning_rate;
 }
 
-namespace {
-
-/// One pass over the raw buffer with no early exit, so it vectorises: x - x
-/// is 0 exactly when x is finite (inf - inf and NaN give NaN). Every step
-/// checks every gradient, and iterating an xarray element by element through
-/// its iterators cost more than the update itself on large layers.
-template <class T>
-bool all_finite(const Array<T>& values) {
-    const T* v = values.data();
-    int not_finite = 0;  // an int, not a bool: g++ vectorises an OR over ints
-    for (std::size_t i = 0, n = values.size(); i < n; ++i) not_finite |= !(v[i] - v[i] == T(0));
-    return not_finite == 0;
-}
-
-}  // namespace
-
 template <class T>
 const std::vector<const Array<T>*>& Optimizer<T>::check_gradients(const char* who) {
     checked_gradients_.clear();
@@ -80,7 +64,7 @@ const std::vector<const Array<T>*>& Optimizer<T>::check_gradients(const char* wh
                                           who, p.name, shape_string(p.var.shape()), shape_string_of(grad),
                                           shape_string(shapes_[i])));
         }
-        if (all_finite(grad)) {
+        if (kernels::all_finite(grad.data(), grad.size())) {
             checked_gradients_.push_back(&grad);
             continue;
         }

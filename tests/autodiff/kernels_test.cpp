@@ -154,3 +154,35 @@ TEST_CASE_TEMPLATE("kernels: axpy adds alpha x to y on short and long vectors, t
         CHECK(y[n] == before[n]);
     }
 }
+
+TEST_CASE_TEMPLATE("kernels: all_finite finds a NaN or an infinity anywhere, and is not fooled by a sum that overflows",
+                   T, float, double) {
+    const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+    const T big = std::numeric_limits<T>::max();
+    // A short vector (the loop), and long ones (row sums by GEMV): whole
+    // calls of 1024 rows, a last partial call, and a tail shorter than a row.
+    for (std::size_t n : {0, 1, 1023, 65535, 70000, 1024 * 1024 + 3 * 1024 + 17}) {
+        std::vector<T> x(n);
+        for (std::size_t i = 0; i < n; ++i) x[i] = T(0.001) * T(i % 101) - T(0.05);
+        INFO("n = ", n);
+        CHECK(ad::kernels::all_finite(x.data(), n));
+        if (n == 0) continue;
+        for (std::size_t at : {std::size_t(0), n / 2, n - 1}) {
+            for (T bad : {nan, inf, -inf}) {
+                INFO("x[", at, "] = ", bad);
+                const T kept = x[at];
+                x[at] = bad;
+                CHECK_FALSE(ad::kernels::all_finite(x.data(), n));
+                x[at] = kept;
+            }
+        }
+        if (n < 2) continue;
+        // Finite values whose row sums to infinity: still all finite.
+        x[0] = big;
+        x[1] = big;
+        CHECK(ad::kernels::all_finite(x.data(), n));
+        x[1] = -big;
+        x[n - 1] = nan;
+        CHECK_FALSE(ad::kernels::all_finite(x.data(), n));
+    }
+}
