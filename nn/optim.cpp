@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 
@@ -77,9 +78,11 @@ const std::vector<const Array<T>*>& Optimizer<T>::check_gradients(const char* wh
 }
 
 template <class T>
-void Optimizer<T>::commit(std::vector<Array<T>>& values) noexcept {
-    for (std::size_t i = 0; i < parameters_.size(); ++i) std::swap(parameters_[i].var.mutable_value(), values[i]);
-    ++steps_;
+std::vector<Array<T>> Optimizer<T>::zeros_like_parameters() const {
+    std::vector<Array<T>> zeros;
+    zeros.reserve(parameters_.size());
+    for (const auto& p : parameters_) zeros.push_back(xt::zeros<T>(p.var.value().shape()));
+    return zeros;
 }
 
 template <class T>
@@ -93,8 +96,8 @@ SGD<T>::SGD(std::vector<NamedParameter<T>> parameters, SGDOptions options)
 
 template <class T>
 void SGD<T>::step() {
-    // Once the gradients pass the checks nothing below can fail (short of
-    // memory), so the update runs in place: no new parameter arrays per step.
+    // Once the gradients pass the checks, and the state is made, nothing
+    // below can fail: the update runs in place, with no arrays made per step.
     const auto& grads = this->check_gradients("SGD::step");
     const T lr = this->learning_rate_, mu = T(options_.momentum), wd = T(options_.weight_decay);
     const bool use_momentum = options_.momentum != 0;
@@ -109,21 +112,23 @@ void SGD<T>::step() {
         ++this->steps_;
         return;
     }
-    NoGrad no_grad;  // nothing an optimizer computes belongs on a tape
-    const bool first_step = velocity_.empty();
-    if (use_momentum && first_step) velocity_.resize(this->parameters_.size());
-    for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
+    // The velocity starts at zero, so the first step's v = mu 0 + g is g.
+    // One loop per parameter: g++ vectorises it, and it took two thirds of
+    // the time of xtensor's two assignments (mnist, momentum and decay).
+    if (use_momentum && velocity_.empty()) velocity_ = this->zeros_like_parameters();
+    for (std::size_t i = 0; i < grads.size(); ++i) {
+        const T* grad = grads[i]->data();
         Array<T>& value = this->parameters_[i].var.mutable_value();
-        Array<T> direction = *grads[i] + wd * value;
-        if (use_momentum) {
-            if (first_step) {
-                velocity_[i] = direction;
+        T* p = value.data();
+        T* v = use_momentum ? velocity_[i].data() : nullptr;
+        for (std::size_t k = 0, n = value.size(); k < n; ++k) {
+            const T g = grad[k] + wd * p[k];
+            if (use_momentum) {
+                v[k] = mu * v[k] + g;
+                p[k] -= lr * v[k];
             } else {
-                xt::noalias(velocity_[i]) = mu * velocity_[i] + direction;
+                p[k] -= lr * g;
             }
-            xt::noalias(value) -= lr * velocity_[i];
-        } else {
-            xt::noalias(value) -= lr * direction;
         }
     }
     ++this->steps_;
@@ -145,28 +150,38 @@ Adam<T>::Adam(std::vector<NamedParameter<T>> parameters, AdamOptions options)
 template <class T>
 void Adam<T>::step() {
     const auto& grads = this->check_gradients("Adam::step");
-    NoGrad no_grad;
+    // The moments start at zero (the first step's m is then (1 - b1) g), made
+    // before anything changes; after that nothing can fail, and each
+    // parameter and its moments are updated in place.
+    if (m_.empty()) {
+        std::vector<Array<T>> m = this->zeros_like_parameters(), v = this->zeros_like_parameters();
+        m_.swap(m);
+        v_.swap(v);
+    }
     const T lr = this->learning_rate_, b1 = T(options_.beta1), b2 = T(options_.beta2), eps = T(options_.eps),
             wd = T(options_.weight_decay);
     const double t = double(this->steps_ + 1);
     const T correction1 = T(1 - std::pow(options_.beta1, t));
     const T correction2 = T(1 - std::pow(options_.beta2, t));
-    std::vector<Array<T>> values, m, v;
-    for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
-        const auto& p = this->parameters_[i].var;
-        Array<T> g = wd != T(0) ? Array<T>(*grads[i] + wd * p.value()) : *grads[i];
-        if (m_.empty()) {
-            m.push_back((T(1) - b1) * g);
-            v.push_back((T(1) - b2) * g * g);
+    for (std::size_t i = 0; i < grads.size(); ++i) {
+        Array<T>& p = this->parameters_[i].var.mutable_value();
+        Array<T>& m = m_[i];
+        Array<T>& v = v_[i];
+        // Three vectorised passes into the existing arrays: a fused loop like
+        // SGD's took twice as long, as g++ does not vectorise its sqrt (errno).
+        auto update = [&](const auto& g) {
+            xt::noalias(m) = b1 * m + (T(1) - b1) * g;
+            xt::noalias(v) = b2 * v + (T(1) - b2) * g * g;
+            xt::noalias(p) -= lr * (m / correction1) / (xt::sqrt(v / correction2) + eps);
+        };
+        // Without weight decay g is the gradient itself (0 p would be NaN for an infinite p).
+        if (wd != T(0)) {
+            update(*grads[i] + wd * p);  // read by the first two passes, before p changes
         } else {
-            m.push_back(b1 * m_[i] + (T(1) - b1) * g);
-            v.push_back(b2 * v_[i] + (T(1) - b2) * g * g);
+            update(*grads[i]);
         }
-        values.push_back(p.value() - lr * (m.back() / correction1) / (xt::sqrt(v.back() / correction2) + eps));
     }
-    this->commit(values);
-    m_.swap(m);
-    v_.swap(v);
+    ++this->steps_;
 }
 
 template class Optimizer<float>;

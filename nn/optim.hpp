@@ -1,9 +1,9 @@
 #pragma once
 // Optimizers: step a model's parameters in place from the gradients that
-// backward() accumulated. A step is all or nothing: gradients and options
-// are checked and every new value and state is computed before any
-// parameter changes, so a step that throws leaves model and optimizer as
-// they were.
+// backward() accumulated. A step is all or nothing: the gradients are
+// checked and the optimizer's state is made before any parameter changes,
+// and the update that follows, in place (no arrays made per step), cannot
+// fail; a step that throws leaves model and optimizer as they were.
 //
 //   SGD   g = grad + wd p;  v = mu v + g (v = g on the first step);  p <- p - lr v
 //   Adam  g = grad + wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
@@ -41,8 +41,8 @@ protected:
     /// gradients it checked, in parameter order (valid until the next
     /// backward), so that the step does not look them up again.
     const std::vector<const Array<T>*>& check_gradients(const char* who);
-    /// Swaps `values` into the parameters; cannot throw.
-    void commit(std::vector<Array<T>>& values) noexcept;
+    /// Zeros of each parameter's shape: the optimizers' state before their first step.
+    std::vector<Array<T>> zeros_like_parameters() const;
 
     std::vector<NamedParameter<T>> parameters_;
     std::vector<Shape> shapes_;

@@ -161,4 +161,21 @@ TEST_CASE("optimizers: a non-finite gradient leaves parameters and state unchang
     CHECK(!test::unchanged(model, before));
 }
 
+TEST_CASE("optimizers update parameters in place, as torch.optim does: data pointers stay valid") {
+    Array<double> w0{1.0, -2.0, 0.5};
+    Array<double> g{0.5, -0.25, 1e-3};
+    auto run = [&](auto make_optimizer) {
+        auto p = with_grad(w0, g);
+        auto optimizer = make_optimizer(p);
+        const double* storage = p.value().data();
+        optimizer.step();
+        optimizer.step();
+        CHECK(p.value().data() == storage);
+        CHECK(test::max_abs_diff(p.value(), w0) > 0);
+    };
+    run([](const Var<double>& p) { return nn::SGD<double>({{"p", p}}, {0.1}); });
+    run([](const Var<double>& p) { return nn::SGD<double>({{"p", p}}, {0.1, 0.9, 0.01}); });
+    run([](const Var<double>& p) { return nn::Adam<double>({{"p", p}}, {0.01}); });
+}
+
 }  // namespace
