@@ -1,9 +1,10 @@
 #pragma once
-// Vectorised elementwise kernels on contiguous storage, shared by the engine's
-// ops and the hand-written benchmark floor (benchmarks/mlp_step.cpp) so that
-// both run the same code. They use xsimd batches of the architecture the build
-// targets: AVX2 + FMA with TAPEGRAD_NATIVE on this project's machines, SSE2 in
-// a portable build; axpy is BLAS's. Defined for float and double.
+// Vectorised elementwise kernels on contiguous storage, shared by the engine
+// (its ops, the optimizers) and the hand-written benchmark floor
+// (benchmarks/mlp_step.cpp) so that both run the same code. They use xsimd
+// batches of the architecture the build targets: AVX2 + FMA with
+// TAPEGRAD_NATIVE on this project's machines, SSE2 in a portable build; axpy
+// and all_finite go through BLAS on long vectors. Defined for float and double.
 
 #include <cstddef>
 

@@ -174,7 +174,7 @@ void Adam<T>::step() {
             xt::noalias(v) = b2 * v + (T(1) - b2) * g * g;
             xt::noalias(p) -= lr * (m / correction1) / (xt::sqrt(v / correction2) + eps);
         };
-        // Without weight decay g is the gradient itself (0 p would be NaN for an infinite p).
+        // Without weight decay g is the gradient itself: no pass reads p for 0 p.
         if (wd != T(0)) {
             update(*grads[i] + wd * p);  // read by the first two passes, before p changes
         } else {
