@@ -8,7 +8,8 @@
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
-#include <xtensor-blas/xblas.hpp>  // the CBLAS declarations (not <cblas.h>: both define CBLAS_ORDER)
+
+#include "autodiff/blas.hpp"
 
 namespace ad::kernels {
 namespace {
@@ -79,12 +80,7 @@ void axpy(std::size_t n, T alpha, const T* x, T* y) {
     // BLAS counts in int: a longer vector goes in int-sized pieces.
     constexpr std::size_t piece = std::numeric_limits<int>::max();
     for (std::size_t done = 0; done < n; done += piece) {
-        const int count = static_cast<int>(std::min(piece, n - done));
-        if constexpr (std::is_same_v<T, float>) {
-            cblas_saxpy(count, alpha, x + done, 1, y + done, 1);
-        } else {
-            cblas_daxpy(count, alpha, x + done, 1, y + done, 1);
-        }
+        blas::axpy(static_cast<int>(std::min(piece, n - done)), alpha, x + done, y + done);
     }
 }
 
@@ -99,16 +95,6 @@ bool all_finite_by_loop(const T* x, std::size_t n) {
     return not_finite == 0;
 }
 
-/// sums[r] = sum of row r of the rows x cols row-major matrix a.
-template <class T>
-void row_sums(int rows, int cols, const T* a, const T* ones, T* sums) {
-    if constexpr (std::is_same_v<T, float>) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, a, cols, ones, 1, 0.0f, sums, 1);
-    } else {
-        cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0, a, cols, ones, 1, 0.0, sums, 1);
-    }
-}
-
 }  // namespace
 
 template <class T>
@@ -121,7 +107,9 @@ bool all_finite(const T* x, std::size_t n) {
     std::size_t done = 0;
     while (n - done >= row) {
         const std::size_t rows = std::min(rows_per_call, (n - done) / row);
-        row_sums(static_cast<int>(rows), static_cast<int>(row), x + done, ones.data(), sums.data());
+        // sums = the rows' sums: the (rows x row) matrix at x + done times ones.
+        blas::gemv(false, static_cast<int>(rows), static_cast<int>(row), T(1), x + done, ones.data(), T(0),
+                   sums.data());
         if (!all_finite_by_loop(sums.data(), rows) && !all_finite_by_loop(x + done, rows * row)) return false;
         done += rows * row;
     }

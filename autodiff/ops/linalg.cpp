@@ -20,8 +20,8 @@
 #include <limits>
 
 #include <fmt/format.h>
-#include <xtensor-blas/xblas.hpp>  // the CBLAS declarations (not <cblas.h>: both define CBLAS_ORDER)
 
+#include "autodiff/blas.hpp"
 #include "autodiff/kernels.hpp"
 #include "autodiff/ops/all.hpp"
 
@@ -29,44 +29,12 @@ namespace ad {
 
 namespace {
 
-// CBLAS on row-major buffers, straight: xtensor-blas's wrappers build an
-// adaptor per vector operand and go through cxxblas, about 100 instructions
-// per call, a few percent of a small layer's training step.
-
 /// A dimension as BLAS's int (checked: a larger one would be truncated).
 int blas_int(const char* op, std::size_t n) {
     if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
         throw shape_error(fmt::format("{}: dimension {} is beyond BLAS's int", op, n));
     }
     return static_cast<int>(n);
-}
-
-CBLAS_TRANSPOSE transpose_flag(bool transpose) { return transpose ? CblasTrans : CblasNoTrans; }
-
-/// C (m x n) = alpha op(A) op(B) + beta C; lda, ldb: the stored row lengths.
-void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
-          float beta, float* c) {
-    cblas_sgemm(CblasRowMajor, transpose_flag(ta), transpose_flag(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, n);
-}
-void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b, int ldb,
-          double beta, double* c) {
-    cblas_dgemm(CblasRowMajor, transpose_flag(ta), transpose_flag(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, n);
-}
-
-/// y = alpha op(A) x + beta y for A stored (rows, cols).
-void gemv(bool ta, int rows, int cols, float alpha, const float* a, const float* x, float beta, float* y) {
-    cblas_sgemv(CblasRowMajor, transpose_flag(ta), rows, cols, alpha, a, cols, x, 1, beta, y, 1);
-}
-void gemv(bool ta, int rows, int cols, double alpha, const double* a, const double* x, double beta, double* y) {
-    cblas_dgemv(CblasRowMajor, transpose_flag(ta), rows, cols, alpha, a, cols, x, 1, beta, y, 1);
-}
-
-/// A (m x n) += x y^T.
-void ger(int m, int n, const float* x, const float* y, float* a) {
-    cblas_sger(CblasRowMajor, m, n, 1.0f, x, 1, y, 1, a, n);
-}
-void ger(int m, int n, const double* x, const double* y, double* a) {
-    cblas_dger(CblasRowMajor, m, n, 1.0, x, 1, y, 1, a, n);
 }
 
 }  // namespace
@@ -106,15 +74,15 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
     if (k == 0 || m == 0 || n == 0) {
         c.fill(T(0));
     } else if (n == 1 && m > 1) {
-        gemv(transpose_a, rows_a, cols_a, T(1), A.data(), B.data(), T(0), c.data());
+        blas::gemv(transpose_a, rows_a, cols_a, T(1), A.data(), B.data(), T(0), c.data());
     } else if (m == 1 && n > 1) {
-        gemv(!transpose_b, rows_b, cols_b, T(1), B.data(), A.data(), T(0), c.data());
+        blas::gemv(!transpose_b, rows_b, cols_b, T(1), B.data(), A.data(), T(0), c.data());
     } else if (k == 1) {
         c.fill(T(0));  // with k = 1, op(A) is m contiguous values and op(B) n, transposed or not
-        ger(int(m), int(n), A.data(), B.data(), c.data());
+        blas::ger(int(m), int(n), A.data(), B.data(), c.data());
     } else {
-        gemm(transpose_a, transpose_b, int(m), int(n), int(k), T(1), A.data(), cols_a, B.data(), cols_b, T(0),
-             c.data());
+        blas::gemm(transpose_a, transpose_b, int(m), int(n), int(k), T(1), A.data(), cols_a, B.data(), cols_b,
+                   T(0), c.data());
     }
     if (!detail::recording()) return result;  // a VJP's product, in a sweep without create_graph
     return make_op("matmul", std::move(result), a, b, [a, b, transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
@@ -181,11 +149,11 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
     // One output or one row is a matrix-vector product (see matmul_into).
     if (batch != 0 && outputs != 0 && inputs != 0) {
         if (outputs == 1) {
-            gemv(false, batch, inputs, T(1), X.data(), W.data(), T(1), y.data());
+            blas::gemv(false, batch, inputs, T(1), X.data(), W.data(), T(1), y.data());
         } else if (batch == 1) {
-            gemv(false, outputs, inputs, T(1), W.data(), X.data(), T(1), y.data());
+            blas::gemv(false, outputs, inputs, T(1), W.data(), X.data(), T(1), y.data());
         } else {
-            gemm(false, true, batch, outputs, inputs, T(1), X.data(), inputs, W.data(), inputs, T(1), y.data());
+            blas::gemm(false, true, batch, outputs, inputs, T(1), X.data(), inputs, W.data(), inputs, T(1), y.data());
         }
     }
     return result;
