@@ -28,6 +28,7 @@
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "autodiff/blas.hpp"
 #include "autodiff/kernels.hpp"
 #include "bench_common.hpp"
 #include "bench_suite.hpp"
@@ -113,19 +114,19 @@ struct HandModel {
     /// C (m x n) = op(A) op(B), A stored with rows of lda and B of ldb, by
     /// the BLAS routine the engine picks for the shape (detail::matmul_into in
     /// autodiff/ops/linalg.cpp): GEMV when either side is a vector, GER for an
-    /// outer product (k = 1), else GEMM. The floor uses the tape's BLAS calls.
+    /// outer product (k = 1), else GEMM, through the engine's own CBLAS calls
+    /// (autodiff/blas.hpp). The floor uses the tape's BLAS calls.
     static void product(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
                         float* c) {
-        const auto flag = [](bool t) { return t ? CblasTrans : CblasNoTrans; };
         if (n == 1 && m > 1) {
-            cblas_sgemv(CblasRowMajor, flag(ta), ta ? k : m, lda, 1.0f, a, lda, b, 1, 0.0f, c, 1);
+            ad::blas::gemv(ta, ta ? k : m, lda, 1.0f, a, b, 0.0f, c);
         } else if (m == 1 && n > 1) {
-            cblas_sgemv(CblasRowMajor, flag(!tb), tb ? n : k, ldb, 1.0f, b, ldb, a, 1, 0.0f, c, 1);
+            ad::blas::gemv(!tb, tb ? n : k, ldb, 1.0f, b, a, 0.0f, c);
         } else if (k == 1) {
             std::fill(c, c + std::size_t(m) * std::size_t(n), 0.0f);
-            cblas_sger(CblasRowMajor, m, n, 1.0f, a, 1, b, 1, c, n);
+            ad::blas::ger(m, n, a, b, c);
         } else {
-            cblas_sgemm(CblasRowMajor, flag(ta), flag(tb), m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+            ad::blas::gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c);
         }
     }
 
