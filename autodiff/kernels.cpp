@@ -100,6 +100,14 @@ bool all_finite_by_loop(const T* x, std::size_t n) {
 template <class T>
 bool all_finite(const T* x, std::size_t n) {
     constexpr std::size_t row = 1024, rows_per_call = 1024;
+    // A few numbers (a small layer's bias): the vector loop's set-up and
+    // remainder cost more than testing them one by one.
+    if (n < 16) {
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!std::isfinite(x[i])) return false;
+        }
+        return true;
+    }
     // Below 64 rows the GEMV's call and its threads cost more than they save.
     if (n < 64 * row) return all_finite_by_loop(x, n);
     static const std::vector<T> ones(row, T(1));

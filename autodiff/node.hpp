@@ -22,6 +22,7 @@
 
 #include "autodiff/array_cache.hpp"
 #include "autodiff/block_pool.hpp"
+#include "autodiff/inline.hpp"
 #include "autodiff/tensor.hpp"
 
 namespace ad::detail {
@@ -55,7 +56,7 @@ public:
         NodeRef(std::move(other)).swap(*this);
         return *this;
     }
-    ~NodeRef() { release(); }
+    AD_INLINE ~NodeRef() { release(); }
 
     /// Takes the first reference to a node that no NodeRef holds yet.
     static NodeRef adopt(Node<T>* node) noexcept {
@@ -81,7 +82,7 @@ public:
     friend bool operator!=(const NodeRef& a, const NodeRef& b) noexcept { return a.node_ != b.node_; }
 
 private:
-    void release() noexcept {
+    AD_INLINE void release() noexcept {
         // acq_rel: whoever recycles the node sees every write the other
         // holders made before they let go (the usual reference count order).
         if (node_ && node_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) NodeRecycler<T>::recycle(node_);
@@ -140,7 +141,7 @@ public:
 
     /// A fresh node whose value has `shape` and unspecified elements.
     template <class S>
-    static Node<T>* make(const S& shape) {
+    AD_INLINE static Node<T>* make(const S& shape) {
         if (Node<T>* node = take(shape)) return node;
         return construct(Uninitialized{}, shape);
     }
@@ -231,7 +232,7 @@ private:
     }
 
     template <class S>
-    static Node<T>* take(const S& shape) {
+    AD_INLINE static Node<T>* take(const S& shape) {
         std::size_t size = 1;
         for (auto extent : shape) size *= static_cast<std::size_t>(extent);
         if (size * sizeof(T) > max_value_bytes) return nullptr;

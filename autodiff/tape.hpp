@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "autodiff/inline.hpp"
+
 namespace ad {
 
 /// What a record is asked to do during a sweep.
@@ -99,7 +101,7 @@ public:
     /// moving it in cost a tenth of a small op). If construct throws, the
     /// tape is as it was.
     template <class C, class Construct>
-    void record_in_place(Construct&& construct);
+    AD_INLINE void record_in_place(Construct&& construct);
 
     /// The name of the op of record i.
     const char* op_name(std::size_t i) const { return records_.at(i).op; }

@@ -136,11 +136,7 @@ Var<T> fit_broadcast_gradient(const char* op, Var<T> grad, const SavedShape& inp
 }
 
 template <class T>
-void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g) {
-    if (!slot) {
-        slot = std::move(g).node_ptr();
-        return;
-    }
+void add_to_cotangent(CotangentSlot<T>& slot, Var<T> g) {
     // Not recording and nobody else holds the running sum: add in place.
     if (!grad_enabled() && slot.use_count() == 1) {
         slot->value += g.value();
@@ -176,8 +172,9 @@ std::optional<Array<T>> lend_grad_buffer(const Var<T>& x) {
     return buffer;
 }
 
+/// Adds a parameter's summed cotangent into its grad() (end of a sweep).
 template <class T>
-void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
+AD_INLINE void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
     // Nobody else sees the cotangent's buffer (the slot is its only owner),
     // so after a zero_grad() it can simply become the gradient. This is also
     // how a buffer lent by lend_grad_buffer comes back.
@@ -198,7 +195,7 @@ void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
 
 /// The default seed: ones of x's shape, in a (recycled) node.
 template <class T>
-Var<T> ones_like(const Var<T>& x) {
+AD_INLINE Var<T> ones_like(const Var<T>& x) {
     Var<T> ones = make_uninitialized<T>(x.value().shape());
     ones.mutable_value().fill(T(1));
     return ones;
@@ -347,8 +344,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     namespace detail {                                                                                  \
     template void reject_other_tape(const char*, const Var<T>&, const Tape*);                           \
     template Var<T> fit_broadcast_gradient(const char*, Var<T>, const SavedShape&);                      \
-    template void accumulate_cotangent(CotangentSlot<T>&, Var<T>);                                      \
-    template void accumulate_grad(Node<T>&, CotangentSlot<T>&);                                         \
+    template void add_to_cotangent(CotangentSlot<T>&, Var<T>);                                          \
     template Array<T>& written_grad(Node<T>&);                                                          \
     template std::optional<Array<T>> lend_grad_buffer(const Var<T>&);                                   \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \

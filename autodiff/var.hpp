@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "autodiff/errors.hpp"
+#include "autodiff/inline.hpp"
 #include "autodiff/node.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
@@ -39,7 +40,7 @@ class SavedShape {
 public:
     SavedShape() = default;
     template <class S>
-    explicit SavedShape(const S& shape) : rank_(shape.size()) {
+    AD_INLINE explicit SavedShape(const S& shape) : rank_(shape.size()) {
         if (rank_ <= inline_rank_) {
             // Unrolled: g++ turns a loop (or std::copy) into a call to
             // memmove, which costs more than the copy of a few numbers.
@@ -210,7 +211,7 @@ template <class T>
 /// Throws tape_error naming `op` when `x` was recorded on a tape other than
 /// `tape` (the current one), or before it was cleared.
 template <class T>
-void check_same_tape(const char* op, const Var<T>& x, const Tape* tape) {
+AD_INLINE void check_same_tape(const char* op, const Var<T>& x, const Tape* tape) {
     const auto& node = *x.node_ptr();
     if (node.is_leaf || (tape && node.epoch == tape->epoch())) return;
     reject_other_tape(op, x, tape);
@@ -234,7 +235,7 @@ void check_defined(const char* op, const Var<T>& x) {
 /// parameter nor recorded already (an input passed back, say, would be
 /// corrupted).
 template <class T>
-void check_fresh(const char* op, const Var<T>& result) {
+AD_INLINE void check_fresh(const char* op, const Var<T>& result) {
     check_defined(op, result);
     const auto& node = result.node_ptr();
     if (node.use_count() != 1 || !node->is_leaf || node->requires_grad) {
@@ -250,7 +251,7 @@ Var<T> make_value(Array<T>&& value) {
 
 /// An unrecorded Var of `shape` whose elements the caller fills in.
 template <class T, class S>
-Var<T> make_uninitialized(const S& shape) {
+AD_INLINE Var<T> make_uninitialized(const S& shape) {
     return Var<T>(adopt(NodeRecycler<T>::make(shape)));
 }
 
@@ -270,7 +271,7 @@ inline bool recording() noexcept { return Tape::current() && grad_enabled(); }
 /// The tape an op records on: the current one, when recording is on and an
 /// input requires a gradient; nullptr otherwise.
 template <class T, class Inputs>
-Tape* recording_tape(const char* op, const Inputs& inputs) {
+AD_INLINE Tape* recording_tape(const char* op, const Inputs& inputs) {
     for (const auto& x : inputs) check_defined(op, input_var<T>(x));
     if (!recording()) return nullptr;
     Tape* tape = Tape::current();
@@ -301,17 +302,30 @@ Var<T> kept_for(const Var<T>& x, const Var<T>& other) {
 template <class T>
 Var<T> fit_broadcast_gradient(const char* op, Var<T> grad, const SavedShape& input_shape);
 
-/// Reduces a VJP's result to its input's shape (undoing broadcasting) and
-/// rejects a VJP that returned a shape its input cannot have come from.
+/// Reduces a VJP's result to its input's shape in place (undoing
+/// broadcasting) and rejects a VJP that returned a shape its input cannot
+/// have come from. In place: taking and returning the Var by value cost
+/// every input of every record two moves and a release check.
 template <class T>
-Var<T> fit_gradient(const char* op, Var<T> grad, const SavedShape& input_shape) {
-    if (input_shape.equals(grad.value().shape())) return grad;  // the common case, inline
-    return fit_broadcast_gradient(op, std::move(grad), input_shape);
+AD_INLINE void fit_gradient(const char* op, Var<T>& grad, const SavedShape& input_shape) {
+    if (input_shape.equals(grad.value().shape())) return;  // the common case, inline
+    grad = fit_broadcast_gradient(op, std::move(grad), input_shape);
 }
 
-/// Adds `g` into a cotangent slot (recorded under create_graph).
+/// accumulate_cotangent into a slot that holds a cotangent already (out of line).
 template <class T>
-void accumulate_cotangent(CotangentSlot<T>& slot, Var<T> g);
+void add_to_cotangent(CotangentSlot<T>& slot, Var<T> g);
+
+/// Adds `g` into a cotangent slot (recorded under create_graph). The first
+/// cotangent to arrive, the common case, is simply moved in.
+template <class T>
+AD_INLINE void accumulate_cotangent(CotangentSlot<T>& slot, Var<T>&& g) {
+    if (!slot) {
+        slot = std::move(g).node_ptr();
+        return;
+    }
+    add_to_cotangent(slot, std::move(g));
+}
 
 /// The parameters the running sweeps have reached, in the order they were
 /// reached (a parameter is listed when its first cotangent arrives): a sweep
@@ -327,13 +341,9 @@ std::vector<Node<T>*>& reached_parameters() {
 }
 
 template <class T>
-void note_reached(Node<T>& parameter) {
+AD_INLINE void note_reached(Node<T>& parameter) {
     reached_parameters<T>().push_back(&parameter);
 }
-
-/// Adds a parameter's summed cotangent into its grad() (end of a sweep).
-template <class T>
-void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent);
 
 /// The parameter's grad() with a pending zero_grad() carried out.
 template <class T>
@@ -356,7 +366,7 @@ std::optional<Array<T>> lend_grad_buffer(const Var<T>& x);
 /// The slot that x's cotangent accumulates in on `tape` (x recorded there),
 /// or nullptr when x does not require a gradient.
 template <class T>
-CotangentSlot<T>* slot_of(const Var<T>& x, const Tape& tape) {
+AD_INLINE CotangentSlot<T>* slot_of(const Var<T>& x, const Tape& tape) {
     auto& node = *x.node_ptr();
     if (!node.requires_grad) return nullptr;
     if (node.is_leaf) return &node.cotangent;
@@ -364,7 +374,7 @@ CotangentSlot<T>* slot_of(const Var<T>& x, const Tape& tape) {
 }
 
 template <class T>
-InputSlot<T> input_slot(const Var<T>& x, const Tape& tape) {
+AD_INLINE InputSlot<T> input_slot(const Var<T>& x, const Tape& tape) {
     CotangentSlot<T>* slot = slot_of(x, tape);
     if (!slot) return {};
     const auto& node = x.node_ptr();
@@ -430,13 +440,17 @@ struct OpRecord {
                 auto& in = inputs[i];
                 if (!in.slot) continue;
                 if (in.parameter && !*in.slot) note_reached(*in.parameter);
-                if constexpr (staged) {
-                    accumulate_cotangent(*in.slot, fit_gradient(op, vjp.per_input(i, grad), in.shape));
-                } else if constexpr (reads_result) {
-                    accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad, result), in.shape));
-                } else {
-                    accumulate_cotangent(*in.slot, fit_gradient(op, vjp(i, grad), in.shape));
-                }
+                Var<T> input_grad = [&] {
+                    if constexpr (staged) {
+                        return vjp.per_input(i, grad);
+                    } else if constexpr (reads_result) {
+                        return vjp(i, grad, result);
+                    } else {
+                        return vjp(i, grad);
+                    }
+                }();
+                fit_gradient(op, input_grad, in.shape);
+                accumulate_cotangent(*in.slot, std::move(input_grad));
             }
             return;
         }

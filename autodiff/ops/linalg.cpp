@@ -29,11 +29,14 @@ namespace ad {
 
 namespace {
 
+[[noreturn, gnu::noinline]] void reject_beyond_int(const char* op, std::size_t n) {
+    throw shape_error(fmt::format("{}: dimension {} is beyond BLAS's int", op, n));
+}
+
 /// A dimension as BLAS's int (checked: a larger one would be truncated).
-int blas_int(const char* op, std::size_t n) {
-    if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-        throw shape_error(fmt::format("{}: dimension {} is beyond BLAS's int", op, n));
-    }
+/// Inline, with the throw out of line: a product asks this of four dimensions.
+inline int blas_int(const char* op, std::size_t n) {
+    if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) reject_beyond_int(op, n);
     return static_cast<int>(n);
 }
 
@@ -144,7 +147,13 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
     std::size_t rows = X.shape()[0], out = W.shape()[0];
     Var<T> result = detail::make_uninitialized<T>(std::array<std::size_t, 2>{rows, out});
     Array<T>& y = result.mutable_value();
-    for (std::size_t r = 0; r < rows; ++r) std::copy_n(b.data(), out, y.data() + r * out);
+    // Element by element: on a small layer's rows a call to memmove per row
+    // cost more than the copy (g++ turns std::copy_n into that call).
+    const T* bias_values = b.data();
+    T* row = y.data();
+    for (std::size_t r = 0; r < rows; ++r, row += out) {
+        for (std::size_t j = 0; j < out; ++j) row[j] = bias_values[j];
+    }
     const int batch = blas_int(op, rows), outputs = blas_int(op, out), inputs = blas_int(op, X.shape()[1]);
     // One output or one row is a matrix-vector product (see matmul_into).
     if (batch != 0 && outputs != 0 && inputs != 0) {
@@ -161,7 +170,7 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
 
 /// linear's VJP for input i given d, the cotangent of x W^T + b.
 template <class T>
-Var<T> affine_product_vjp(std::size_t i, const Var<T>& d, const Var<T>& x, const Var<T>& weight) {
+AD_INLINE Var<T> affine_product_vjp(std::size_t i, const Var<T>& d, const Var<T>& x, const Var<T>& weight) {
     if (i == 0) return detail::matmul_into<T>(std::nullopt, d, weight, false, false);
     if (i == 1) return detail::matmul_into(detail::lend_grad_buffer(weight), d, x, true, false);
     // Outside create_graph straight into a node (detail::column_sums).

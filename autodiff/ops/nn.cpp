@@ -42,7 +42,7 @@ std::pair<Array<T>, Array<T>> shifted_and_log_norm(const Array<T>& x, std::size_
 }
 
 template <class T>
-void check_same_shape(const char* op, const Var<T>& pred, const Var<T>& target) {
+AD_INLINE void check_same_shape(const char* op, const Var<T>& pred, const Var<T>& target) {
     detail::check_defined(op, pred);
     detail::check_defined(op, target);
     if (!equal_shapes(pred.value(), target.value())) {
@@ -66,7 +66,7 @@ std::size_t batch_size(const Var<T>& x) {
 /// sum (p - t)^2 in one pass (xtensor's reducer costs microseconds on a
 /// handful of elements), as a 0-d value.
 template <class T>
-Var<T> scaled_squared_error(const Var<T>& pred, const Var<T>& target, T scale) {
+AD_INLINE Var<T> scaled_squared_error(const Var<T>& pred, const Var<T>& target, T scale) {
     T total = 0;
     const T* p = pred.value().data();
     const T* t = target.value().data();
@@ -92,7 +92,7 @@ Var<T> scaled_difference(const Var<T>& pred, const Var<T>& target, T c) {
 /// The VJP of a loss c sum (p - t)^2 (c = `scale` for p, -`scale` for t),
 /// given the loss's one-element cotangent g.
 template <class T>
-Var<T> squared_error_vjp(const Var<T>& pred, const Var<T>& target, const Var<T>& g, T scale) {
+AD_INLINE Var<T> squared_error_vjp(const Var<T>& pred, const Var<T>& target, const Var<T>& g, T scale) {
     if (!detail::recording()) return scaled_difference(pred, target, g.value().data()[0] * scale);
     return (pred - target) * (g * scale);
 }
