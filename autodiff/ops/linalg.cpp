@@ -147,12 +147,17 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
     std::size_t rows = X.shape()[0], out = W.shape()[0];
     Var<T> result = detail::make_uninitialized<T>(std::array<std::size_t, 2>{rows, out});
     Array<T>& y = result.mutable_value();
-    // Element by element: on a small layer's rows a call to memmove per row
-    // cost more than the copy (g++ turns std::copy_n into that call).
+    // Every row starts as the bias. Narrow rows element by element: a call to
+    // memmove per row (what std::copy_n becomes) or a vector loop's set-up
+    // cost more than copying a few numbers.
     const T* bias_values = b.data();
     T* row = y.data();
-    for (std::size_t r = 0; r < rows; ++r, row += out) {
-        for (std::size_t j = 0; j < out; ++j) row[j] = bias_values[j];
+    if (out < 8) {
+        for (std::size_t r = 0; r < rows; ++r, row += out) {
+            for (std::size_t j = 0; j < out; ++j) row[j] = bias_values[j];
+        }
+    } else {
+        for (std::size_t r = 0; r < rows; ++r, row += out) std::copy_n(bias_values, out, row);
     }
     const int batch = blas_int(op, rows), outputs = blas_int(op, out), inputs = blas_int(op, X.shape()[1]);
     // One output or one row is a matrix-vector product (see matmul_into).
