@@ -8,8 +8,8 @@
 // gets most of that (10.35K) without a profile. The tape/hand time ratio
 // went from 2.60x to 2.27x (mlp_step/paired/xor).
 //
-// Use it only on helpers of a few lines with few callers: it copies their
-// code into every caller.
+// Use it only on helpers of a few lines: it copies their code into every
+// caller (NodeRef's release, one line, is in every Var's destructor).
 
 #if defined(__GNUC__)
 #define AD_INLINE [[gnu::always_inline]] inline

@@ -40,7 +40,8 @@ void axpy(std::size_t n, T alpha, const T* x, T* y);
 /// splits over its threads, and reads faster than a loop even on one) does
 /// it; a row whose sum is not finite (a bad value, or finite ones whose sum
 /// overflows) is then settled element by element. It is the optimizers' check
-/// of every gradient: 1.8 ms per 32 MB at 2 threads instead of 3.9 ms.
+/// of every gradient: 1.8 ms per 32 MB at 2 threads instead of 3.9 ms. Fewer
+/// than 16 numbers (a small layer's bias) are tested one by one.
 template <class T>
 bool all_finite(const T* x, std::size_t n);
 

@@ -308,7 +308,7 @@ Var<T> fit_broadcast_gradient(const char* op, Var<T> grad, const SavedShape& inp
 /// every input of every record two moves and a release check.
 template <class T>
 AD_INLINE void fit_gradient(const char* op, Var<T>& grad, const SavedShape& input_shape) {
-    if (input_shape.equals(grad.value().shape())) return;  // the common case, inline
+    if (input_shape.equals(grad.value().shape())) return;  // the common case
     grad = fit_broadcast_gradient(op, std::move(grad), input_shape);
 }
 
