@@ -42,13 +42,18 @@ std::pair<Array<T>, Array<T>> shifted_and_log_norm(const Array<T>& x, std::size_
 }
 
 template <class T>
+[[noreturn, gnu::noinline]] void reject_shapes(const char* op, const Var<T>& pred, const Var<T>& target) {
+    throw shape_error(fmt::format("{}: prediction {} and target {} differ in shape", op,
+                                  shape_string_of(pred.value()), shape_string_of(target.value())));
+}
+
+/// Inline (every loss runs it), with the throw out of line: AD_INLINE would
+/// otherwise copy the message's formatting into every loss.
+template <class T>
 AD_INLINE void check_same_shape(const char* op, const Var<T>& pred, const Var<T>& target) {
     detail::check_defined(op, pred);
     detail::check_defined(op, target);
-    if (!equal_shapes(pred.value(), target.value())) {
-        throw shape_error(fmt::format("{}: prediction {} and target {} differ in shape", op,
-                                      shape_string_of(pred.value()), shape_string_of(target.value())));
-    }
+    if (!equal_shapes(pred.value(), target.value())) reject_shapes(op, pred, target);
 }
 
 /// 1 for a sum, 1 / n for a mean.
