@@ -67,6 +67,9 @@ void Var<T>::backward_from(const Array<T>& seed, BackwardOptions options) const 
 
 template <class T>
 Var<T> param(Array<T> value) {
+    // A plain count, like a computed value's: a parameter belongs to one
+    // thread at a time (README), and a step copies and drops references to
+    // its parameters more than to anything else (NodeRef).
     Var<T> x = detail::make_value(std::move(value));
     auto& node = *x.node_ptr();
     node.requires_grad = true;
@@ -77,12 +80,12 @@ Var<T> param(Array<T> value) {
 
 template <class T>
 Var<T> constant(Array<T> value) {
-    return detail::make_value(std::move(value));
+    return detail::make_shared_value(std::move(value));
 }
 
 template <class T>
 Var<T> scalar(T value) {
-    return detail::make_value(Array<T>(value));
+    return detail::make_shared_value(Array<T>(value));
 }
 
 namespace detail {

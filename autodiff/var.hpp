@@ -249,6 +249,15 @@ Var<T> make_value(Array<T>&& value) {
     return Var<T>(adopt(NodeRecycler<T>::make(std::move(value))));
 }
 
+/// make_value for a constant: its count is atomic, so that threads may
+/// share it (see NodeRef).
+template <class T>
+Var<T> make_shared_value(Array<T>&& value) {
+    Var<T> x = make_value(std::move(value));
+    x.node_ptr().share();
+    return x;
+}
+
 /// An unrecorded Var of `shape` whose elements the caller fills in.
 template <class T, class S>
 AD_INLINE Var<T> make_uninitialized(const S& shape) {

@@ -143,3 +143,53 @@ TEST_CASE("node recycling: per thread, and a node may die on another thread than
     auto again = one + one;
     CHECK(again.value() == Array<float>{2.0f, 2.0f});
 }
+
+TEST_CASE("reference counts: a constant's is atomic; a parameter's and a computed value's are plain") {
+    auto c = ad::constant<float>({1.0f, 2.0f});
+    auto p = ad::param<float>({3.0f, 4.0f});
+    CHECK(c.node_ptr().shared());
+    CHECK(ad::scalar(1.0f).node_ptr().shared());
+    CHECK(c.detach().node_ptr().shared());
+    CHECK_FALSE(p.node_ptr().shared());
+    CHECK_FALSE((c * p).node_ptr().shared());
+    // The kind bit is not part of the count.
+    auto c2 = c;
+    CHECK(c.node_ptr().use_count() == 2);
+    c2 = ad::Var<float>();
+    CHECK(c.node_ptr().use_count() == 1);
+    // A constant's node, recycled, comes back as a computed value with a plain count.
+    ad::release_cached_arrays();
+    const float* storage = nullptr;
+    {
+        auto dead = ad::constant<float>({5.0f, 6.0f, 7.0f});
+        storage = dead.value().data();
+    }
+    auto computed = ad::constant<float>({1.0f, 1.0f, 1.0f}) + ad::scalar(1.0f);
+    REQUIRE(computed.value().data() == storage);
+    CHECK_FALSE(computed.node_ptr().shared());
+    CHECK(computed.node_ptr().use_count() == 1);
+}
+
+TEST_CASE("reference counts: threads may record ops on one constant at once") {
+    // Every step's record copies the constant and the tape's clear drops the
+    // copy, on both threads at once: a count changed without atomics loses
+    // some of those changes.
+    auto shared = ad::constant<float>({1.0f, 2.0f, 3.0f});
+    auto train = [&shared](float* gradient_sum) {
+        ad::Tape tape;
+        auto w = ad::param<float>({1.0f, 1.0f, 1.0f});
+        for (int step = 0; step < 20000; ++step) {
+            w.zero_grad();
+            ad::sum(shared * w).backward();
+            *gradient_sum += w.grad()(2);
+            tape.clear();
+        }
+    };
+    float sums[2] = {0.0f, 0.0f};
+    std::thread first(train, &sums[0]), second(train, &sums[1]);
+    first.join();
+    second.join();
+    CHECK(sums[0] == 60000.0f);
+    CHECK(sums[1] == 60000.0f);
+    CHECK(shared.node_ptr().use_count() == 1);
+}
