@@ -103,6 +103,13 @@ public:
 
     /// An empty handle; most functions reject it.
     Var() = default;
+    // Forced inline: a copy or a release is a few instructions (NodeRef),
+    // and g++ left the copy as a call in every op and record.
+    AD_INLINE Var(const Var&) = default;
+    AD_INLINE Var(Var&&) noexcept = default;
+    AD_INLINE Var& operator=(const Var&) = default;
+    AD_INLINE Var& operator=(Var&&) noexcept = default;
+    AD_INLINE ~Var() = default;
 
     const Array<T>& value() const { return node().value; }
     /// The gradient accumulated by backward() into a parameter (zeros until then).
