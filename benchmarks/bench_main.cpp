@@ -8,6 +8,8 @@
 
 #include "bench_suite.hpp"
 
+extern "C" char* openblas_get_corename(void);
+
 namespace {
 
 std::string cpu_model() {
@@ -28,6 +30,10 @@ int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::AddCustomContext("cpu_model", cpu_model());
+    // The kernels OpenBLAS runs: its own choice for the CPU, or the one
+    // OPENBLAS_CORETYPE names (Haswell in this machine kind's environment,
+    // also on CPUs with AVX-512): the GEMM rates depend on it.
+    benchmark::AddCustomContext("openblas_core", openblas_get_corename());
 #ifdef TAPEGRAD_BENCH_TORCH
     benchmark::AddCustomContext("libtorch", "yes");
 #else

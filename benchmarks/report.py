@@ -292,7 +292,8 @@ class Report:
         ctx = self.context
         self.out(f"Run {ctx.get('date', '?')} on {ctx.get('num_cpus', '?')} CPUs ({ctx.get('cpu_model', '?')}, "
                  f"{ctx.get('mhz_per_cpu', '?')} MHz), load average "
-                 f"{', '.join(f'{x:.2f}' for x in ctx.get('load_avg', []))}; libtorch: {ctx.get('libtorch', '?')}; "
+                 f"{', '.join(f'{x:.2f}' for x in ctx.get('load_avg', []))}; OpenBLAS kernels: "
+                 f"{ctx.get('openblas_core', '?')}; libtorch: {ctx.get('libtorch', '?')}; "
                  f"medians of {self.repetitions()} repetitions.")
         self.out()
         self.jac, self.hes = {}, []
