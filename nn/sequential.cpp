@@ -42,17 +42,22 @@ template <class E>
 
 template <class T>
 Var<T> Sequential<T>::forward(const Var<T>& x) {
-    Var<T> a = x;
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (layers_.empty()) return x;
+    // Each layer reads the previous one's output through `in`: starting from
+    // a copy of x would count a reference to the data every step, with an
+    // atomic operation for a constant (NodeRef).
+    const Var<T>* in = &x;
+    Var<T> a;
+    for (std::size_t i = 0; i < layers_.size(); ++i, in = &a) {
         // The context string is built only on the error path: forward runs every step.
         auto where = [&] { return fmt::format("layers.{} ({})", i, layers_[i]->describe()); };
         try {
             if (fused_with_next_[i]) {
                 // The Sigmoid cannot fail, so an error here is the Linear's: i stays its index.
-                a = static_cast<Linear<T>&>(*layers_[i]).forward_sigmoid(a);
+                a = static_cast<Linear<T>&>(*layers_[i]).forward_sigmoid(*in);
                 ++i;
             } else {
-                a = layers_[i]->forward(a);
+                a = layers_[i]->forward(*in);
             }
         } catch (const shape_error& e) {
             rethrow_with(e, where() + ": " + e.what());
