@@ -175,9 +175,11 @@ private:
 };
 
 /// A leaf that requires a gradient: a model parameter, living across steps.
+/// It belongs to one thread at a time (its count is not atomic: NodeRef).
 template <class T>
 Var<T> param(Array<T> value);
-/// A leaf without gradient: data, targets, hyper-parameters.
+/// A leaf without gradient: data, targets, hyper-parameters. Threads may
+/// share it (its count is atomic).
 template <class T>
 Var<T> constant(Array<T> value);
 
