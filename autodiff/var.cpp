@@ -68,8 +68,8 @@ void Var<T>::backward_from(const Array<T>& seed, BackwardOptions options) const 
 template <class T>
 Var<T> param(Array<T> value) {
     // A plain count, like a computed value's: a parameter belongs to one
-    // thread at a time (README), and a step copies and drops references to
-    // its parameters more than to anything else (NodeRef).
+    // thread at a time (README), and every layer's record copies and drops
+    // references to its parameters (NodeRef).
     Var<T> x = detail::make_value(std::move(value));
     auto& node = *x.node_ptr();
     node.requires_grad = true;
