@@ -91,6 +91,17 @@ public:
     void share() const noexcept { node_->refs.store(1 | shared_bit, std::memory_order_relaxed); }
     bool shared() const noexcept { return node_ && (node_->refs.load(std::memory_order_relaxed) & shared_bit); }
 
+    /// A reference that counts nothing, to a node that something else holds
+    /// for longer (a tape's pin: detail::Kept). forget() must end it, not
+    /// its destructor.
+    static NodeRef borrow(Node<T>* node) noexcept {
+        NodeRef ref;
+        ref.node_ = node;
+        return ref;
+    }
+    /// Lets go of the node without dropping a count (see borrow).
+    void forget() noexcept { node_ = nullptr; }
+
     Node<T>* get() const noexcept { return node_; }
     Node<T>& operator*() const noexcept { return *node_; }
     Node<T>* operator->() const noexcept { return node_; }

@@ -17,6 +17,7 @@ Tape::Tape(TapeOptions options)
 
 Tape::~Tape() {
     destroy_records();
+    release_pins(true);
     // Tapes are scoped objects, so they are destroyed in reverse order of
     // creation and the previous tape becomes current again.
     detail::recording_state.tape = previous_;
@@ -35,7 +36,23 @@ void Tape::destroy_records() noexcept {
 
 void Tape::clear() {
     destroy_records();
+    release_pins(false);
     ++epoch_;  // the low 32 bits count clears of this tape
+}
+
+void Tape::release_pins(bool all) noexcept {
+    // After the records: they borrow the pinned nodes.
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < pin_count_; ++i) {
+        Pin pin = pins_[i];
+        if (pin.used && !all) {
+            pin.used = false;
+            pins_[kept++] = pin;
+        } else {
+            pin.release(pin.node);
+        }
+    }
+    pin_count_ = kept;
 }
 
 std::size_t Tape::bytes() const noexcept {

@@ -17,6 +17,7 @@
 // pre-activation dies as soon as its sigmoid has run).
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -120,6 +121,28 @@ public:
     /// Runs `pass` on records [first, last) from last-1 down to first.
     void run(std::size_t first, std::size_t last, Pass pass);
 
+    /// Pins `node`, a constant's (its count is atomic: NodeRef), to this tape
+    /// until the clear() that ends a step which did not use it, so that the
+    /// records of every step in between borrow it (detail::Kept) instead of
+    /// counting references: an atomic count costs some 5 ns each way, and a
+    /// training step's records capture its data and its targets every step.
+    /// `hold` adds the pin's count when the node is new here, `release` drops
+    /// it. False when every pin is taken: the caller counts as usual then.
+    AD_INLINE bool pin(const void* node, void (*hold)(const void*) noexcept, void (*release)(const void*) noexcept) {
+        for (std::size_t i = 0; i < pin_count_; ++i) {
+            if (pins_[i].node == node) {
+                pins_[i].used = true;
+                return true;
+            }
+        }
+        if (pin_count_ == pins_.size()) return false;
+        hold(node);
+        pins_[pin_count_++] = {node, release, true};
+        return true;
+    }
+    /// Nodes pinned now.
+    std::size_t pins() const noexcept { return pin_count_; }
+
     /// Records with index below this were walked by a backward() that did not
     /// keep the graph.
     std::size_t consumed_end() const noexcept { return consumed_end_; }
@@ -151,6 +174,14 @@ private:
     }
     void* allocate_in_next_chunk(std::size_t size, std::size_t align);
     void destroy_records() noexcept;
+    /// Drops the pins that the step just cleared did not use (all of them when `all`).
+    void release_pins(bool all) noexcept;
+
+    struct Pin {
+        const void* node;
+        void (*release)(const void*) noexcept;
+        bool used;  // by a record since the last clear()
+    };
 
     // Chunks grow from small (a small model's step fits in the first) to a
     // size where one allocation serves hundreds of records.
@@ -165,6 +196,10 @@ private:
     std::size_t consumed_end_ = 0;
     std::uint64_t epoch_;
     Tape* previous_;
+    // A step uses a few constants (its inputs and targets), each many times:
+    // a short list scanned in place.
+    std::array<Pin, 8> pins_;
+    std::size_t pin_count_ = 0;
 };
 
 template <class C, class Construct>

@@ -304,12 +304,58 @@ AD_INLINE Tape* recording_tape(const char* op, const Inputs& inputs) {
     return any ? tape : nullptr;
 }
 
-/// x for a VJP that reads it only to give `other` its gradient: an empty Var
-/// when `other` needs none, so that the record does not keep x alive (nor
-/// count a reference to it) for nothing.
+/// A Var that a record keeps for its VJP: an input the VJP reads. A
+/// constant's node, which the record would count atomically, is borrowed
+/// instead, pinned to the tape (Tape::pin) for as long as steps use it; any
+/// other node is counted as a Var's. A Var in every use; copies are counted
+/// Vars.
 template <class T>
-Var<T> kept_for(const Var<T>& x, const Var<T>& other) {
-    return other.requires_grad() ? x : Var<T>();
+class Kept : public Var<T> {
+public:
+    Kept() = default;
+    explicit Kept(const Var<T>& x) {
+        const NodeRef<T>& ref = x.node_ptr();
+        Tape* tape = Tape::current();
+        if (ref.shared() && tape && grad_enabled() && tape->pin(ref.get(), &hold, &release)) {
+            Var<T>::operator=(Var<T>(NodeRef<T>::borrow(ref.get())));
+            borrowed_ = true;
+        } else {
+            Var<T>::operator=(x);
+        }
+    }
+    Kept(Kept&& other) noexcept : Var<T>(std::move(other)), borrowed_(std::exchange(other.borrowed_, false)) {}
+    Kept(const Kept& other) : Var<T>(other) {}
+    Kept& operator=(const Kept&) = delete;
+    Kept& operator=(Kept&&) = delete;
+    ~Kept() {
+        if (borrowed_) std::move(*this).node_ptr().forget();
+    }
+
+private:
+    static Node<T>* node_of(const void* node) noexcept { return static_cast<Node<T>*>(const_cast<void*>(node)); }
+    // The pin's own count: a counted copy of a borrowed reference, kept.
+    static void hold(const void* node) noexcept {
+        NodeRef<T> borrowed = NodeRef<T>::borrow(node_of(node));
+        NodeRef<T>(borrowed).forget();
+        borrowed.forget();
+    }
+    // ... and dropped: a counted reference that goes at once.
+    static void release(const void* node) noexcept { NodeRef<T>::borrow(node_of(node)).reset(); }
+
+    bool borrowed_ = false;
+};
+
+template <class T>
+Kept<T> kept(const Var<T>& x) {
+    return Kept<T>(x);
+}
+
+/// x for a VJP that reads it only to give `other` its gradient: empty when
+/// `other` needs none, so that the record does not keep x alive (nor count a
+/// reference to it) for nothing.
+template <class T>
+Kept<T> kept_for(const Var<T>& x, const Var<T>& other) {
+    return other.requires_grad() ? Kept<T>(x) : Kept<T>();
 }
 
 /// Throws the tape_error of a backward that reached a record an earlier

@@ -142,7 +142,7 @@ Var<T> div(const Var<T>& a, const Var<T>& b) {
     detail::check_defined("div", a);
     detail::check_defined("div", b);
     return arithmetic("div", a, b, std::divides<T>(), [&] { return a.value() / b.value(); },
-                      [b](std::size_t i, const Var<T>& g, const Var<T>& y) { return i == 0 ? g / b : -(g * y / b); });
+                      [b = detail::kept(b)](std::size_t i, const Var<T>& g, const Var<T>& y) { return i == 0 ? g / b : -(g * y / b); });
 }
 
 template <class T>
@@ -151,7 +151,7 @@ Var<T> pow(const Var<T>& a, const Var<T>& b) {
     detail::check_defined("pow", b);
     if (!equal_shapes(a.value(), b.value())) check_broadcast("pow", a, b);
     return make_op("pow", Array<T>(xt::pow(a.value(), b.value())), a, b,
-                   [a, b](std::size_t i, const Var<T>& g, const Var<T>& y) {
+                   [a = detail::kept(a), b = detail::kept(b)](std::size_t i, const Var<T>& g, const Var<T>& y) {
                        return i == 0 ? g * b * pow(a, b - T(1)) : g * y * log(a);
                    });
 }

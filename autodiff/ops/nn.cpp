@@ -136,7 +136,7 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Reduct
     T s = reduction_scale<T>(reduction, logits.value().shape()[0]);
     Array<T> loss = -s * xt::sum(targets.value() * (shifted - log_norm))();
     return make_op("softmax_cross_entropy", std::move(loss), logits, targets,
-                   [logits, targets, s](std::size_t i, const Var<T>& g) {
+                   [logits, targets = detail::kept(targets), s](std::size_t i, const Var<T>& g) {
                        if (i == 0) return (softmax(logits, 1) * sum(targets, 1, true) - targets) * (g * s);
                        return log_softmax(logits, 1) * (g * -s);
                    });
@@ -167,7 +167,7 @@ Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     T s = reduction_scale<T>(reduction, batch_size(pred));
     return detail::record_op("half_sse", scaled_squared_error(pred, target, T(0.5) * s),
                              std::array<const Var<T>*, 2>{&pred, &target},
-                             [pred, target, s](std::size_t i, const Var<T>& g) {
+                             [pred, target = detail::kept(target), s](std::size_t i, const Var<T>& g) {
                                  return squared_error_vjp(pred, target, g, i == 0 ? s : -s);
                              });
 }
@@ -177,7 +177,7 @@ Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     check_same_shape("mse", pred, target);
     T s = reduction_scale<T>(reduction, pred.size());
     return detail::record_op("mse", scaled_squared_error(pred, target, s), std::array<const Var<T>*, 2>{&pred, &target},
-                             [pred, target, s](std::size_t i, const Var<T>& g) {
+                             [pred, target = detail::kept(target), s](std::size_t i, const Var<T>& g) {
                                  return squared_error_vjp(pred, target, g, i == 0 ? 2 * s : -2 * s);
                              });
 }
@@ -203,7 +203,7 @@ Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction red
     }
     Array<T> loss(-s * total);
     return make_op("binary_cross_entropy", std::move(loss), p, target,
-                   [p, target, s, inf, log_floor](std::size_t i, const Var<T>& g) {
+                   [p, target = detail::kept(target), s, inf, log_floor](std::size_t i, const Var<T>& g) {
                        if (i == 0) return (p - target) / clamp(p * (T(1) - p), T(1e-12), inf) * (g * s);
                        return (clamp(log(T(1) - p), log_floor, inf) - clamp(log(p), log_floor, inf)) * (g * s);
                    });

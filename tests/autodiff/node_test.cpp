@@ -1,6 +1,7 @@
 #include "support/test_support.hpp"
 
 #include <thread>
+#include <vector>
 
 #include "autodiff/node.hpp"
 
@@ -54,6 +55,7 @@ TEST_CASE("node recycling: a recycled parameter's node comes back as a fresh con
         ad::sum(w * x).backward();
         CHECK(w.grad() == Array<float>{3.0f, 4.0f});
         tape.clear();
+        tape.clear();  // the first kept x pinned to the tape (used in its step: Tape::pin), this one lets go
         ad::release_cached_arrays();
         storage = w.value().data();
     }
@@ -173,16 +175,17 @@ TEST_CASE("reference counts: a constant's is atomic; a parameter's and a compute
 }
 
 TEST_CASE("reference counts: threads may record ops on one constant at once") {
-    // Every step's record copies the constant and the tape's clear drops the
-    // copy, on both threads at once: a count changed without atomics loses
-    // some of those changes.
+    // Every step copies the constant and drops the copies, on both threads at
+    // once: a count changed without atomics loses some of those changes. (The
+    // records borrow it from their tape's pin, which counts once per tape.)
     auto shared = ad::constant<float>({1.0f, 2.0f, 3.0f});
     auto train = [&shared](float* gradient_sum) {
         ad::Tape tape;
         auto w = ad::param<float>({1.0f, 1.0f, 1.0f});
         for (int step = 0; step < 20000; ++step) {
             w.zero_grad();
-            ad::sum(shared * w).backward();
+            std::vector<ad::Var<float>> inputs(4, shared);
+            ad::sum(inputs[step % 4] * w).backward();
             *gradient_sum += w.grad()(2);
             tape.clear();
         }

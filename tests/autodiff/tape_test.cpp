@@ -90,6 +90,84 @@ TEST_CASE("tape: a product keeps a factor only when the other factor needs a gra
     CHECK(v.grad() == Array<double>{2.0, -1.0});
 }
 
+TEST_CASE("tape: records borrow the constants they keep, pinned to the tape while steps use them") {
+    auto x = ad::constant(Array<double>{1.0, 2.0});
+    auto y = ad::constant(Array<double>{0.5, -1.0});
+    auto w = ad::param(Array<double>{3.0, 4.0});
+    const auto x_node = x.node_ptr().get();
+    {
+        ad::Tape tape;
+        auto step = [&] {
+            w.zero_grad();
+            ad::half_sse(w * x, y).backward();  // both records keep a constant: mul's x, the loss's y
+        };
+        step();
+        CHECK(tape.pins() == 2);
+        CHECK(x.node_ptr().use_count() == 2);  // here and the tape's pin: one count, whatever the records
+        CHECK(y.node_ptr().use_count() == 2);
+        tape.clear();
+        for (int i = 0; i < 3; ++i) {
+            step();
+            // d/dw = (w x - y) x
+            CHECK(w.grad() == Array<double>{(3.0 - 0.5) * 1.0, (8.0 + 1.0) * 2.0});
+            CHECK(tape.pins() == 2);
+            CHECK(x.node_ptr().use_count() == 2);
+            tape.clear();
+        }
+        // A step that uses x alone: y's pin goes at the clear that ends it.
+        w.zero_grad();
+        ad::sum(w * x).backward();
+        tape.clear();
+        CHECK(tape.pins() == 1);
+        CHECK(y.node_ptr().use_count() == 1);
+        CHECK(x.node_ptr().use_count() == 2);
+        // The user lets go of x: the pin keeps it until a step does not use it.
+        x = ad::Var<double>();
+        w.zero_grad();
+        ad::sum(w * w).backward();
+        tape.clear();
+        CHECK(tape.pins() == 0);
+        // x's node is free again (recycled last): the next value of its size takes it.
+        auto next = ad::constant(Array<double>{0.0, 0.0});
+        CHECK(next.node_ptr().get() == x_node);
+    }
+    CHECK(y.node_ptr().use_count() == 1);
+}
+
+TEST_CASE("tape: a tape's pins are released when it ends, and past eight constants records count as usual") {
+    std::vector<ad::Var<float>> xs;
+    for (int i = 0; i < 12; ++i) xs.push_back(ad::constant(Array<float>{float(i), 1.0f}));
+    auto w = ad::param(Array<float>{2.0f, 3.0f});
+    {
+        ad::Tape tape;
+        auto total = ad::sum(w * xs[0]);
+        for (std::size_t i = 1; i < xs.size(); ++i) total = total + ad::sum(w * xs[i]);
+        CHECK(tape.pins() == 8);
+        CHECK(xs[7].node_ptr().use_count() == 2);   // pinned
+        CHECK(xs[11].node_ptr().use_count() == 2);  // counted by its record
+        total.backward();
+        CHECK(w.grad() == Array<float>{66.0f, 12.0f});  // sum of the xs
+        tape.clear();
+        CHECK(xs[11].node_ptr().use_count() == 1);
+        CHECK(xs[7].node_ptr().use_count() == 2);  // used by the step: pinned until a step does not
+    }
+    for (const auto& x : xs) CHECK(x.node_ptr().use_count() == 1);
+}
+
+TEST_CASE("tape: a borrowed constant copied into a double-backward record is counted") {
+    auto x = ad::constant(Array<double>{2.0, -1.0});
+    auto w = ad::param(Array<double>{0.5, 1.5});
+    ad::Tape tape;
+    auto y = ad::sum(w * w * x);                                         // dy/dw = 2 w x
+    auto g = ad::grad(y, {w}, ad::BackwardOptions{true, true})[0];     // its records copy x
+    auto gg = ad::grad(ad::sum(g * g), {w})[0];                        // d/dw sum (2 w x)^2 = 8 w x^2
+    CHECK(gg.value() == Array<double>{8 * 0.5 * 4.0, 8 * 1.5 * 1.0});
+    CHECK(tape.pins() == 1);
+    tape.clear();
+    tape.clear();
+    CHECK(x.node_ptr().use_count() == 1);
+}
+
 TEST_CASE("tape: a record's cotangent is dropped as soon as its VJP has run, not at the end of the sweep") {
     ad::Tape tape;
     auto x = ad::param(Array<double>{1.0, 2.0});
