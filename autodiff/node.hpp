@@ -172,7 +172,10 @@ struct Node {
 
     std::atomic<std::uint32_t> refs{0};   // NodeRefs that hold this node, and their kind (NodeRef)
     Array<T> value;
-    std::unique_ptr<Array<T>> grad;       // parameters only: accumulated across backward calls
+    // Parameters only: a node whose value is grad(), accumulated across
+    // backward calls. A node, not an array, so that a sweep can lend it to a
+    // VJP as that VJP's result (detail::lend_grad_buffer).
+    NodeRef<T> grad;
     // zero_grad() is lazy: it sets this instead of writing zeros, so that the
     // next backward can hand its cotangent buffer over instead of adding it
     // to zeros (for a big layer, two passes over its weights saved per step).

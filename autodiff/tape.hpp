@@ -53,6 +53,9 @@ namespace detail {
 struct RecordingState {
     Tape* tape = nullptr;
     bool grad_enabled = true;
+    /// A backward() sweep is running that may compute parameters' cotangents
+    /// straight into their gradients (detail::lend_grad_buffer).
+    bool lending_grads = false;
 };
 inline thread_local RecordingState recording_state;
 

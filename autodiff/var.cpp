@@ -73,7 +73,7 @@ Var<T> param(Array<T> value) {
     Var<T> x = detail::make_value(std::move(value));
     auto& node = *x.node_ptr();
     node.requires_grad = true;
-    node.grad = std::make_unique<Array<T>>(Array<T>::from_shape(node.value.shape()));
+    node.grad = detail::adopt(detail::NodeRecycler<T>::make(node.value.shape()));
     node.grad_is_zero = true;  // zeros written on first read, if a backward has not filled it first
     return x;
 }
@@ -150,51 +150,55 @@ void add_to_cotangent(CotangentSlot<T>& slot, Var<T> g) {
 
 template <class T>
 Array<T>& written_grad(Node<T>& parameter) {
+    Array<T>& grad = parameter.grad->value;
     if (parameter.grad_is_zero) {
-        // The buffer may be out on loan (lend_grad_buffer) and not back.
-        if (equal_shapes(*parameter.grad, parameter.value)) {
-            parameter.grad->fill(T(0));
+        // A failed sweep may have left a cotangent in the node (lend_grad_buffer).
+        if (equal_shapes(grad, parameter.value)) {
+            grad.fill(T(0));
         } else {
-            *parameter.grad = xt::zeros<T>(parameter.value.shape());
+            grad = xt::zeros<T>(parameter.value.shape());
         }
         parameter.grad_is_zero = false;
     }
-    return *parameter.grad;
-}
-
-template <class T>
-std::optional<Array<T>> lend_grad_buffer(const Var<T>& x) {
-    constexpr std::size_t smallest_loan_bytes = 64 * 1024;
-    auto& node = *x.node_ptr();
-    if (!node.grad || !node.grad_is_zero || node.cotangent || grad_enabled() ||
-        node.grad->size() * sizeof(T) < smallest_loan_bytes || !equal_shapes(*node.grad, node.value)) {
-        return std::nullopt;
-    }
-    std::optional<Array<T>> buffer(Array<T>::from_shape({0}));  // size 0: allocates nothing
-    std::swap(*buffer, *node.grad);  // grad() stays a valid (empty) array while the buffer is out
-    return buffer;
+    return grad;
 }
 
 /// Adds a parameter's summed cotangent into its grad() (end of a sweep).
 template <class T>
 AD_INLINE void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
+    // A VJP computed it into the gradient's own node (lend_grad_buffer).
+    if (cotangent == parameter.grad) {
+        parameter.grad_is_zero = false;
+        return;
+    }
     // Nobody else sees the cotangent's buffer (the slot is its only owner),
-    // so after a zero_grad() it can simply become the gradient. This is also
-    // how a buffer lent by lend_grad_buffer comes back.
-    if (parameter.grad_is_zero && cotangent.use_count() == 1 && equal_shapes(cotangent->value, parameter.value)) {
-        Array<T>& grad = *parameter.grad;
-        if (equal_shapes(grad, cotangent->value)) {
-            // Trading the storage alone is a few pointer moves; swapping the
-            // whole arrays also swaps their shape vectors element by element.
-            std::swap(grad.storage(), cotangent->value.storage());
-        } else {
-            grad = std::move(cotangent->value);  // the lent buffer coming back
-        }
+    // so after a zero_grad() it can simply become the gradient.
+    Array<T>& grad = parameter.grad->value;
+    if (parameter.grad_is_zero && cotangent.use_count() == 1 && equal_shapes(cotangent->value, parameter.value) &&
+        equal_shapes(grad, cotangent->value)) {
+        // Trading the storage alone is a few pointer moves; swapping the
+        // whole arrays also swaps their shape vectors element by element.
+        std::swap(grad.storage(), cotangent->value.storage());
         parameter.grad_is_zero = false;
         return;
     }
     written_grad(parameter) += cotangent->value;
 }
+
+/// Sets whether VJPs may take parameters' gradient nodes for the scope of a
+/// sweep (nested sweeps run inside VJPs).
+class LendingGrads {
+public:
+    explicit LendingGrads(bool lend) noexcept : previous_(recording_state.lending_grads) {
+        recording_state.lending_grads = lend;
+    }
+    ~LendingGrads() { recording_state.lending_grads = previous_; }
+    LendingGrads(const LendingGrads&) = delete;
+    LendingGrads& operator=(const LendingGrads&) = delete;
+
+private:
+    bool previous_;
+};
 
 /// The default seed: ones of x's shape, in a (recycled) node.
 template <class T>
@@ -285,6 +289,9 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         std::optional<NoGrad> no_grad;
         std::optional<EnableGrad> enable_grad;
         if (options.create_graph) enable_grad.emplace(); else no_grad.emplace();
+        // Gradient nodes are lent only to a sweep that ends in them: grad()
+        // leaves them alone, and would hand the user a parameter's buffer.
+        LendingGrads lending(accumulate && !options.create_graph);
         loss_slot = seed_var.node_ptr();
         try {
             std::size_t top = end;
@@ -349,7 +356,6 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template Var<T> fit_broadcast_gradient(const char*, Var<T>, const SavedShape&);                      \
     template void add_to_cotangent(CotangentSlot<T>&, Var<T>);                                          \
     template Array<T>& written_grad(Node<T>&);                                                          \
-    template std::optional<Array<T>> lend_grad_buffer(const Var<T>&);                                   \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \
     }

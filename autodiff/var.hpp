@@ -117,7 +117,7 @@ public:
         // Inline for a parameter whose gradient is written: optimizers read
         // every parameter's every step.
         const node_type& n = node();
-        if (n.is_leaf && n.requires_grad && n.grad && !n.grad_is_zero) return *n.grad;
+        if (n.is_leaf && n.requires_grad && n.grad && !n.grad_is_zero) return n.grad->value;
         return checked_grad();
     }
     /// Resets grad() to zeros. Lazily, like PyTorch's set_to_none: the zeros
@@ -413,19 +413,32 @@ AD_INLINE void note_reached(Node<T>& parameter) {
 template <class T>
 Array<T>& written_grad(Node<T>& parameter);
 
-/// Lends a VJP the buffer of x's gradient, so that it can compute x's
-/// cotangent straight into it (a weight-gradient GEMM), when that buffer's
-/// contents are dead: x is a parameter, zero_grad() is pending, no cotangent
-/// has reached x yet in this sweep, and the sweep is not recording. The
-/// cotangent then becomes grad() again at the end of the sweep (a swap in
-/// accumulate_grad), so a training step allocates no gradient arrays: on a
-/// 2048x2048 layer the fresh pages of a new 16 MiB array every step cost
-/// about a tenth of the step in page faults. Small buffers are not lent:
-/// malloc serves them from its free lists for less than a loan costs.
-/// Returns nullopt when there is nothing to lend; grad() refills itself with
-/// zeros if the buffer does not come back (the sweep failed or discarded it).
+/// Lends a VJP x's gradient node, for the VJP to compute x's cotangent into
+/// and return, when that node's contents are dead: x is a parameter,
+/// zero_grad() is pending, no cotangent has reached x yet in this sweep, and
+/// the sweep is a backward() that does not record. The cotangent is then
+/// grad() already at the end of the sweep (accumulate_grad), so a training
+/// step makes no gradient arrays nor nodes: on a 2048x2048 layer the fresh
+/// pages of a new 16 MiB array every step cost about a tenth of the step in
+/// page faults, and on a small model a node taken, swapped into grad() and
+/// recycled per parameter cost a twentieth. Returns an empty Var when there
+/// is nothing to lend; a sweep that fails leaves the node's zero_grad()
+/// pending, so grad() still reads zeros.
 template <class T>
-std::optional<Array<T>> lend_grad_buffer(const Var<T>& x);
+AD_INLINE Var<T> lend_grad_buffer(const Var<T>& x) {
+    const Node<T>& node = *x.node_ptr();
+    if (!recording_state.lending_grads || !node.grad || !node.grad_is_zero || node.cotangent || grad_enabled() ||
+        !equal_shapes(node.grad->value, node.value)) {
+        return Var<T>();
+    }
+    return Var<T>(node.grad);
+}
+
+/// Whether `buffer` (from lend_grad_buffer, possibly empty) has `shape`.
+template <class T, class S>
+AD_INLINE bool fits(const Var<T>& buffer, const S& shape) {
+    return buffer.defined() && same_extents(buffer.value().shape(), shape);
+}
 
 /// The slot that x's cotangent accumulates in on `tape` (x recorded there),
 /// or nullptr when x does not require a gradient.

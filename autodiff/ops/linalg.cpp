@@ -11,9 +11,9 @@
 //   linear_sigmoid  y = sigma(x W^T + b)     the same with d = sigmoid_backward(g, y) for g,
 //                                            computed once per sweep (a StagedVjp)
 //
-// A parameter's gradient GEMM writes into the parameter's own gradient buffer
-// when zero_grad() has left it free (detail::lend_grad_buffer): a training
-// step then allocates no weight-sized arrays.
+// A parameter's gradient GEMM (and a bias's column sums) writes into the
+// parameter's own gradient node when zero_grad() has left it free
+// (detail::lend_grad_buffer): a training step then makes no gradient arrays.
 
 #include "autodiff/ops/linalg.hpp"
 
@@ -45,10 +45,9 @@ inline int blas_int(const char* op, std::size_t n) {
 namespace detail {
 
 /// matmul, computed into `buffer` when it has the result's shape (a weight
-/// gradient into its parameter's lent gradient buffer), else into a new array.
+/// gradient into its parameter's lent gradient node), else into a new node.
 template <class T>
-Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>& b, bool transpose_a,
-                   bool transpose_b) {
+Var<T> matmul_into(Var<T> buffer, const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
     detail::check_defined("matmul", a);
     detail::check_defined("matmul", b);
     const auto& A = a.value();
@@ -65,9 +64,8 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
         throw shape_error(fmt::format("matmul: cannot multiply {}{} by {}{}", shape_string_of(A),
                                       transpose_a ? "^T" : "", shape_string_of(B), transpose_b ? "^T" : ""));
     }
-    const bool fits = buffer && buffer->dimension() == 2 && buffer->shape()[0] == m && buffer->shape()[1] == n;
-    Var<T> result = fits ? detail::make_value(std::move(*buffer))
-                         : detail::make_uninitialized<T>(std::array<std::size_t, 2>{m, n});
+    const std::array<std::size_t, 2> shape{m, n};
+    Var<T> result = fits(buffer, shape) ? std::move(buffer) : detail::make_uninitialized<T>(shape);
     Array<T>& c = result.mutable_value();
     // A vector on either side takes GEMV, and an outer product (k = 1, the
     // input gradient of a layer with one output) GER: OpenBLAS's GEMM packs
@@ -102,7 +100,7 @@ Var<T> matmul_into(std::optional<Array<T>> buffer, const Var<T>& a, const Var<T>
 
 template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
-    return detail::matmul_into<T>(std::nullopt, a, b, transpose_a, transpose_b);
+    return detail::matmul_into<T>(Var<T>(), a, b, transpose_a, transpose_b);
 }
 
 template <class T>
@@ -175,11 +173,12 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
 
 /// linear's VJP for input i given d, the cotangent of x W^T + b.
 template <class T>
-AD_INLINE Var<T> affine_product_vjp(std::size_t i, const Var<T>& d, const Var<T>& x, const Var<T>& weight) {
-    if (i == 0) return detail::matmul_into<T>(std::nullopt, d, weight, false, false);
+AD_INLINE Var<T> affine_product_vjp(std::size_t i, const Var<T>& d, const Var<T>& x, const Var<T>& weight,
+                                    const Var<T>& bias) {
+    if (i == 0) return detail::matmul_into<T>(Var<T>(), d, weight, false, false);
     if (i == 1) return detail::matmul_into(detail::lend_grad_buffer(weight), d, x, true, false);
     // Outside create_graph straight into a node (detail::column_sums).
-    return detail::recording() ? sum(d, 0) : detail::column_sums(d);
+    return detail::recording() ? sum(d, 0) : detail::column_sums(d, detail::lend_grad_buffer(bias));
 }
 
 }  // namespace
@@ -188,9 +187,10 @@ template <class T>
 Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
     Var<T> result = affine_product("linear", x, weight, bias);  // first: it checks the operands
     return make_op("linear", std::move(result), x, weight, bias,
-                   // weight is kept in any case: its own gradient borrows its gradient buffer.
-                   [x = detail::kept_for(x, weight), weight](std::size_t i, const Var<T>& g) {
-                       return affine_product_vjp(i, g, x, weight);
+                   // weight and bias are kept in any case: their gradients are computed into
+                   // their gradient nodes (lend_grad_buffer).
+                   [x = detail::kept_for(x, weight), weight, bias](std::size_t i, const Var<T>& g) {
+                       return affine_product_vjp(i, g, x, weight, bias);
                    });
 }
 
@@ -202,8 +202,8 @@ Var<T> linear_sigmoid(const Var<T>& x, const Var<T>& weight, const Var<T>& bias)
     return make_op("linear_sigmoid", std::move(result), x, weight, bias,
                    staged_vjp(
                        [](const Var<T>& g, const Var<T>& y) { return detail::sigmoid_backward_in_sweep(g, y); },
-                       [x = detail::kept_for(x, weight), weight](std::size_t i, const Var<T>& d) {
-                           return affine_product_vjp(i, d, x, weight);
+                       [x = detail::kept_for(x, weight), weight, bias](std::size_t i, const Var<T>& d) {
+                           return affine_product_vjp(i, d, x, weight, bias);
                        }));
 }
 

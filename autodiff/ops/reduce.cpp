@@ -132,9 +132,10 @@ Var<T> sum(const Var<T>& x, long axis, bool keepdims) {
 namespace detail {
 
 template <class T>
-Var<T> column_sums(const Var<T>& x) {
+Var<T> column_sums(const Var<T>& x, Var<T> buffer) {
     const auto& x_shape = x.value().shape();
-    Var<T> y = make_uninitialized<T>(std::array<std::size_t, 1>{x_shape[1]});
+    const std::array<std::size_t, 1> shape{x_shape[1]};
+    Var<T> y = fits(buffer, shape) ? std::move(buffer) : make_uninitialized<T>(shape);
     sum_over_axis_into(x.value(), x_shape, 0, y.mutable_value().data());
     return y;
 }
@@ -221,7 +222,7 @@ Var<T> sum_to_shape(const Var<T>& x, const Shape& shape) {
     template Var<T> max(const Var<T>&);                            \
     template Var<T> max(const Var<T>&, long, bool);                \
     template Var<T> sum_to_shape(const Var<T>&, const Shape&);     \
-    template Var<T> detail::column_sums(const Var<T>&);
+    template Var<T> detail::column_sums(const Var<T>&, Var<T>);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

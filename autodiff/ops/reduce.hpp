@@ -20,8 +20,9 @@ template <class T> Var<T> sum_to_shape(const Var<T>& x, const Shape& shape);
 namespace detail {
 /// sum(x, 0) of a 2-D x, unrecorded: a layer's bias gradient in a sweep
 /// without create_graph, where sum()'s axis check and reduced shape cost
-/// more than the sums on a small layer.
-template <class T> Var<T> column_sums(const Var<T>& x);
+/// more than the sums on a small layer. Into `buffer` when it has the
+/// result's shape (a bias's lent gradient node: lend_grad_buffer).
+template <class T> Var<T> column_sums(const Var<T>& x, Var<T> buffer = Var<T>());
 }  // namespace detail
 
 }  // namespace ad

@@ -337,10 +337,47 @@ TEST_CASE("linear_sigmoid: the cotangent is overwritten in place only when nothi
     CHECK(ad::test::matches(by_loss[1].value(), expected_x));
 }
 
+TEST_CASE("linear_sigmoid: a small layer's weight and bias gradients land in their own buffers every step") {
+    // The xor model's layer: no gradient array is made per step, and ad::grad,
+    // which leaves grad() alone, gets arrays of its own.
+    ad::Tape tape;
+    Array<double> x = ad::test::uniform({4, 2}, 41), y = ad::test::uniform({4, 3}, 42);
+    auto w = ad::param(ad::test::uniform({3, 2}, 43));
+    auto b = ad::param(ad::test::uniform({3}, 44));
+    auto loss = [&] { return ad::half_sse(ad::linear_sigmoid(ad::constant(x), w, b), ad::constant(y)); };
+    // d = (s - y) s (1 - s) for s = sigmoid(x W^T + b); dW = d^T x, db = column sums of d.
+    auto expected = [&] {
+        Array<double> s = 1.0 / (1.0 + xt::exp(-(naive_matmul(x, naive_transpose(w.value())) + b.value())));
+        Array<double> d = (s - y) * s * (1.0 - s);
+        return std::pair<Array<double>, Array<double>>{naive_matmul(naive_transpose(d), x), xt::sum(d, {0})};
+    };
+    loss().backward();
+    const double* w_buffer = w.grad().data();
+    const double* b_buffer = b.grad().data();
+    for (int step = 0; step < 3; ++step) {
+        w.zero_grad();
+        b.zero_grad();
+        loss().backward();
+        auto [dw, db] = expected();
+        CHECK(ad::test::matches(w.grad(), dw));
+        CHECK(ad::test::matches(b.grad(), db));
+        CHECK(w.grad().data() == w_buffer);
+        CHECK(b.grad().data() == b_buffer);
+        tape.clear();
+    }
+    w.zero_grad();
+    auto grads = ad::grad(loss(), {w, b});
+    CHECK(grads[0].value().data() != w_buffer);
+    CHECK(grads[1].value().data() != b_buffer);
+    auto [dw, db] = expected();
+    CHECK(ad::test::matches(grads[0].value(), dw));
+    CHECK(w.grad() == Array<double>(xt::zeros<double>({3, 2})));  // the pending zero_grad()
+    CHECK(ad::test::matches(grads[0].value(), dw));             // and the result does not see it
+}
+
 TEST_CASE("linear and matmul: a weight gradient is computed into the parameter's own buffer, right in every path") {
     // After zero_grad() the gradient GEMM writes into grad()'s buffer instead
-    // of a new array (detail::lend_grad_buffer, for buffers of 64 KiB and
-    // more: 96 x 96 doubles). Whatever path the buffer takes, the gradients
+    // of a new array (detail::lend_grad_buffer). Whatever path the buffer takes, the gradients
     // must equal the formulas: loss = sum(c * y), so dW = c^T x for
     // y = x W^T + b, and dB = op(A)^T c for C = op(A) op(B).
     ad::Tape tape;
