@@ -36,7 +36,7 @@ Optimizer<T>::Optimizer(std::vector<NamedParameter<T>> parameters) : parameters_
         if (!p.var.defined() || !p.var.is_leaf() || !p.var.requires_grad()) {
             throw value_error(fmt::format("optimizer: parameter '{}' is not a parameter (ad::param)", p.name));
         }
-        shapes_.push_back(p.var.shape());
+        shapes_.emplace_back(p.var.value().shape());
     }
     checked_gradients_.reserve(parameters_.size());
 }
@@ -56,25 +56,36 @@ template <class T>
 const std::vector<const Array<T>*>& Optimizer<T>::check_gradients(const char* who) {
     checked_gradients_.clear();
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
-        const auto& p = parameters_[i];
-        const Array<T>& grad = p.var.grad();
-        // Not p.var.shape(): that builds a Shape, every step.
-        if (!same_extents(p.var.value().shape(), shapes_[i]) || !equal_shapes(grad, p.var.value())) {
-            throw shape_error(fmt::format("{}: parameter '{}' has shape {} and gradient shape {}; the optimizer "
-                                          "was made for shape {}",
-                                          who, p.name, shape_string(p.var.shape()), shape_string_of(grad),
-                                          shape_string(shapes_[i])));
-        }
-        if (kernels::all_finite(grad.data(), grad.size())) {
-            checked_gradients_.push_back(&grad);
-            continue;
-        }
-        const T bad = *std::find_if(grad.data(), grad.data() + grad.size(), [](T g) { return !std::isfinite(g); });
-        throw value_error(fmt::format("{}: the gradient of parameter '{}' (shape {}) holds {}; step "
-                                      "skipped, parameters unchanged",
-                                      who, p.name, shape_string(p.var.shape()), bad));
+        const Var<T>& parameter = parameters_[i].var;
+        const Array<T>& value = parameter.value();
+        const Array<T>& grad = parameter.grad();
+        // backward() gives the gradient the value's shape; the sizes keep the
+        // update in bounds should the value change shape after it. (Two full
+        // shape comparisons per parameter took a fortieth of a small model's step.)
+        if (!shapes_[i].equals(value.shape()) || grad.size() != value.size()) reject_shape(who, i);
+        if (!kernels::all_finite(grad.data(), grad.size())) reject_not_finite(who, i);
+        checked_gradients_.push_back(&grad);
     }
     return checked_gradients_;
+}
+
+template <class T>
+void Optimizer<T>::reject_shape(const char* who, std::size_t i) const {
+    const auto& p = parameters_[i];
+    throw shape_error(fmt::format("{}: parameter '{}' has shape {} and gradient shape {}; the optimizer "
+                                  "was made for shape {}",
+                                  who, p.name, shape_string(p.var.shape()), shape_string_of(p.var.grad()),
+                                  shape_string(shapes_[i].to_shape())));
+}
+
+template <class T>
+void Optimizer<T>::reject_not_finite(const char* who, std::size_t i) const {
+    const auto& p = parameters_[i];
+    const Array<T>& grad = p.var.grad();
+    const T bad = *std::find_if(grad.data(), grad.data() + grad.size(), [](T g) { return !std::isfinite(g); });
+    throw value_error(fmt::format("{}: the gradient of parameter '{}' (shape {}) holds {}; step "
+                                  "skipped, parameters unchanged",
+                                  who, p.name, shape_string(p.var.shape()), bad));
 }
 
 template <class T>

@@ -43,9 +43,11 @@ protected:
     const std::vector<const Array<T>*>& check_gradients(const char* who);
     /// Zeros of each parameter's shape: the optimizers' state before their first step.
     std::vector<Array<T>> zeros_like_parameters() const;
+    [[noreturn, gnu::noinline]] void reject_shape(const char* who, std::size_t i) const;
+    [[noreturn, gnu::noinline]] void reject_not_finite(const char* who, std::size_t i) const;
 
     std::vector<NamedParameter<T>> parameters_;
-    std::vector<Shape> shapes_;
+    std::vector<detail::SavedShape> shapes_;  // at construction
     std::vector<const Array<T>*> checked_gradients_;  // check_gradients' result, kept to reuse its storage
     T learning_rate_ = T(0);
     std::size_t steps_ = 0;

@@ -119,6 +119,32 @@ TEST_CASE("optimizers: bad options are rejected") {
     CHECK_THROWS_AS(nn::SGD<double>({{"data", constant(Array<double>{1.0})}}), value_error);
 }
 
+TEST_CASE("optimizers: a parameter that changed shape is rejected by name, parameters unchanged") {
+    Tape tape;
+    nn::MLP<double> model({2, 3, 1}, nn::Activation::sigmoid, 5);
+    Array<double> x{{0.0, 1.0}, {1.0, 0.0}};
+    Array<double> y{1.0, 0.0};
+    y.reshape({2, 1});
+    nn::SGD<double> sgd(model, {0.5, 0.9});
+    nn::half_sse(model(x), y).backward();
+    tape.clear();
+    auto params = model.parameters();
+    SUBCASE("the same size in another shape") { params[0].var.mutable_value().reshape({2, 3}); }
+    SUBCASE("another size") { params[0].var.mutable_value() = xt::zeros<double>({3, 3}); }
+    auto before = test::snapshot(model);
+    try {
+        sgd.step();
+        FAIL("no exception");
+    } catch (const shape_error& e) {
+        std::string m = e.what();
+        CHECK(m.find("SGD::step") == 0);
+        CHECK(m.find("layers.0.weight") != std::string::npos);
+        CHECK(m.find("made for shape (3, 2)") != std::string::npos);
+    }
+    CHECK(test::unchanged(model, before));
+    CHECK(sgd.steps() == 0);
+}
+
 TEST_CASE("optimizers: a non-finite gradient leaves parameters and state unchanged") {
     Tape tape;
     nn::MLP<double> model({2, 3, 1}, nn::Activation::sigmoid, 4);
