@@ -142,7 +142,9 @@ Var<T> div(const Var<T>& a, const Var<T>& b) {
     detail::check_defined("div", a);
     detail::check_defined("div", b);
     return arithmetic("div", a, b, std::divides<T>(), [&] { return a.value() / b.value(); },
-                      [b = detail::kept(b)](std::size_t i, const Var<T>& g, const Var<T>& y) { return i == 0 ? g / b : -(g * y / b); });
+                      [b = detail::kept(b)](std::size_t i, const Var<T>& g, const Var<T>& y) {
+                          return i == 0 ? g / b : -(g * y / b);
+                      });
 }
 
 template <class T>

@@ -86,14 +86,15 @@ Var<T> matmul_into(Var<T> buffer, const Var<T>& a, const Var<T>& b, bool transpo
                    T(0), c.data());
     }
     if (!detail::recording()) return result;  // a VJP's product, in a sweep without create_graph
-    return make_op("matmul", std::move(result), a, b, [a = detail::kept(a), b = detail::kept(b), transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
-        if (i == 0) {
-            return transpose_a ? matmul_into(lend_grad_buffer(a), b, g, transpose_b, true)
-                               : matmul_into(lend_grad_buffer(a), g, b, false, !transpose_b);
-        }
-        return transpose_b ? matmul_into(lend_grad_buffer(b), g, a, true, transpose_a)
-                           : matmul_into(lend_grad_buffer(b), a, g, !transpose_a, false);
-    });
+    return make_op("matmul", std::move(result), a, b,
+                   [a = detail::kept(a), b = detail::kept(b), transpose_a, transpose_b](std::size_t i, const Var<T>& g) {
+                       if (i == 0) {
+                           return transpose_a ? matmul_into(lend_grad_buffer(a), b, g, transpose_b, true)
+                                              : matmul_into(lend_grad_buffer(a), g, b, false, !transpose_b);
+                       }
+                       return transpose_b ? matmul_into(lend_grad_buffer(b), g, a, true, transpose_a)
+                                          : matmul_into(lend_grad_buffer(b), a, g, !transpose_a, false);
+                   });
 }
 
 }  // namespace detail
