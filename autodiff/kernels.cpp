@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -98,16 +97,8 @@ bool all_finite_by_loop(const T* x, std::size_t n) {
 }  // namespace
 
 template <class T>
-bool all_finite(const T* x, std::size_t n) {
+bool all_finite_long(const T* x, std::size_t n) {
     constexpr std::size_t row = 1024, rows_per_call = 1024;
-    // A few numbers (a small layer's bias): the vector loop's set-up and
-    // remainder cost more than testing them one by one.
-    if (n < 16) {
-        for (std::size_t i = 0; i < n; ++i) {
-            if (!std::isfinite(x[i])) return false;
-        }
-        return true;
-    }
     // Below 64 rows the GEMV's call and its threads cost more than they save.
     if (n < 64 * row) return all_finite_by_loop(x, n);
     static const std::vector<T> ones(row, T(1));
@@ -130,7 +121,7 @@ template void sigmoid_backward(const float*, const float*, float*, std::size_t);
 template void sigmoid_backward(const double*, const double*, double*, std::size_t);
 template void axpy(std::size_t, float, const float*, float*);
 template void axpy(std::size_t, double, const double*, double*);
-template bool all_finite(const float*, std::size_t);
-template bool all_finite(const double*, std::size_t);
+template bool all_finite_long(const float*, std::size_t);
+template bool all_finite_long(const double*, std::size_t);
 
 }  // namespace ad::kernels

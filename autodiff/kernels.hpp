@@ -7,6 +7,9 @@
 // and all_finite go through BLAS on long vectors. Defined for float and double.
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 namespace ad::kernels {
 
@@ -41,8 +44,26 @@ void axpy(std::size_t n, T alpha, const T* x, T* y);
 /// it; a row whose sum is not finite (a bad value, or finite ones whose sum
 /// overflows) is then settled element by element. It is the optimizers' check
 /// of every gradient: 1.8 ms per 32 MB at 2 threads instead of 3.9 ms. Fewer
-/// than 16 numbers (a small layer's bias) are tested one by one.
+/// than 16 numbers (a small layer's gradient) are tested here, inline, on
+/// their bits: an infinity or a NaN has every exponent bit set. A call cost
+/// more than the test, and integer tests do not wait on each other the way
+/// floating-point comparisons feeding one flag did (with both, the optimizer's
+/// checks were a twentieth of the xor step).
 template <class T>
-bool all_finite(const T* x, std::size_t n);
+bool all_finite_long(const T* x, std::size_t n);
+
+template <class T>
+inline bool all_finite(const T* x, std::size_t n) {
+    if (n >= 16) return all_finite_long(x, n);
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits exponent = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
+    Bits not_finite = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        Bits bits;
+        std::memcpy(&bits, x + i, sizeof bits);
+        not_finite |= Bits((bits & exponent) == exponent);
+    }
+    return not_finite == 0;
+}
 
 }  // namespace ad::kernels

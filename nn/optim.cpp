@@ -2,9 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -29,26 +26,6 @@ void check_learning_rate(const char* who, double lr) {
     if (!std::isfinite(lr) || lr <= 0) {
         throw value_error(fmt::format("{}: learning rate is {}; it must be finite and positive", who, lr));
     }
-}
-
-/// kernels::all_finite, with a small layer's few values tested here: the
-/// call cost more than the test. On the bits: an infinity or a NaN has every
-/// exponent bit set, and integer tests do not wait on each other the way
-/// floating-point comparisons feeding one flag did.
-template <class T>
-bool all_finite(const Array<T>& values) {
-    const T* v = values.data();
-    const std::size_t n = values.size();
-    if (n >= 16) return kernels::all_finite(v, n);
-    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-    constexpr Bits exponent = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
-    Bits not_finite = 0;
-    for (std::size_t k = 0; k < n; ++k) {
-        Bits bits;
-        std::memcpy(&bits, v + k, sizeof bits);
-        not_finite |= Bits((bits & exponent) == exponent);
-    }
-    return not_finite == 0;
 }
 
 }  // namespace
@@ -86,7 +63,7 @@ const std::vector<const Array<T>*>& Optimizer<T>::check_gradients(const char* wh
         // update in bounds should the value change shape after it. (Two full
         // shape comparisons per parameter took a fortieth of a small model's step.)
         if (!shapes_[i].equals(value.shape()) || grad.size() != value.size()) reject_shape(who, i);
-        if (!all_finite(grad)) reject_not_finite(who, i);
+        if (!kernels::all_finite(grad.data(), grad.size())) reject_not_finite(who, i);
         checked_gradients_.push_back(&grad);
     }
     return checked_gradients_;

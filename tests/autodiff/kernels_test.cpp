@@ -159,7 +159,7 @@ TEST_CASE_TEMPLATE("kernels: all_finite finds a NaN or an infinity anywhere, and
                    T, float, double) {
     const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
     const T big = std::numeric_limits<T>::max();
-    // Short vectors (one by one below 16, then the vector loop), and long
+    // Short vectors (on their bits below 16, then the vector loop), and long
     // ones (row sums by GEMV): whole calls of 1024 rows, a last partial
     // call, and a tail shorter than a row.
     for (std::size_t n : {0, 1, 15, 16, 1023, 65535, 70000, 1024 * 1024 + 3 * 1024 + 17}) {
