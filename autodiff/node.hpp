@@ -133,9 +133,11 @@ private:
         if (refs == 1) NodeRecycler<T>::recycle(node_);
     }
 
+public:
     // The atomic kind, out of line: inlined beside the plain one into every
     // copy and release, it grew the step's hot code and took back most of
-    // what the plain count saves.
+    // what the plain count saves. Public for a holder of a shared node that
+    // is not a NodeRef: a tape's pin (detail::Kept).
     [[gnu::noinline]] static void add_shared(Node<T>* node) noexcept {
         node->refs.fetch_add(1, std::memory_order_relaxed);
     }
@@ -145,6 +147,7 @@ private:
         if (node->refs.fetch_sub(1, std::memory_order_acq_rel) == (1 | shared_bit)) NodeRecycler<T>::recycle(node);
     }
 
+private:
     Node<T>* node_ = nullptr;
 };
 

@@ -332,15 +332,10 @@ public:
     }
 
 private:
+    // The pin's own count, on a shared node: the atomic kind's.
     static Node<T>* node_of(const void* node) noexcept { return static_cast<Node<T>*>(const_cast<void*>(node)); }
-    // The pin's own count: a counted copy of a borrowed reference, kept.
-    static void hold(const void* node) noexcept {
-        NodeRef<T> borrowed = NodeRef<T>::borrow(node_of(node));
-        NodeRef<T>(borrowed).forget();
-        borrowed.forget();
-    }
-    // ... and dropped: a counted reference that goes at once.
-    static void release(const void* node) noexcept { NodeRef<T>::borrow(node_of(node)).reset(); }
+    static void hold(const void* node) noexcept { NodeRef<T>::add_shared(node_of(node)); }
+    static void release(const void* node) noexcept { NodeRef<T>::release_shared(node_of(node)); }
 
     bool borrowed_ = false;
 };
