@@ -226,11 +226,11 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             "{}: the value has shape {}; without a seed, backward starts from a scalar (one element)",
             fn, shape_string_of(value)));
     }
-    for (T v : value) {
-        if (!std::isfinite(v)) {
+    for (const T* v = value.data(); v != value.data() + value.size(); ++v) {
+        if (!std::isfinite(*v)) {
             throw value_error(fmt::format("{}: the value of shape {} holds {}; its gradients would be "
                                           "meaningless",
-                                          fn, shape_string_of(value), std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"));
+                                          fn, shape_string_of(value), std::isnan(*v) ? "nan" : *v > 0 ? "inf" : "-inf"));
         }
     }
     if (!loss.requires_grad()) {
@@ -324,8 +324,10 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             drop_reached_cotangents();
             throw;
         }
+        reached.resize(reached_before);  // their cotangents are reset already
+    } else {
+        drop_reached_cotangents();
     }
-    drop_reached_cotangents();
     if (!options.retain_graph && !options.create_graph) tape->consume(end);
     return grads;
 }

@@ -38,12 +38,13 @@ Optimizer<T>::Optimizer(std::vector<NamedParameter<T>> parameters) : parameters_
         }
         shapes_.emplace_back(p.var.value().shape());
     }
-    checked_gradients_.reserve(parameters_.size());
 }
 
 template <class T>
 void Optimizer<T>::zero_grad() {
-    for (auto& p : parameters_) p.var.zero_grad();
+    // Var::zero_grad's flag, set here (the optimizer's parameters have
+    // gradient nodes): a call and a check per parameter were most of this loop.
+    for (auto& p : parameters_) p.var.node_ptr()->grad_is_zero = true;
 }
 
 template <class T>
@@ -53,20 +54,16 @@ void Optimizer<T>::set_learning_rate(T learning_rate) {
 }
 
 template <class T>
-const std::vector<const Array<T>*>& Optimizer<T>::check_gradients(const char* who) {
-    checked_gradients_.clear();
+void Optimizer<T>::check_gradients(const char* who) {
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
-        const Var<T>& parameter = parameters_[i].var;
-        const Array<T>& value = parameter.value();
-        const Array<T>& grad = parameter.grad();
+        Node& node = *parameters_[i].var.node_ptr();
+        const Array<T>& grad = gradient(node);
         // backward() gives the gradient the value's shape; the sizes keep the
         // update in bounds should the value change shape after it. (Two full
         // shape comparisons per parameter took a fortieth of a small model's step.)
-        if (!shapes_[i].equals(value.shape()) || grad.size() != value.size()) reject_shape(who, i);
+        if (!shapes_[i].equals(node.value.shape()) || grad.size() != node.value.size()) reject_shape(who, i);
         if (!kernels::all_finite(grad.data(), grad.size())) reject_not_finite(who, i);
-        checked_gradients_.push_back(&grad);
     }
-    return checked_gradients_;
 }
 
 template <class T>
@@ -109,16 +106,16 @@ template <class T>
 void SGD<T>::step() {
     // Once the gradients pass the checks, and the state is made, nothing
     // below can fail: the update runs in place, with no arrays made per step.
-    const auto& grads = this->check_gradients("SGD::step");
+    this->check_gradients("SGD::step");
     const T lr = this->learning_rate_, mu = T(options_.momentum), wd = T(options_.weight_decay);
     const bool use_momentum = options_.momentum != 0;
     if (!use_momentum && wd == T(0)) {
         // Plain SGD: one axpy per parameter (shapes checked above), on
         // OpenBLAS's threads for a large layer; xtensor's assignment cost
         // more than the update itself on a small one.
-        for (std::size_t i = 0; i < grads.size(); ++i) {
-            Array<T>& value = this->parameters_[i].var.mutable_value();
-            kernels::axpy(value.size(), -lr, grads[i]->data(), value.data());
+        for (const auto& parameter : this->parameters_) {
+            auto& node = *parameter.var.node_ptr();
+            kernels::axpy(node.value.size(), -lr, this->gradient(node).data(), node.value.data());
         }
         ++this->steps_;
         return;
@@ -127,9 +124,10 @@ void SGD<T>::step() {
     // One loop per parameter: g++ vectorises it, and it took two thirds of
     // the time of xtensor's two assignments (mnist, momentum and decay).
     if (use_momentum && velocity_.empty()) velocity_ = this->zeros_like_parameters();
-    for (std::size_t i = 0; i < grads.size(); ++i) {
-        const T* grad = grads[i]->data();
-        Array<T>& value = this->parameters_[i].var.mutable_value();
+    for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
+        auto& node = *this->parameters_[i].var.node_ptr();
+        const T* grad = this->gradient(node).data();
+        Array<T>& value = node.value;
         T* p = value.data();
         T* v = use_momentum ? velocity_[i].data() : nullptr;
         for (std::size_t k = 0, n = value.size(); k < n; ++k) {
@@ -160,7 +158,7 @@ Adam<T>::Adam(std::vector<NamedParameter<T>> parameters, AdamOptions options)
 
 template <class T>
 void Adam<T>::step() {
-    const auto& grads = this->check_gradients("Adam::step");
+    this->check_gradients("Adam::step");
     // The moments start at zero (the first step's m is then (1 - b1) g), made
     // before anything changes; after that nothing can fail, and each
     // parameter and its moments are updated in place.
@@ -174,8 +172,10 @@ void Adam<T>::step() {
     const double t = double(this->steps_ + 1);
     const T correction1 = T(1 - std::pow(options_.beta1, t));
     const T correction2 = T(1 - std::pow(options_.beta2, t));
-    for (std::size_t i = 0; i < grads.size(); ++i) {
-        Array<T>& p = this->parameters_[i].var.mutable_value();
+    for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
+        auto& node = *this->parameters_[i].var.node_ptr();
+        const Array<T>& grad = this->gradient(node);
+        Array<T>& p = node.value;
         Array<T>& m = m_[i];
         Array<T>& v = v_[i];
         // Three vectorised passes into the existing arrays: a fused loop like
@@ -187,9 +187,9 @@ void Adam<T>::step() {
         };
         // Without weight decay g is the gradient itself: no pass reads p for 0 p.
         if (wd != T(0)) {
-            update(*grads[i] + wd * p);  // read by the first two passes, before p changes
+            update(grad + wd * p);  // read by the first two passes, before p changes
         } else {
-            update(*grads[i]);
+            update(grad);
         }
     }
     ++this->steps_;

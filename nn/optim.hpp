@@ -37,10 +37,15 @@ public:
     std::size_t steps() const { return steps_; }
 
 protected:
-    /// The checks every step makes before it changes anything; returns the
-    /// gradients it checked, in parameter order (valid until the next
-    /// backward), so that the step does not look them up again.
-    const std::vector<const Array<T>*>& check_gradients(const char* who);
+    using Node = detail::Node<T>;
+    /// The checks every step makes before it changes anything.
+    void check_gradients(const char* who);
+    /// A parameter's grad(), read straight from its node: the optimizer's
+    /// parameters are parameters (checked when it was made) and never empty,
+    /// so grad()'s own checks need not run again for each, every step.
+    static const Array<T>& gradient(Node& parameter) {
+        return parameter.grad_is_zero ? detail::written_grad(parameter) : parameter.grad->value;
+    }
     /// Zeros of each parameter's shape: the optimizers' state before their first step.
     std::vector<Array<T>> zeros_like_parameters() const;
     [[noreturn, gnu::noinline]] void reject_shape(const char* who, std::size_t i) const;
@@ -48,7 +53,6 @@ protected:
 
     std::vector<NamedParameter<T>> parameters_;
     std::vector<detail::SavedShape> shapes_;  // at construction
-    std::vector<const Array<T>*> checked_gradients_;  // check_gradients' result, kept to reuse its storage
     T learning_rate_ = T(0);
     std::size_t steps_ = 0;
 };

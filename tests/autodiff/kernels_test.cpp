@@ -155,6 +155,30 @@ TEST_CASE_TEMPLATE("kernels: axpy adds alpha x to y on short and long vectors, t
     }
 }
 
+TEST_CASE_TEMPLATE("kernels: all_finite below 16 numbers looks at every position of every length", T, float, double) {
+    // Short vectors are tested in two overlapping blocks (or three single
+    // numbers): a position that neither block covered would go unseen.
+    using limits = std::numeric_limits<T>;
+    const T signaling = limits::signaling_NaN(), nan = limits::quiet_NaN(), inf = limits::infinity();
+    // The largest exponent below infinity's, the smallest subnormal, and a negative zero are finite.
+    const std::vector<T> edges = {limits::max(), -limits::max(), limits::denorm_min(), -limits::denorm_min(), T(-0.0)};
+    for (std::size_t n = 1; n < 16; ++n) {
+        std::vector<T> x(n);
+        for (std::size_t i = 0; i < n; ++i) x[i] = edges[i % edges.size()];
+        INFO("n = ", n);
+        CHECK(ad::kernels::all_finite(x.data(), n));
+        for (std::size_t at = 0; at < n; ++at) {
+            for (T bad : {nan, -nan, signaling, inf, -inf}) {
+                INFO("x[", at, "] = ", bad);
+                const T kept = x[at];
+                x[at] = bad;
+                CHECK_FALSE(ad::kernels::all_finite(x.data(), n));
+                x[at] = kept;
+            }
+        }
+    }
+}
+
 TEST_CASE_TEMPLATE("kernels: all_finite finds a NaN or an infinity anywhere, and is not fooled by a sum that overflows",
                    T, float, double) {
     const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
