@@ -34,6 +34,11 @@ int main(int argc, char** argv) {
     // OPENBLAS_CORETYPE names (Haswell in this machine kind's environment,
     // also on CPUs with AVX-512): the GEMM rates depend on it.
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
+#ifdef TAPEGRAD_BENCH_PGO
+    benchmark::AddCustomContext("engine_build", "profile-guided (TAPEGRAD_PGO)");
+#else
+    benchmark::AddCustomContext("engine_build", "plain (TAPEGRAD_PGO off)");
+#endif
 #ifdef TAPEGRAD_BENCH_TORCH
     benchmark::AddCustomContext("libtorch", "yes");
 #else

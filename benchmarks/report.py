@@ -294,6 +294,7 @@ class Report:
                  f"{ctx.get('mhz_per_cpu', '?')} MHz), load average "
                  f"{', '.join(f'{x:.2f}' for x in ctx.get('load_avg', []))}; OpenBLAS kernels: "
                  f"{ctx.get('openblas_core', '?')}; libtorch: {ctx.get('libtorch', '?')}; "
+                 f"engine build: {ctx.get('engine_build', '?')}; "
                  f"medians of {self.repetitions()} repetitions.")
         self.out()
         self.jac, self.hes = {}, []
