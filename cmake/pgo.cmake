@@ -17,17 +17,11 @@
 # g++'s static guesses lay the engine's code out by source order and branch
 # heuristics; the profile lays out the hot paths together and inlines by use.
 
+# The profile's directory; the training run touches <directory>.stamp last.
 set(TAPEGRAD_PGO_DIR ${PROJECT_BINARY_DIR}/pgo)
 set(TAPEGRAD_PGO_PROFILE ${TAPEGRAD_PGO_DIR}/profile)
-set(TAPEGRAD_PGO_STAMP ${TAPEGRAD_PGO_DIR}/profile.stamp)
 
 # Stage 1, inside its own build (TAPEGRAD_PGO_INSTRUMENT names the profile directory).
-function(tapegrad_pgo_instrument target)
-  target_compile_options(${target} PRIVATE
-    -fprofile-generate=${TAPEGRAD_PGO_INSTRUMENT} -fprofile-prefix-path=${PROJECT_BINARY_DIR}
-    -fprofile-update=single)
-endfunction()
-
 function(tapegrad_pgo_training_run)
   # Every object of the engine, run or not (not only those an archive would
   # give): each then has a profile, and stage 2 can insist on finding one
@@ -72,27 +66,26 @@ if(TAPEGRAD_PGO)
     # Always asked, so that a change to the engine reaches stage 1; its own
     # build then does nothing unless a source changed.
     BUILD_ALWAYS ON
-    BUILD_BYPRODUCTS ${TAPEGRAD_PGO_STAMP}
+    BUILD_BYPRODUCTS ${TAPEGRAD_PGO_PROFILE}.stamp
     INSTALL_COMMAND "")
 endif()
 
-function(tapegrad_pgo_use target)
-  target_compile_options(${target} PRIVATE
-    -fprofile-use=${TAPEGRAD_PGO_PROFILE} -fprofile-prefix-path=${PROJECT_BINARY_DIR}
-    # Functions the training never ran are optimised as without a profile,
-    # not for size as if they were cold.
-    -fprofile-partial-training
-    -Werror=missing-profile)
-  add_dependencies(${target} tapegrad_pgo_stage1)
-  get_target_property(sources ${target} SOURCES)
-  set_source_files_properties(${sources} PROPERTIES OBJECT_DEPENDS ${TAPEGRAD_PGO_STAMP})
-endfunction()
-
-# Called by each engine target's CMakeLists.
+# Called by each engine target's CMakeLists: instrumented in stage 1,
+# compiled from the profile in stage 2.
 function(tapegrad_profile_guided target)
   if(TAPEGRAD_PGO_INSTRUMENT)
-    tapegrad_pgo_instrument(${target})
+    target_compile_options(${target} PRIVATE
+      -fprofile-generate=${TAPEGRAD_PGO_INSTRUMENT} -fprofile-prefix-path=${PROJECT_BINARY_DIR}
+      -fprofile-update=single)
   elseif(TAPEGRAD_PGO)
-    tapegrad_pgo_use(${target})
+    target_compile_options(${target} PRIVATE
+      -fprofile-use=${TAPEGRAD_PGO_PROFILE} -fprofile-prefix-path=${PROJECT_BINARY_DIR}
+      # Functions the training never ran are optimised as without a profile,
+      # not for size as if they were cold.
+      -fprofile-partial-training
+      -Werror=missing-profile)
+    add_dependencies(${target} tapegrad_pgo_stage1)
+    get_target_property(sources ${target} SOURCES)
+    set_source_files_properties(${sources} PROPERTIES OBJECT_DEPENDS ${TAPEGRAD_PGO_PROFILE}.stamp)
   endif()
 endfunction()
