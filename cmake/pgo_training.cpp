@@ -5,6 +5,7 @@
 // than one measured program.
 
 #include <cstdio>
+#include <tuple>
 #include <vector>
 
 #include <nn/nn.hpp>
