@@ -417,9 +417,8 @@ Array<T>& written_grad(Node<T>& parameter);
 /// pages of a new 16 MiB array every step cost about a tenth of the step in
 /// page faults, and on a small model a node taken, swapped into grad() and
 /// recycled cost about 90 instructions per parameter (3.5% of the xor
-/// step's). Returns an empty Var when there
-/// is nothing to lend; a sweep that fails leaves the node's zero_grad()
-/// pending, so grad() still reads zeros.
+/// step's). Returns an empty Var when there is nothing to lend; a sweep that
+/// fails leaves the node's zero_grad() pending, so grad() still reads zeros.
 template <class T>
 AD_INLINE Var<T> lend_grad_buffer(const Var<T>& x) {
     const Node<T>& node = *x.node_ptr();

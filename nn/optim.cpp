@@ -42,9 +42,7 @@ Optimizer<T>::Optimizer(std::vector<NamedParameter<T>> parameters) : parameters_
 
 template <class T>
 void Optimizer<T>::zero_grad() {
-    // Var::zero_grad's flag, set here (the optimizer's parameters have
-    // gradient nodes): a call and a check per parameter were most of this loop.
-    for (auto& p : parameters_) p.var.node_ptr()->grad_is_zero = true;
+    for (auto& p : parameters_) p.var.zero_grad();
 }
 
 template <class T>
