@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,14 @@ template <class T>
 using Array = xt::xarray<T>;
 
 using Shape = std::vector<std::size_t>;
+
+/// Integer inputs of ops (indices, class labels, tokens): int64 like PyTorch's,
+/// so that a negative index is reported as itself. Arrays of other integer
+/// types (std::size_t, int) convert implicitly.
+using IndexArray = xt::xarray<std::int64_t>;
+
+/// Boolean masks: what comparisons return and `where` selects with.
+using Mask = xt::xarray<bool>;
 
 template <class E>
 Shape shape_of(const E& e) {

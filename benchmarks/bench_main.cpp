@@ -48,6 +48,11 @@ int main(int argc, char** argv) {
     bench::register_op_overhead();
     bench::register_jacobian_chain();
     bench::register_memory();
+    bench::register_ops_conv2d();
+    bench::register_torch_ops_conv2d();
+    bench::register_ops_matmul_batched();
+    bench::register_ops_layer_norm();
+    bench::register_torch_ops_layer_norm();
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -12,6 +12,9 @@ void register_mlp_step();       // mlp_step.cpp: sgemm, mlp_step/{tape,hand,text
 void register_op_overhead();    // op_overhead.cpp
 void register_jacobian_chain(); // jacobian_chain.cpp: jacobian_chain/*, hessian/*
 void register_memory();         // memory.cpp
+void register_ops_conv2d();          // ops_conv2d.cpp: ops/conv2d/{tape,gemm}/<shape>
+void register_ops_matmul_batched();  // ops_matmul_batched.cpp: ops/matmul_batched/{tape,gemm}
+void register_ops_layer_norm();      // ops_layer_norm.cpp: ops/layer_norm/tape
 
 // Helpers mlp_step.cpp lends memory.cpp.
 std::size_t hand_activation_bytes(const std::string& model);
@@ -26,9 +29,13 @@ void tape_xor_steps(std::size_t steps, const std::function<void(std::size_t)>& a
 #ifdef TAPEGRAD_BENCH_TORCH
 void register_torch_mlp_step(const std::string& model, int threads);
 void register_torch_op_overhead();
+void register_torch_ops_conv2d();      // torch_ops_conv2d.cpp: ops/conv2d/libtorch/<shape>
+void register_torch_ops_layer_norm();  // torch_ops_layer_norm.cpp: ops/layer_norm/libtorch
 #else
 inline void register_torch_mlp_step(const std::string&, int) {}
 inline void register_torch_op_overhead() {}
+inline void register_torch_ops_conv2d() {}
+inline void register_torch_ops_layer_norm() {}
 #endif
 
 }  // namespace bench

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +31,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <xtensor/xbuilder.hpp>
+#include <xtensor/xoperation.hpp>
 #include <xtensor/xnpy.hpp>
 
 #include "autodiff/autodiff.hpp"
@@ -175,13 +177,37 @@ private:
 
 // --- kind "op": one engine op, its value and its VJP --------------------------------
 
-/// What an op of the table gets: its inputs, case.json's params, and the shape of
-/// the reference result (which tells whether the generator kept reduced axes).
+/// What an op of the table gets: its inputs, its integer inputs (case.json's
+/// int_inputs: i0, i1, ... as saved, float64 holding whole numbers), case.json's
+/// params, and the shape of the reference result (which tells whether the
+/// generator kept reduced axes).
 struct OpCall {
     std::vector<Var> inputs;
+    std::vector<Array> ints;
     const json& params;
     ad::Shape reference_shape;
 };
+
+/// An integer input as the engine's ops take indices, classes and tokens.
+[[maybe_unused]] ad::IndexArray as_indices(const Array& saved) {
+    ad::IndexArray indices = xt::cast<std::int64_t>(saved);
+    for (std::size_t i = 0; i < saved.size(); ++i) {
+        if (double(indices.data()[i]) != saved.data()[i]) {
+            throw std::invalid_argument(fmt::format("integer input holds {}", saved.data()[i]));
+        }
+    }
+    return indices;
+}
+
+/// A 1-D integer input as a vector of non-negative indices.
+[[maybe_unused]] std::vector<std::size_t> as_index_vector(const Array& saved) {
+    std::vector<std::size_t> indices;
+    for (std::int64_t i : as_indices(saved)) indices.push_back(static_cast<std::size_t>(i));
+    return indices;
+}
+
+/// A 0/1 input as a mask: true where nonzero (torch.where(i0 != 0, ...)).
+[[maybe_unused]] ad::Mask as_mask(const Array& saved) { return xt::not_equal(saved, 0.0); }
 
 struct OpSpec {
     std::size_t arity;
@@ -249,13 +275,39 @@ const std::map<std::string, OpSpec>& op_table() {
         {"softmax", along_axis(ad::softmax<double>)},
         {"log_softmax", along_axis(ad::log_softmax<double>)},
         {"reshape", reshape_op()},
+
+        // elementwise math and masks
+        //
+
+        // activations
+        //
+
+        // reductions
+        //
+
+        // shape and indexing
+        //
+
+        // matmul, outer, dot, trace
+        //
+
+        // decompositions
+        //
+
+        // convolution and pooling
+        //
+
+        // normalization, dropout and losses
+        //
     };
     return table;
 }
 
-/// A param the op would ignore means the case asks for something this runner does not do.
+/// A param the op would ignore means the case asks for something this runner does not do
+/// ("note" is the generator's comment to the reader).
 void check_params(const std::string& name, const OpSpec& op, const json& params) {
     for (const auto& item : params.items()) {
+        if (item.key() == "note") continue;
         if (std::find(op.params.begin(), op.params.end(), item.key()) == op.params.end()) {
             throw std::invalid_argument(fmt::format("op {}: unknown param '{}'", name, item.key()));
         }
@@ -285,8 +337,10 @@ Differences run_op_case(const Case& c) {
     ad::Tape tape;
     std::vector<Var> inputs;
     for (std::size_t i = 0; i < op.arity; ++i) inputs.push_back(ad::param(c.array(fmt::format("x{}", i))));
+    std::vector<Array> ints;
+    for (const auto& name : c.spec().value("int_inputs", json::array())) ints.push_back(c.array(name.get<std::string>()));
     const Array y_reference = c.array("y");
-    Var y = op.compute(OpCall{inputs, params, ad::shape_of(y_reference)});
+    Var y = op.compute(OpCall{inputs, ints, params, ad::shape_of(y_reference)});
 
     Differences differences;
     compare(differences, "y", y.value(), y_reference);

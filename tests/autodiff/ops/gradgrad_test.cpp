@@ -81,6 +81,30 @@ const std::vector<OpCase>& op_cases() {
         {"half_sse", [](const Vars& x) { return ad::half_sse(ad::tanh(x[0]), x[1]); }, {{3, 2}, {3, 2}}},
         {"mse", [](const Vars& x) { return ad::mse(ad::tanh(x[0]), x[1]); }, {{3, 2}, {3, 2}}},
         {"binary_cross_entropy", [](const Vars& x) { return ad::binary_cross_entropy(ad::sigmoid(x[0]), ad::sigmoid(x[1])); }, {{3, 2}, {3, 2}}},
+
+        // elementwise math and masks
+        //
+
+        // activations
+        //
+
+        // reductions
+        //
+
+        // shape and indexing
+        //
+
+        // matmul, outer, dot, trace
+        //
+
+        // decompositions
+        //
+
+        // convolution and pooling
+        //
+
+        // normalization, dropout and losses
+        //
     };
     return cases;
 }

@@ -1,0 +1,7 @@
+#include "autodiff/ops/normalization.hpp"
+
+#include "autodiff/ops/all.hpp"
+
+namespace ad {
+
+}  // namespace ad

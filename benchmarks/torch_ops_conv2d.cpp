@@ -1,0 +1,7 @@
+#include "bench_suite.hpp"
+
+namespace bench {
+
+void register_torch_ops_conv2d() {}
+
+}  // namespace bench
