@@ -5,7 +5,7 @@
 
 Standard library only (runs on a fresh Debian 12 with /usr/bin/python3).
 Uses the median aggregate of every benchmark when the run had repetitions,
-the single run otherwise. Prints the ratio table and the goals of issue 5
+the single run otherwise. Prints the ratio table and the goals
 (met / not met); with --plots, writes DIR/bench-mlp_step.png,
 DIR/bench-jacobian_chain.png and DIR/bench-hessian.png through gnuplot.
 """
@@ -27,6 +27,7 @@ THREADS = [1, 2]
 JAC_N = [64, 128, 256, 512, 1024]
 JAC_SERIES = ["vjp", "vjp_hand", "materialized"]
 FIT_FROM = 256
+CONV_SHAPES = ["digits", "lenet"]
 
 
 def clean_name(name):
@@ -280,10 +281,51 @@ class Report:
             self.out()
             self.goal("RSS flat over 10,000 steps (growth < 1%)", f"{b - a:+.0f} KiB", (b - a) <= 0.01 * a)
 
+    def ops(self):
+        """The op benchmarks of issue 19: conv2d and layer_norm against libtorch, batched matmul
+        against its own GEMMs called directly; float32, 1 thread."""
+        sg = self.counter("sgemm/1024/threads:1", "GFLOPS")
+        rows = []
+        for shape in CONV_SHAPES:
+            tape, torch, gemm = (self.t(f"ops/conv2d/{i}/{shape}") for i in ("tape", "libtorch", "gemm"))
+            if tape is None and torch is None:
+                continue
+            flops = self.counter(f"ops/conv2d/tape/{shape}", "gemm_flops")
+            gemm_rate_time = flops / (sg * 1e9) if flops and sg else None
+            rows.append([f"conv2d {shape}", fmt_time(tape), fmt_time(torch), fmt_ratio(ratio(tape, torch)),
+                         fmt_time(gemm), fmt_ratio(ratio(tape, gemm)), fmt_ratio(ratio(tape, gemm_rate_time))])
+            tl = ratio(tape, torch)
+            if shape == "digits":
+                self.goal("conv2d digits tape/libtorch <= 0.3", fmt_ratio(tl), None if tl is None else tl <= 0.3)
+            if shape == "lenet":
+                self.goal("conv2d lenet tape/libtorch <= 1.0", fmt_ratio(tl), None if tl is None else tl <= 1.0)
+                tg = ratio(tape, gemm_rate_time)
+                self.goal("conv2d lenet tape / GEMM time at sgemm rate <= 1.3",
+                          f"{fmt_ratio(tg)} (its GEMMs called directly: {fmt_ratio(ratio(gemm, gemm_rate_time))})",
+                          None if tg is None else tg <= 1.3)
+        tape, gemm = self.t("ops/matmul_batched/tape"), self.t("ops/matmul_batched/gemm")
+        if tape is not None or gemm is not None:
+            rows.append(["matmul_batched", fmt_time(tape), "-", "-", fmt_time(gemm), fmt_ratio(ratio(tape, gemm)), "-"])
+            tg = ratio(tape, gemm)
+            self.goal("matmul_batched tape / its GEMMs called directly <= 1.2", fmt_ratio(tg),
+                      None if tg is None else tg <= 1.2)
+        tape, torch = self.t("ops/layer_norm/tape"), self.t("ops/layer_norm/libtorch")
+        if tape is not None or torch is not None:
+            rows.append(["layer_norm", fmt_time(tape), fmt_time(torch), fmt_ratio(ratio(tape, torch)), "-", "-", "-"])
+        if rows:
+            self.out("### ops (forward + backward of one op, float32, 1 thread)")
+            self.out()
+            self.out("conv2d `digits`: batch 64, 1 -> 8 channels, 8x8, 3x3, padding 1; `lenet`: batch 64, "
+                     "32 -> 64 channels, 14x14, 5x5, padding 2. matmul_batched: 32 products of 64x64 by 64x64. "
+                     "layer_norm: 8x64x128 over the last 128. `gemm`: the op's GEMMs alone, called directly; "
+                     "`GEMM time`: their flops at the 1024^3 sgemm rate of the same run.")
+            self.out()
+            self.table(["op", "tape", "libtorch", "tape/libtorch", "gemm", "tape/gemm", "tape / GEMM time"], rows)
+
     def goals_table(self):
         if not self.goals:
             return
-        self.out("### Goals (issue 5)")
+        self.out("### Goals")
         self.out()
         mark = {True: "met", False: "NOT met", None: "no data"}
         self.table(["goal", "measured", "status"], [[g, v, mark[m]] for g, v, m in self.goals])
@@ -303,6 +345,7 @@ class Report:
         self.jacobian()
         self.hessian()
         self.memory()
+        self.ops()
         self.goals_table()
         return "\n".join(self.lines)
 
