@@ -359,8 +359,14 @@ template <class T>
 Var<T> squeeze(const Var<T>& x, long axis) {
     detail::check_defined("squeeze", x);
     Shape shape = x.shape();
-    std::size_t ax = normalize_axis("squeeze", axis, std::max<std::size_t>(shape.size(), 1));
-    if (shape.empty() || shape[ax] != 1) return x;
+    if (shape.empty()) {
+        if (axis != 0 && axis != -1) {
+            throw value_error(fmt::format("squeeze: axis {} is out of range for a 0-d value (0 or -1)", axis));
+        }
+        return x;
+    }
+    std::size_t ax = normalize_axis("squeeze", axis, shape.size());
+    if (shape[ax] != 1) return x;
     shape.erase(shape.begin() + static_cast<long>(ax));
     return reshaped("squeeze", x, shape);
 }
