@@ -189,7 +189,7 @@ struct OpCall {
 };
 
 /// An integer input as the engine's ops take indices, classes and tokens.
-[[maybe_unused]] ad::IndexArray as_indices(const Array& saved) {
+ad::IndexArray as_indices(const Array& saved) {
     ad::IndexArray indices = xt::cast<std::int64_t>(saved);
     for (std::size_t i = 0; i < saved.size(); ++i) {
         if (double(indices.data()[i]) != saved.data()[i]) {
@@ -268,7 +268,10 @@ const std::map<std::string, OpSpec>& op_table() {
         {"tanh", unary(ad::tanh<double>)},
         {"relu", unary(ad::relu<double>)},
         {"softplus", unary(ad::softplus<double>)},
-        {"transpose", unary(ad::transpose<double>)},  // no params: all axes reversed
+        {"transpose", {1, {"perm"}, [](const OpCall& call) {  // x.permute(*perm); no perm: all axes reversed
+             if (!call.params.contains("perm")) return ad::transpose(call.inputs[0]);
+             return ad::permute(call.inputs[0], call.params.at("perm").get<std::vector<long>>());
+         }}},
         {"sum", reduction(ad::sum<double>, ad::sum<double>)},
         {"mean", reduction(ad::mean<double>, ad::mean<double>)},
         {"max", reduction(ad::max<double>, ad::max<double>)},
@@ -287,6 +290,26 @@ const std::map<std::string, OpSpec>& op_table() {
 
         // shape and indexing
         //
+        {"gather", {1, {"axis"}, [](const OpCall& call) {
+             return ad::gather(call.inputs[0], call.params.at("axis").get<long>(), as_indices(call.ints.at(0)));
+         }}},
+        {"index_select", {1, {"axis"}, [](const OpCall& call) {
+             return ad::index_select(call.inputs[0], call.params.at("axis").get<long>(), as_indices(call.ints.at(0)));
+         }}},
+        {"embedding", {1, {}, [](const OpCall& call) { return ad::embedding(call.inputs[0], as_indices(call.ints.at(0))); }}},
+        {"flip", {1, {"axes"}, [](const OpCall& call) {
+             return ad::flip(call.inputs[0], call.params.at("axes").get<std::vector<long>>());
+         }}},
+        {"repeat", {1, {"repeats"}, [](const OpCall& call) {
+             return ad::repeat(call.inputs[0], call.params.at("repeats").get<std::vector<std::size_t>>());
+         }}},
+        {"unsqueeze", {1, {"axis"}, [](const OpCall& call) {
+             return ad::unsqueeze(call.inputs[0], call.params.at("axis").get<long>());
+         }}},
+        {"squeeze", {1, {"axis"}, [](const OpCall& call) {
+             std::optional<long> axis = axis_param(call.params);
+             return axis ? ad::squeeze(call.inputs[0], *axis) : ad::squeeze(call.inputs[0]);
+         }}},
 
         // matmul, outer, dot, trace
         //

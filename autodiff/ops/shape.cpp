@@ -10,6 +10,18 @@
 //   take_rows          x[indices]                          scatter_add_rows(g, indices, x.rows)
 //   scatter_add_rows   zeros, row indices[i] += x[i]       take_rows(g, indices)
 //   concatenate        xs joined along axis                slice of g for each input
+//   flip               x reversed along axes               flip(g, axes)
+//   repeat, tile       x tiled r_d times along each axis   reshape(g, (r0, s0, r1, s1, ...)) summed over
+//                                                          the r axes (sum_to_shape), reshaped to x.shape
+//   squeeze            x without length-1 axes             reshape(g, x.shape)
+//   unsqueeze          x with a new length-1 axis          reshape(g, x.shape)
+//   permute            transpose(x, perm)                  transpose(g, inverse(perm))
+//   split, chunk       slices of x along axis              one slice op per part: the parts' pads add up
+//
+// PyTorch semantics: squeeze(x, axis) of an axis longer than 1 is x itself;
+// repeat's repeats may be longer than the rank (leading axes), tile's reps
+// shorter (leading 1s); chunk gives ceil(n / chunks)-long parts, so possibly
+// fewer than `chunks`; flip rejects an axis named twice.
 
 #include "autodiff/ops/shape.hpp"
 
@@ -255,6 +267,189 @@ Var<T> stack(const std::vector<Var<T>>& xs, long axis) {
     return concatenate(expanded, static_cast<long>(ax));
 }
 
+template <class T>
+Var<T> flip(const Var<T>& x, const std::vector<long>& axes) {
+    detail::check_defined("flip", x);
+    Shape x_shape = x.shape();
+    std::vector<std::size_t> normalized;
+    for (long a : axes) {
+        std::size_t ax = normalize_axis("flip", a, x_shape.size());
+        if (std::find(normalized.begin(), normalized.end(), ax) != normalized.end()) {
+            throw value_error(fmt::format("flip: axis {} appears twice in ({}) for {}", a, fmt::join(axes, ", "),
+                                          shape_string(x_shape)));
+        }
+        normalized.push_back(ax);
+    }
+    Array<T> y = x.value();
+    for (std::size_t ax : normalized) {
+        Array<T> flipped = xt::flip(y, ax);
+        y = std::move(flipped);
+    }
+    return make_op("flip", std::move(y), x, [normalized](std::size_t, const Var<T>& g) {
+        return flip(g, std::vector<long>(normalized.begin(), normalized.end()));
+    });
+}
+
+namespace {
+
+/// repeat and tile once `repeats` has at least x's rank: x viewed as
+/// (1, s0, 1, s1, ...) (s with leading 1s) broadcast to (r0, s0, r1, s1, ...).
+template <class T>
+Var<T> tiled(const char* op, const Var<T>& x, const std::vector<std::size_t>& repeats) {
+    Shape x_shape = x.shape();
+    const std::size_t rank = repeats.size(), lead = rank - x_shape.size();
+    Shape spread(2 * rank), tiles(2 * rank), y_shape(rank);
+    for (std::size_t d = 0; d < rank; ++d) {
+        std::size_t side = d < lead ? 1 : x_shape[d - lead];
+        spread[2 * d] = 1;
+        spread[2 * d + 1] = side;
+        tiles[2 * d] = repeats[d];
+        tiles[2 * d + 1] = side;
+        y_shape[d] = repeats[d] * side;
+    }
+    Array<T> spread_x = x.value();
+    spread_x.reshape(spread);
+    Array<T> y = xt::broadcast(spread_x, tiles);
+    y.reshape(y_shape);
+    return make_op(op, std::move(y), x, [x_shape, spread, tiles](std::size_t, const Var<T>& g) {
+        return reshape(sum_to_shape(reshape(g, as_long(tiles)), spread), as_long(x_shape));
+    });
+}
+
+/// x's value under a new shape with as many elements, as op `op`.
+template <class T>
+Var<T> reshaped(const char* op, const Var<T>& x, const Shape& shape) {
+    Shape x_shape = x.shape();
+    Array<T> y = x.value();
+    y.reshape(shape);
+    return make_op(op, std::move(y), x, [x_shape](std::size_t, const Var<T>& g) { return reshape(g, as_long(x_shape)); });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> repeat(const Var<T>& x, const std::vector<std::size_t>& repeats) {
+    detail::check_defined("repeat", x);
+    if (repeats.size() < x.dim()) {
+        throw shape_error(fmt::format("repeat: {} repeats ({}) for {}: at least one per axis", repeats.size(),
+                                      fmt::join(repeats, ", "), shape_string_of(x.value())));
+    }
+    return tiled("repeat", x, repeats);
+}
+
+template <class T>
+Var<T> tile(const Var<T>& x, const std::vector<std::size_t>& reps) {
+    detail::check_defined("tile", x);
+    std::vector<std::size_t> padded = reps;
+    if (padded.size() < x.dim()) padded.insert(padded.begin(), x.dim() - padded.size(), 1);
+    return tiled("tile", x, padded);
+}
+
+template <class T>
+Var<T> squeeze(const Var<T>& x) {
+    detail::check_defined("squeeze", x);
+    Shape shape;
+    for (std::size_t side : x.shape()) {
+        if (side != 1) shape.push_back(side);
+    }
+    return reshaped("squeeze", x, shape);
+}
+
+template <class T>
+Var<T> squeeze(const Var<T>& x, long axis) {
+    detail::check_defined("squeeze", x);
+    Shape shape = x.shape();
+    if (shape.empty()) {
+        if (axis != 0 && axis != -1) {
+            throw value_error(fmt::format("squeeze: axis {} is out of range for a 0-d value (0 or -1)", axis));
+        }
+        return x;
+    }
+    std::size_t ax = normalize_axis("squeeze", axis, shape.size());
+    if (shape[ax] != 1) return x;
+    shape.erase(shape.begin() + static_cast<long>(ax));
+    return reshaped("squeeze", x, shape);
+}
+
+template <class T>
+Var<T> unsqueeze(const Var<T>& x, long axis) {
+    detail::check_defined("unsqueeze", x);
+    Shape shape = x.shape();
+    std::size_t ax = normalize_axis("unsqueeze", axis, shape.size() + 1);
+    shape.insert(shape.begin() + static_cast<long>(ax), 1);
+    return reshaped("unsqueeze", x, shape);
+}
+
+template <class T>
+Var<T> permute(const Var<T>& x, const std::vector<long>& perm) {
+    detail::check_defined("permute", x);
+    const std::size_t rank = x.dim();
+    std::vector<std::size_t> axes;
+    std::vector<bool> seen(rank, false);
+    bool is_permutation = perm.size() == rank;
+    for (std::size_t i = 0; is_permutation && i < rank; ++i) {
+        long p = perm[i] < 0 ? perm[i] + static_cast<long>(rank) : perm[i];
+        is_permutation = p >= 0 && p < static_cast<long>(rank) && !seen[static_cast<std::size_t>(p)];
+        if (is_permutation) {
+            seen[static_cast<std::size_t>(p)] = true;
+            axes.push_back(static_cast<std::size_t>(p));
+        }
+    }
+    if (!is_permutation) {
+        throw shape_error(fmt::format("permute: ({}) is not a permutation of the axes of {}", fmt::join(perm, ", "),
+                                      shape_string_of(x.value())));
+    }
+    return transpose(x, axes);
+}
+
+template <class T>
+std::vector<Var<T>> split(const Var<T>& x, const std::vector<std::size_t>& sizes, long axis) {
+    detail::check_defined("split", x);
+    Shape x_shape = x.shape();
+    if (x_shape.empty()) throw shape_error("split: a 0-d value has no axis to split");
+    std::size_t ax = normalize_axis("split", axis, x_shape.size());
+    std::size_t total = 0;
+    for (std::size_t s : sizes) total += s;
+    if (total != x_shape[ax]) {
+        throw shape_error(fmt::format("split: sizes ({}) add up to {}, not to the length {} of axis {} of {}",
+                                      fmt::join(sizes, ", "), total, x_shape[ax], axis, shape_string(x_shape)));
+    }
+    std::vector<Var<T>> parts;
+    parts.reserve(sizes.size());
+    std::size_t begin = 0;
+    for (std::size_t s : sizes) {
+        parts.push_back(slice(x, static_cast<long>(ax), begin, begin + s));
+        begin += s;
+    }
+    return parts;
+}
+
+template <class T>
+std::vector<Var<T>> split(const Var<T>& x, std::size_t split_size, long axis) {
+    detail::check_defined("split", x);
+    Shape x_shape = x.shape();
+    if (x_shape.empty()) throw shape_error("split: a 0-d value has no axis to split");
+    std::size_t n = x_shape[normalize_axis("split", axis, x_shape.size())];
+    if (split_size == 0 && n != 0) {
+        throw value_error(fmt::format("split: split_size 0 for axis {} of length {} of {}", axis, n, shape_string(x_shape)));
+    }
+    std::vector<std::size_t> sizes;
+    for (std::size_t begin = 0; begin < n; begin += split_size) sizes.push_back(std::min(split_size, n - begin));
+    if (sizes.empty()) sizes.push_back(0);  // one empty part, like PyTorch
+    return split(x, sizes, axis);
+}
+
+template <class T>
+std::vector<Var<T>> chunk(const Var<T>& x, std::size_t chunks, long axis) {
+    detail::check_defined("chunk", x);
+    Shape x_shape = x.shape();
+    if (x_shape.empty()) throw shape_error("chunk: a 0-d value has no axis to split");
+    std::size_t n = x_shape[normalize_axis("chunk", axis, x_shape.size())];
+    if (chunks == 0) throw value_error(fmt::format("chunk: 0 chunks of {}", shape_string(x_shape)));
+    if (n == 0) return split(x, std::vector<std::size_t>(chunks, 0), axis);
+    return split(x, (n + chunks - 1) / chunks, axis);
+}
+
 #define AD_INSTANTIATE(T)                                                                     \
     template Var<T> reshape(const Var<T>&, const std::vector<long>&);                         \
     template Var<T> transpose(const Var<T>&);                                                 \
@@ -266,7 +461,17 @@ Var<T> stack(const std::vector<Var<T>>& xs, long axis) {
     template Var<T> take_rows(const Var<T>&, const std::vector<std::size_t>&);                \
     template Var<T> scatter_add_rows(const Var<T>&, const std::vector<std::size_t>&, std::size_t); \
     template Var<T> concatenate(const std::vector<Var<T>>&, long);                            \
-    template Var<T> stack(const std::vector<Var<T>>&, long);
+    template Var<T> stack(const std::vector<Var<T>>&, long);                                  \
+    template Var<T> flip(const Var<T>&, const std::vector<long>&);                            \
+    template Var<T> repeat(const Var<T>&, const std::vector<std::size_t>&);                   \
+    template Var<T> tile(const Var<T>&, const std::vector<std::size_t>&);                     \
+    template Var<T> squeeze(const Var<T>&);                                                   \
+    template Var<T> squeeze(const Var<T>&, long);                                             \
+    template Var<T> unsqueeze(const Var<T>&, long);                                           \
+    template Var<T> permute(const Var<T>&, const std::vector<long>&);                         \
+    template std::vector<Var<T>> split(const Var<T>&, std::size_t, long);                     \
+    template std::vector<Var<T>> split(const Var<T>&, const std::vector<std::size_t>&, long); \
+    template std::vector<Var<T>> chunk(const Var<T>&, std::size_t, long);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

@@ -93,6 +93,22 @@ const std::vector<OpCase>& op_cases() {
 
         // shape and indexing
         //
+        {"gather", [](const Vars& x) { return ad::square(ad::gather(x[0], -1, ad::IndexArray{{2, 2, 0}, {1, 0, 1}})); }, {{3, 3}}},
+        {"scatter_add", [](const Vars& x) { return ad::square(ad::scatter_add({2, 3}, 0, ad::IndexArray{{1, 1}, {1, 0}}, x[0])); }, {{2, 2}}},
+        {"index_select", [](const Vars& x) { return ad::square(ad::index_select(x[0], 1, ad::IndexArray{2, 0, 2})); }, {{2, 3}}},
+        {"index_select vector", [](const Vars& x) { return ad::square(ad::index_select(x[0], -2, std::vector<std::size_t>{1, 1, 0})); }, {{2, 3}}},
+        {"index_add", [](const Vars& x) { return ad::square(ad::index_add({3, 2}, 0, ad::IndexArray{2, 0, 2}, x[0])); }, {{3, 2}}},
+        {"embedding", [](const Vars& x) { return ad::square(ad::embedding(x[0], ad::IndexArray{{3, 0}, {3, 1}})); }, {{4, 2}}},
+        {"flip", [](const Vars& x) { return ad::square(ad::flip(x[0], {0, -1})) * x[0]; }, {{2, 3}}},
+        {"repeat", [](const Vars& x) { return ad::square(ad::repeat(x[0], {2, 1, 3})); }, {{2, 2}}},
+        {"tile", [](const Vars& x) { return ad::square(ad::tile(x[0], {2})); }, {{2, 3}}},
+        {"squeeze", [](const Vars& x) { return ad::square(ad::squeeze(x[0])); }, {{1, 3, 1}}},
+        {"squeeze axis", [](const Vars& x) { return ad::square(ad::squeeze(x[0], -1)); }, {{3, 1}}},
+        {"unsqueeze", [](const Vars& x) { return ad::square(ad::unsqueeze(x[0], -2)); }, {{2, 3}}},
+        {"permute", [](const Vars& x) { return ad::square(ad::permute(x[0], {-1, 0, 1})); }, {{2, 3, 2}}},
+        {"split", [](const Vars& x) { auto p = ad::split(x[0], 2, 1); return ad::square(p[0]) * ad::sum(p[1]); }, {{2, 3}}},
+        {"split sizes", [](const Vars& x) { auto p = ad::split(x[0], std::vector<std::size_t>{1, 2}, 0); return ad::square(p[1]) * ad::sum(ad::square(p[0])); }, {{3, 2}}},
+        {"chunk", [](const Vars& x) { auto p = ad::chunk(x[0], 2, -1); return ad::square(p[0]) * ad::sum(p[1]); }, {{2, 4}}},
 
         // matmul, outer, dot, trace
         //

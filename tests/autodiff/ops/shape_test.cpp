@@ -368,3 +368,272 @@ TEST_CASE("shape ops: float gradients agree with double ones") {
     auto gd = gradient(Array<double>(xt::cast<double>(xf)));
     CHECK(ad::test::float_matches_double(gf, gd));
 }
+
+namespace {
+
+long random_axis_of(std::size_t rank, std::mt19937_64& rng) {
+    return static_cast<long>(rng() % (2 * rank)) - static_cast<long>(rank);
+}
+
+std::size_t positive_axis(long axis, std::size_t rank) {
+    return static_cast<std::size_t>(axis < 0 ? axis + static_cast<long>(rank) : axis);
+}
+
+}  // namespace
+
+TEST_CASE("flip: forward reverses the chosen axes like index arithmetic over random shapes, and gradients match") {
+    std::mt19937_64 rng(11);
+    for (int round = 0; round < 14; ++round) {
+        Shape s = ad::test::random_shape(rng, 0, 4);
+        // A random subset of the axes, each named positive or negative.
+        std::vector<long> axes;
+        std::vector<bool> flipped(s.size(), false);
+        for (std::size_t d = 0; d < s.size(); ++d) {
+            if (rng() % 2) continue;
+            flipped[d] = true;
+            axes.push_back(rng() % 2 ? static_cast<long>(d) : static_cast<long>(d) - static_cast<long>(s.size()));
+        }
+        std::shuffle(axes.begin(), axes.end(), rng);
+        INFO(fmt::format("flip ({}) of {}", fmt::join(axes, ", "), ad::shape_string(s)));
+        Array<double> x0 = ad::test::uniform(s, rng());
+        auto expected = gather_reference(x0, s, [&](Shape yi) {
+            for (std::size_t d = 0; d < s.size(); ++d) {
+                if (flipped[d]) yi[d] = s[d] - 1 - yi[d];
+            }
+            return yi;
+        });
+        CHECK(same(ad::flip(ad::constant(x0), axes).value(), expected));
+        CHECK_GRADCHECK(([axes](const Vars& v) { return ad::flip(v[0], axes); }), (std::vector<Array<double>>{x0}));
+    }
+    CHECK(ad::flip(ad::constant(Array<double>::from_shape({2, 0})), {0, 1}).shape() == Shape{2, 0});
+}
+
+TEST_CASE("repeat and tile: forward tiles like index arithmetic, with leading axes and zero repeats, and gradients match") {
+    std::mt19937_64 rng(12);
+    for (int round = 0; round < 14; ++round) {
+        Shape s = ad::test::random_shape(rng, 0, 3, 3);
+        std::size_t extra = rng() % 3;
+        std::vector<std::size_t> repeats(s.size() + extra);
+        for (auto& r : repeats) r = round % 7 == 6 ? rng() % 4 : 1 + rng() % 3;  // sometimes 0
+        std::size_t lead = extra;
+        Shape y_shape(repeats.size());
+        for (std::size_t d = 0; d < repeats.size(); ++d) y_shape[d] = repeats[d] * (d < lead ? 1 : s[d - lead]);
+        INFO(fmt::format("repeat ({}) of {}", fmt::join(repeats, ", "), ad::shape_string(s)));
+        Array<double> x0 = ad::test::uniform(s, rng());
+        auto expected = gather_reference(x0, y_shape, [&](const Shape& yi) {
+            Shape xi(s.size());
+            for (std::size_t d = 0; d < s.size(); ++d) xi[d] = yi[lead + d] % s[d];
+            return xi;
+        });
+        CHECK(same(ad::repeat(ad::constant(x0), repeats).value(), expected));
+        CHECK_GRADCHECK(([repeats](const Vars& v) { return ad::repeat(v[0], repeats); }), (std::vector<Array<double>>{x0}));
+        // tile takes the same reps, and shorter ones padded with leading 1s.
+        CHECK(same(ad::tile(ad::constant(x0), repeats).value(), expected));
+        if (!s.empty()) {
+            std::vector<std::size_t> short_reps(repeats.end() - 1, repeats.end());  // the last axis only
+            Shape tiled_shape = s;
+            tiled_shape.back() *= short_reps[0];
+            auto tiled = gather_reference(x0, tiled_shape, [&](Shape yi) {
+                yi.back() %= s.back();
+                return yi;
+            });
+            CHECK(same(ad::tile(ad::constant(x0), short_reps).value(), tiled));
+            CHECK_GRADCHECK(([short_reps](const Vars& v) { return ad::tile(v[0], short_reps); }),
+                            (std::vector<Array<double>>{x0}));
+        }
+    }
+}
+
+TEST_CASE("repeat: each element's gradient is the sum of its copies' cotangents") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{1.0, 2.0});
+    auto y = ad::repeat(x, {2, 3});  // (2, 6): [1 2 1 2 1 2] twice
+    CHECK(y.value() == Array<double>{{1.0, 2.0, 1.0, 2.0, 1.0, 2.0}, {1.0, 2.0, 1.0, 2.0, 1.0, 2.0}});
+    ad::sum(y * ad::constant(Array<double>{{1.0, 10.0, 100.0, 1000.0, 1e4, 1e5}, {1.0, 1.0, 1.0, 1.0, 1.0, 1.0}})).backward();
+    CHECK(x.grad() == Array<double>{1.0 + 100.0 + 1e4 + 3.0, 10.0 + 1000.0 + 1e5 + 3.0});
+}
+
+TEST_CASE("squeeze and unsqueeze: shapes like PyTorch's, the row-major order kept, and gradients match") {
+    struct Case {
+        Shape from;
+        Shape all_squeezed;
+    };
+    const Case cases[] = {{{1, 3, 1, 2}, {3, 2}}, {{1}, {}}, {{}, {}}, {{2, 3}, {2, 3}}, {{1, 1, 1}, {}}, {{0, 1}, {0}}};
+    std::mt19937_64 rng(13);
+    for (const auto& c : cases) {
+        INFO(ad::shape_string(c.from));
+        Array<double> x0 = ad::test::uniform(c.from, rng());
+        auto all = ad::squeeze(ad::constant(x0));
+        REQUIRE(all.shape() == c.all_squeezed);
+        CHECK(std::equal(x0.begin(), x0.end(), all.value().begin(), all.value().end()));
+        CHECK_GRADCHECK([](const Vars& v) { return ad::squeeze(v[0]); }, (std::vector<Array<double>>{x0}));
+        long rank = static_cast<long>(c.from.size());
+        for (long axis = -std::max(rank, 1L); axis < std::max(rank, 1L); ++axis) {
+            // One axis: dropped when of length 1, else x itself.
+            Shape expected = c.from;
+            if (!expected.empty() && expected[positive_axis(axis, expected.size())] == 1) {
+                expected.erase(expected.begin() + static_cast<long>(positive_axis(axis, expected.size())));
+            }
+            auto y = ad::squeeze(ad::constant(x0), axis);
+            CHECK(y.shape() == expected);
+            CHECK(std::equal(x0.begin(), x0.end(), y.value().begin(), y.value().end()));
+            CHECK_GRADCHECK(([axis](const Vars& v) { return ad::squeeze(v[0], axis); }), (std::vector<Array<double>>{x0}));
+        }
+        for (long axis = -rank - 1; axis <= rank; ++axis) {
+            Shape expected = c.from;
+            expected.insert(expected.begin() + static_cast<long>(positive_axis(axis, c.from.size() + 1)), 1);
+            auto y = ad::unsqueeze(ad::constant(x0), axis);
+            CHECK(y.shape() == expected);
+            CHECK(std::equal(x0.begin(), x0.end(), y.value().begin(), y.value().end()));
+            CHECK_GRADCHECK(([axis](const Vars& v) { return ad::unsqueeze(v[0], axis); }), (std::vector<Array<double>>{x0}));
+        }
+    }
+}
+
+TEST_CASE("permute: negative axes allowed, the same as transpose by index arithmetic, and gradients match") {
+    std::mt19937_64 rng(14);
+    for (int round = 0; round < 10; ++round) {
+        Shape s = ad::test::random_shape(rng, 0, 4);
+        auto perm = random_permutation(s.size(), rng);
+        std::vector<long> named;
+        for (std::size_t p : perm) named.push_back(rng() % 2 ? static_cast<long>(p) : static_cast<long>(p) - static_cast<long>(s.size()));
+        INFO(fmt::format("{} by ({})", ad::shape_string(s), fmt::join(named, ", ")));
+        Array<double> x0 = ad::test::uniform(s, rng());
+        Shape y_shape(s.size());
+        for (std::size_t i = 0; i < s.size(); ++i) y_shape[i] = s[perm[i]];
+        auto expected = gather_reference(x0, y_shape, [&](const Shape& yi) {
+            Shape xi(yi.size());
+            for (std::size_t i = 0; i < yi.size(); ++i) xi[perm[i]] = yi[i];
+            return xi;
+        });
+        CHECK(same(ad::permute(ad::constant(x0), named).value(), expected));
+        CHECK_GRADCHECK(([named](const Vars& v) { return ad::permute(v[0], named); }), (std::vector<Array<double>>{x0}));
+    }
+}
+
+TEST_CASE("split and chunk: parts like PyTorch's, each equal to its slice, and their cotangents add up in x") {
+    std::mt19937_64 rng(15);
+    for (int round = 0; round < 12; ++round) {
+        Shape s = ad::test::random_shape(rng, 1, 3, 6);
+        long axis = random_axis_of(s.size(), rng);
+        std::size_t ax = positive_axis(axis, s.size());
+        std::size_t n = s[ax];
+        Array<double> x0 = ad::test::uniform(s, rng());
+        std::size_t split_size = 1 + rng() % (n + 1);
+        std::size_t chunks = 1 + rng() % (n + 1);
+        // The lengths PyTorch gives, worked out independently of split's loop.
+        std::vector<std::size_t> by_size(n / split_size, split_size);
+        if (n % split_size) by_size.push_back(n % split_size);
+        std::size_t chunk_size = (n + chunks - 1) / chunks;
+        std::vector<std::size_t> by_chunks(n / chunk_size, chunk_size);
+        if (n % chunk_size) by_chunks.push_back(n % chunk_size);
+        std::vector<std::size_t> sizes;
+        for (std::size_t left = n; left > 0;) {
+            std::size_t k = rng() % (left + 1);  // zero-length parts too
+            sizes.push_back(k);
+            left -= k;
+        }
+        INFO(fmt::format("{} along {}: split_size {}, chunks {}, sizes ({})", ad::shape_string(s), axis, split_size, chunks,
+                         fmt::join(sizes, ", ")));
+        auto check_parts = [&](const std::vector<Var<double>>& parts, const std::vector<std::size_t>& lengths) {
+            REQUIRE(parts.size() == lengths.size());
+            std::size_t begin = 0;
+            for (std::size_t k = 0; k < parts.size(); ++k) {
+                Shape part_shape = s;
+                part_shape[ax] = lengths[k];
+                auto expected = gather_reference(x0, part_shape, [&](Shape yi) {
+                    yi[ax] += begin;
+                    return yi;
+                });
+                CHECK(same(parts[k].value(), expected));
+                begin += lengths[k];
+            }
+        };
+        check_parts(ad::split(ad::constant(x0), split_size, axis), by_size);
+        check_parts(ad::chunk(ad::constant(x0), chunks, axis), by_chunks);
+        check_parts(ad::split(ad::constant(x0), sizes, axis), sizes);
+        // Every part weighted differently: x's gradient gathers each part's.
+        auto weighted = [axis](const std::vector<Var<double>>& parts) {
+            Vars scaled;
+            for (std::size_t k = 0; k < parts.size(); ++k) scaled.push_back(parts[k] * double(k + 1));
+            return ad::concatenate(scaled, axis);
+        };
+        CHECK_GRADCHECK(([=](const Vars& v) { return weighted(ad::split(v[0], split_size, axis)); }),
+                        (std::vector<Array<double>>{x0}));
+        CHECK_GRADCHECK(([=](const Vars& v) { return weighted(ad::chunk(v[0], chunks, axis)); }),
+                        (std::vector<Array<double>>{x0}));
+        CHECK_GRADCHECK(([=](const Vars& v) { return weighted(ad::split(v[0], sizes, axis)); }),
+                        (std::vector<Array<double>>{x0}));
+    }
+    // An empty axis: one empty part from split, `chunks` empty parts from chunk (PyTorch's rule).
+    auto empty = ad::constant(Array<double>::from_shape({2, 0}));
+    CHECK(ad::split(empty, 3, 1).size() == 1);
+    CHECK(ad::chunk(empty, 3, -1).size() == 3);
+    CHECK(ad::chunk(empty, 3, -1)[2].shape() == Shape{2, 0});
+    // chunk may give fewer parts than asked: 6 into 4 is 2, 2, 2.
+    CHECK(ad::chunk(ad::constant(Array<double>::from_shape({6})), 4).size() == 3);
+}
+
+TEST_CASE("shape ops of issue 19: bad arguments are typed errors naming the op and the shapes") {
+    auto x = ad::constant(Array<double>::from_shape({2, 3}));
+    CHECK_THROWS_WITH_AS(ad::flip(x, {0, -2}), "flip: axis -2 appears twice in (0, -2) for (2, 3)", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::flip(x, {2}), "flip: axis 2 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::repeat(x, {2}), "repeat: 1 repeats (2) for (2, 3): at least one per axis", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::squeeze(x, 2), "squeeze: axis 2 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::squeeze(ad::scalar(1.0), 1), "squeeze: axis 1 is out of range for a 0-d value (0 or -1)",
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::unsqueeze(x, -4), "unsqueeze: axis -4 is out of range for a value of rank 3", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::permute(x, {0, -2}), "permute: (0, -2) is not a permutation of the axes of (2, 3)",
+                         ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::permute(x, {0, 1, 2}), "permute: (0, 1, 2) is not a permutation of the axes of (2, 3)",
+                         ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::permute(x, {0, 2}), "permute: (0, 2) is not a permutation of the axes of (2, 3)",
+                         ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::split(x, std::vector<std::size_t>{1, 1}, 1),
+                         "split: sizes (1, 1) add up to 2, not to the length 3 of axis 1 of (2, 3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::split(x, 0, -1), "split: split_size 0 for axis -1 of length 3 of (2, 3)", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::split(ad::scalar(1.0), 1), "split: a 0-d value has no axis to split", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::split(x, 1, 2), "split: axis 2 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::chunk(x, 0, 1), "chunk: 0 chunks of (2, 3)", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::chunk(ad::scalar(1.0), 2), "chunk: a 0-d value has no axis to split", ad::shape_error);
+}
+
+TEST_CASE("shape ops of issue 19: a throwing op leaves the tape as it was") {
+    ad::Tape tape;
+    Array<double> x0 = ad::test::uniform({2, 3}, 16);
+    auto x = ad::param(x0);
+    auto y = ad::exp(x);
+    std::size_t before = tape.size();
+    CHECK_THROWS_AS(ad::flip(y, {1, 1}), ad::value_error);
+    CHECK_THROWS_AS(ad::repeat(y, {3}), ad::shape_error);
+    CHECK_THROWS_AS(ad::squeeze(y, -3), ad::value_error);
+    CHECK_THROWS_AS(ad::unsqueeze(y, 3), ad::value_error);
+    CHECK_THROWS_AS(ad::permute(y, {1, 1}), ad::shape_error);
+    // Valid parts come before the bad total: none may be recorded.
+    CHECK_THROWS_AS(ad::split(y, std::vector<std::size_t>{1, 1, 2}, 1), ad::shape_error);
+    CHECK_THROWS_AS(ad::chunk(y, 0, 0), ad::value_error);
+    CHECK(tape.size() == before);
+    ad::sum(y).backward();
+    CHECK(xt::allclose(x.grad(), xt::exp(x0)));  // d/dx sum(e^x) = e^x
+}
+
+TEST_CASE("shape ops of issue 19: float gradients agree with double ones") {
+    Array<float> xf = xt::cast<float>(ad::test::uniform({3, 4}, 17));
+    auto gradient = [](const auto& x0) {
+        ad::Tape tape;
+        auto x = ad::param(x0);
+        auto w = ad::tanh(x);
+        auto parts = ad::split(w, 3, 1);
+        auto chunks = ad::chunk(w, 2, 0);
+        auto z = ad::sum(ad::square(ad::flip(w, {-1, 0}) * w)) + ad::sum(ad::exp(ad::repeat(w, {2, 1, 2}))) +
+                 ad::sum(ad::square(ad::tile(w, {2}))) + ad::sum(ad::squeeze(ad::unsqueeze(w, 1)) * w) +
+                 ad::sum(ad::square(ad::squeeze(ad::slice(w, 0, 1, 2), 0))) +
+                 ad::sum(ad::permute(w, {-1, 0}) * ad::transpose(w)) + ad::sum(ad::square(parts[0])) +
+                 ad::sum(ad::exp(parts[1])) + ad::sum(ad::square(chunks[1]) * 3.0f);
+        z.backward();
+        return x.grad();
+    };
+    auto gf = gradient(xf);
+    auto gd = gradient(Array<double>(xt::cast<double>(xf)));
+    CHECK(ad::test::float_matches_double(gf, gd));
+}
