@@ -70,11 +70,16 @@ std::string operand_string(const Array<T>& x, bool transposed) {
 
 namespace detail {
 
+template <class T>
+Var<T> matmul_into(Var<T> buffer, const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b);
+
 /// The batched product op(a) op(b) of operands of rank >= 2 (one of rank
 /// >= 3): one GEMM per element of the broadcast batch, on the operands'
 /// contiguous matrices (a broadcast operand's matrix is reused, not copied).
+/// Into `buffer` when it has the result's shape (an operand's lent gradient
+/// node, as in matmul_into), else into a new node.
 template <class T>
-Var<T> batched_matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
+Var<T> batched_matmul(Var<T> buffer, const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b) {
     const Array<T>& A = a.value();
     const Array<T>& B = b.value();
     const std::size_t ra = A.dimension(), rb = B.dimension();
@@ -117,7 +122,7 @@ Var<T> batched_matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool t
     // in order, so their rows stack into one (batch m, k) operand.
     const bool fold = matrices_b == 1 && !transpose_a && batch * m * n * k != 0;
 
-    Var<T> result = detail::make_uninitialized<T>(out_shape);
+    Var<T> result = fits(buffer, out_shape) ? std::move(buffer) : detail::make_uninitialized<T>(out_shape);
     Array<T>& c = result.mutable_value();
     if (k == 0) {
         c.fill(T(0));
@@ -144,22 +149,31 @@ Var<T> batched_matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool t
     }
     if (!detail::recording()) return result;  // a VJP's product, in a sweep without create_graph
     return make_op("matmul", std::move(result), a, b,
-                   [a = detail::kept_for(a, b), b = detail::kept_for(b, a), transpose_a, transpose_b, fold,
-                    rank_b = rb](std::size_t i, const Var<T>& g) -> Var<T> {
-                       // Products over the broadcast batch; the record sums them back to the operand's shape.
-                       if (i == 0) return transpose_a ? matmul(b, g, transpose_b, true) : matmul(g, b, false, !transpose_b);
+                   // Both kept, as in matmul_into: an operand's own node lends its gradient buffer.
+                   [a = detail::kept(a), b = detail::kept(b), transpose_a, transpose_b, fold](std::size_t i,
+                                                                                             const Var<T>& g) -> Var<T> {
+                       // Products over the broadcast batch (g has rank >= 3), into the operand's gradient
+                       // node when it has the product's shape; the record sums a broadcast operand's back.
+                       if (i == 0) {
+                           return transpose_a ? batched_matmul(lend_grad_buffer(a), b, g, transpose_b, true)
+                                              : batched_matmul(lend_grad_buffer(a), g, b, false, !transpose_b);
+                       }
                        if (fold) {
                            // B_bar sums over every row of the batch: one GEMM on the stacked rows.
                            Var<T> a_rows = reshape(a, {-1, static_cast<long>(a.value().shape().back())});
                            Var<T> g_rows = reshape(g, {-1, static_cast<long>(g.value().shape().back())});
-                           Var<T> d = transpose_b ? matmul(g_rows, a_rows, true, false) : matmul(a_rows, g_rows, true, false);
+                           const std::size_t rank_b = b.dim();
+                           Var<T> buffer = rank_b == 2 ? lend_grad_buffer(b) : Var<T>();
+                           Var<T> d = transpose_b ? matmul_into(std::move(buffer), g_rows, a_rows, true, false)
+                                                  : matmul_into(std::move(buffer), a_rows, g_rows, true, false);
                            if (rank_b == 2) return d;
                            std::vector<long> shape(rank_b, 1);
                            shape[rank_b - 2] = static_cast<long>(d.value().shape()[0]);
                            shape[rank_b - 1] = static_cast<long>(d.value().shape()[1]);
                            return reshape(d, shape);
                        }
-                       return transpose_b ? matmul(g, a, true, transpose_a) : matmul(a, g, !transpose_a, false);
+                       return transpose_b ? batched_matmul(lend_grad_buffer(b), g, a, true, transpose_a)
+                                          : batched_matmul(lend_grad_buffer(b), a, g, !transpose_a, false);
                    });
 }
 
@@ -169,7 +183,7 @@ Var<T> batched_matmul(const Var<T>& a, const Var<T>& b, bool transpose_a, bool t
 template <class T>
 Var<T> promoted_batched_matmul(const Var<T>& a, const Var<T>& b) {
     const std::size_t ra = a.dim(), rb = b.dim();
-    if (ra >= 2 && rb >= 2) return batched_matmul(a, b, false, false);
+    if (ra >= 2 && rb >= 2) return batched_matmul(Var<T>(), a, b, false, false);
     // Checked before reshaping, so that the error shows the real shapes and nothing is recorded.
     const std::size_t ka = ra == 1 ? a.size() : a.value().shape()[ra - 1];
     const std::size_t kb = rb == 1 ? b.size() : b.value().shape()[rb - 2];
@@ -178,8 +192,8 @@ Var<T> promoted_batched_matmul(const Var<T>& a, const Var<T>& b) {
                                       shape_string_of(b.value())));
     }
     const long k = static_cast<long>(ka);
-    Var<T> c = ra == 1 ? batched_matmul(reshape(a, {1, k}), b, false, false)
-                       : batched_matmul(a, reshape(b, {k, 1}), false, false);
+    Var<T> c = ra == 1 ? batched_matmul(Var<T>(), reshape(a, {1, k}), b, false, false)
+                       : batched_matmul(Var<T>(), a, reshape(b, {k, 1}), false, false);
     std::vector<long> shape(c.value().shape().begin(), c.value().shape().end());
     shape.erase(shape.end() - (ra == 1 ? 2 : 1));
     return reshape(c, shape);
@@ -194,7 +208,7 @@ Var<T> matmul_into(Var<T> buffer, const Var<T>& a, const Var<T>& b, bool transpo
     const auto& A = a.value();
     const auto& B = b.value();
     if (A.dimension() != 2 || B.dimension() != 2) {
-        if (A.dimension() >= 2 && B.dimension() >= 2) return batched_matmul(a, b, transpose_a, transpose_b);
+        if (A.dimension() >= 2 && B.dimension() >= 2) return batched_matmul(Var<T>(), a, b, transpose_a, transpose_b);
         throw shape_error(fmt::format("matmul: cannot multiply {} by {} (expects operands of rank 2 or more here)",
                                       shape_string_of(A), shape_string_of(B)));
     }

@@ -789,3 +789,35 @@ TEST_CASE("outer, dot, trace: float gradients agree with double ones") {
                         Array<double>(xt::cast<double>(xf)));
     ad::test::check_float_matches_double(gf, gd);
 }
+
+TEST_CASE("matmul batched: gradients are computed into the parameters' own buffers, right in every path") {
+    Array<double> a0 = ad::test::uniform({2, 3, 4}, 41), b0 = ad::test::uniform({2, 4, 5}, 42),
+                  w0 = ad::test::uniform({4, 5}, 43), c0 = ad::test::uniform({2, 3, 5}, 44);
+    auto a = ad::param(a0), b = ad::param(b0), w = ad::param(w0);
+    const double* buffer_b = b.grad().data();
+    const double* buffer_w = w.grad().data();
+    for (int step = 0; step < 2; ++step) {
+        ad::Tape tape;
+        a.zero_grad();
+        b.zero_grad();
+        w.zero_grad();
+        // d/dA sum(A B * C + A W * C) = C B^T + C W^T; d/dB = A^T C; d/dW = sum over the batch of A^T C.
+        (ad::sum(ad::matmul(a, b) * ad::constant(c0)) + ad::sum(ad::matmul(a, w) * ad::constant(c0))).backward();
+        Array<double> da = naive_batched_matmul(c0, b0, false, true) + naive_batched_matmul(c0, w0, false, true);
+        CHECK(ad::test::matches(a.grad(), da));
+        CHECK(ad::test::matches(b.grad(), naive_batched_matmul(a0, c0, true, false)));
+        CHECK(ad::test::matches(w.grad(), naive_batched_matmul(reshaped(a0, {6, 4}), reshaped(c0, {6, 5}), true, false)));
+        CHECK(b.grad().data() == buffer_b);  // a's gets two contributions: the second is added
+        CHECK(w.grad().data() == buffer_w);
+    }
+    // One operand on both sides: X X^T gets both contributions, d/dX sum(X X^T * C) = (C + C^T) X.
+    Array<double> x0 = ad::test::uniform({2, 3, 4}, 45), s0 = ad::test::uniform({2, 3, 3}, 46);
+    auto x = ad::param(x0);
+    for (int step = 0; step < 2; ++step) {
+        ad::Tape tape;
+        x.zero_grad();
+        ad::sum(ad::matmul(x, x, false, true) * ad::constant(s0)).backward();
+        Array<double> expected = naive_batched_matmul(s0, x0) + naive_batched_matmul(s0, x0, true, false);
+        CHECK(ad::test::matches(x.grad(), expected));
+    }
+}
