@@ -37,6 +37,10 @@ inline void ger(int m, int n, const double* x, const double* y, double* a) {
     cblas_dger(CblasRowMajor, m, n, 1.0, x, 1, y, 1, a, n);
 }
 
+/// x . y (n elements).
+inline float dot(int n, const float* x, const float* y) { return cblas_sdot(n, x, 1, y, 1); }
+inline double dot(int n, const double* x, const double* y) { return cblas_ddot(n, x, 1, y, 1); }
+
 /// y += alpha x (n elements).
 inline void axpy(int n, float alpha, const float* x, float* y) { cblas_saxpy(n, alpha, x, 1, y, 1); }
 inline void axpy(int n, double alpha, const double* x, double* y) { cblas_daxpy(n, alpha, x, 1, y, 1); }

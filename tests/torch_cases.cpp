@@ -313,6 +313,9 @@ const std::map<std::string, OpSpec>& op_table() {
 
         // matmul, outer, dot, trace
         //
+        {"outer", binary(ad::outer<double>)},
+        {"dot", binary(ad::dot<double>)},
+        {"trace", unary(ad::trace<double>)},
 
         // decompositions
         //

@@ -112,6 +112,13 @@ const std::vector<OpCase>& op_cases() {
 
         // matmul, outer, dot, trace
         //
+        {"matmul batched", [](const Vars& x) { return ad::tanh(ad::matmul(x[0], x[1])); }, {{2, 1, 2, 3}, {3, 3, 2}}},
+        {"matmul batched single matrix", [](const Vars& x) { return ad::tanh(ad::matmul(x[0], x[1])); }, {{2, 2, 3}, {3, 2}}},
+        {"matmul batched transposed", [](const Vars& x) { return ad::tanh(ad::matmul(x[0], x[1], true, true)); }, {{2, 3, 2}, {1, 4, 3}}},
+        {"matmul batched vector", [](const Vars& x) { return ad::tanh(ad::matmul(x[0], x[1])); }, {{3}, {2, 3, 2}}},
+        {"outer", [](const Vars& x) { return ad::tanh(ad::outer(x[0], x[1])); }, {{3}, {2}}},
+        {"dot", [](const Vars& x) { return ad::tanh(ad::dot(x[0], x[1])); }, {{3}, {3}}},
+        {"trace", [](const Vars& x) { return ad::square(ad::trace(x[0])); }, {{2, 3}}},
 
         // decompositions
         //
