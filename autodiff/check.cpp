@@ -118,6 +118,8 @@ void find_first_bad_record(const Function& f, const std::vector<Array<double>>& 
 
 GradcheckResult gradcheck(const Function& f, const std::vector<Array<double>>& inputs,
                           const GradcheckOptions& options) {
+    // Its tapes record even inside a caller's NoGrad, as the transforms' do.
+    EnableGrad recording;
     Array<double> v;
     std::vector<Array<double>> analytic;
     {
@@ -146,6 +148,7 @@ GradcheckResult gradcheck(const Function& f, const std::vector<Array<double>>& i
 
 GradcheckResult gradgradcheck(const Function& f, const std::vector<Array<double>>& inputs,
                               const GradcheckOptions& options) {
+    EnableGrad recording;
     // The output's shape fixes v's shape: one untaped evaluation finds it.
     Shape out_shape;
     {

@@ -42,9 +42,17 @@ constexpr T kSubnormalExp = std::is_same_v<T, float> ? T(87) : T(708);
 
 /// sigma(x) in the stable form: with e = e^-|x| <= 1, (x >= 0 ? 1 : e) / (1 + e),
 /// one division as in the scalar form.
+/// Above this |x|, e^-|x| is zero in T, even computed as the square of e^(-|x|/2).
+template <class T>
+constexpr T kZeroExp = std::is_same_v<T, float> ? T(110) : T(800);
+
 template <class T>
 Batch<T> sigmoid_batch(const Batch<T>& x) {
-    const Batch<T> a = xsimd::abs(x);
+    // xsimd::exp converts its argument over ln 2 to an integer, which is
+    // undefined behaviour for NaN and for |x| beyond int's range: |x| is
+    // clamped where e^-|x| is zero already (xsimd::min gives the bound for a
+    // NaN), and a NaN input is passed through at the end.
+    const Batch<T> a = xsimd::min(xsimd::abs(x), Batch<T>(kZeroExp<T>));
     Batch<T> e = xsimd::exp(-a);
     const auto subnormal = a > Batch<T>(kSubnormalExp<T>);
     if (xsimd::any(subnormal)) {
@@ -53,7 +61,8 @@ Batch<T> sigmoid_batch(const Batch<T>& x) {
         const Batch<T> h = xsimd::exp(-a * Batch<T>(0.5));
         e = xsimd::select(subnormal, h * h, e);
     }
-    return xsimd::select(x >= Batch<T>(0), Batch<T>(1), e) / (Batch<T>(1) + e);
+    const Batch<T> y = xsimd::select(x >= Batch<T>(0), Batch<T>(1), e) / (Batch<T>(1) + e);
+    return xsimd::select(xsimd::isnan(x), x, y);
 }
 
 }  // namespace

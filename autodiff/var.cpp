@@ -14,13 +14,13 @@
 
 namespace ad {
 template <class T>
-void Var<T>::throw_empty() {
-    throw tape_error("Var: this handle is empty (default-constructed or moved from)");
+void Var<T>::throw_empty(const char* accessor) {
+    throw tape_error(fmt::format("Var::{}: this handle is empty (default-constructed or moved from)", accessor));
 }
 
 template <class T>
-const Array<T>& Var<T>::checked_grad() const {
-    auto& n = node();
+Array<T>& Var<T>::checked_grad() const {
+    auto& n = node("grad");
     if (!n.is_leaf) {
         throw tape_error(fmt::format(
             "grad: only parameters accumulate a gradient; this value of shape {} was computed by an "
@@ -36,13 +36,13 @@ const Array<T>& Var<T>::checked_grad() const {
 
 template <class T>
 void Var<T>::zero_grad() {
-    auto& n = node();
+    auto& n = node("zero_grad");
     if (n.grad) n.grad_is_zero = true;
 }
 
 template <class T>
 T Var<T>::item() const {
-    const auto& v = node().value;
+    const auto& v = node("item").value;
     if (v.size() != 1) {
         throw shape_error(fmt::format("item: the value has shape {}, not one element", shape_string_of(v)));
     }
@@ -51,7 +51,7 @@ T Var<T>::item() const {
 
 template <class T>
 Var<T> Var<T>::detach() const {
-    return constant(Array<T>(node().value));
+    return constant(Array<T>(node("detach").value));
 }
 
 template <class T>

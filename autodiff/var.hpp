@@ -111,29 +111,33 @@ public:
     AD_INLINE Var& operator=(Var&&) noexcept = default;
     AD_INLINE ~Var() = default;
 
-    const Array<T>& value() const { return node().value; }
+    const Array<T>& value() const { return node("value").value; }
     /// The gradient accumulated by backward() into a parameter (zeros until then).
     const Array<T>& grad() const {
         // Inline for a parameter whose gradient is written: optimizers read
         // every parameter's every step.
-        const node_type& n = node();
+        const node_type& n = node("grad");
         if (n.is_leaf && n.requires_grad && n.grad && !n.grad_is_zero) return n.grad->value;
         return checked_grad();
     }
+    /// grad() to change in place: clipping, scaling by a loss scale (PyTorch's
+    /// p.grad.mul_()). A parameter's gradient only, like grad(); a pending
+    /// zero_grad() is carried out first, so it reads zeros then.
+    Array<T>& mutable_grad() const { return checked_grad(); }
     /// Resets grad() to zeros. Lazily, like PyTorch's set_to_none: the zeros
     /// are written when grad() is next called, and the next backward may
     /// instead hand its result over; a reference to grad() kept from before
     /// shows the old values until one of the two happens.
     void zero_grad();
 
-    Shape shape() const { return shape_of(node().value); }
-    std::size_t dim() const { return node().value.dimension(); }
-    std::size_t size() const { return node().value.size(); }
+    Shape shape() const { return shape_of(node("shape").value); }
+    std::size_t dim() const { return node("dim").value.dimension(); }
+    std::size_t size() const { return node("size").value.size(); }
     /// The single element of a one-element value.
     T item() const;
 
-    bool requires_grad() const { return node().requires_grad; }
-    bool is_leaf() const { return node().is_leaf; }
+    bool requires_grad() const { return node("requires_grad").requires_grad; }
+    bool is_leaf() const { return node("is_leaf").is_leaf; }
     bool defined() const noexcept { return static_cast<bool>(node_); }
 
     /// Seeds this scalar loss with 1 and walks the tape back, accumulating into
@@ -156,7 +160,7 @@ public:
 
     /// The value, for in-place updates of a parameter by an optimizer. Do not
     /// change a value that a tape still holds: its records would see the change.
-    Array<T>& mutable_value() const { return node().value; }
+    Array<T>& mutable_value() const { return node("mutable_value").value; }
 
     const detail::NodeRef<T>& node_ptr() const& noexcept { return node_; }
     /// From a handle about to go: its node, with no count to add and drop.
@@ -165,12 +169,14 @@ public:
 
 private:
     void backward_from(const Array<T>& seed, BackwardOptions options) const;
-    const Array<T>& checked_grad() const;
-    node_type& node() const {
-        if (!node_) throw_empty();  // inline: every op reads its inputs through here
+    Array<T>& checked_grad() const;
+    /// The node; an empty handle is a tape_error naming `accessor`, the
+    /// member function it was passed to.
+    node_type& node(const char* accessor) const {
+        if (!node_) throw_empty(accessor);  // inline: every op reads its inputs through here
         return *node_;
     }
-    [[noreturn]] static void throw_empty();
+    [[noreturn]] static void throw_empty(const char* accessor);
     detail::NodeRef<T> node_;
 };
 

@@ -108,7 +108,16 @@ Var<T> transpose(const Var<T>& x, const std::vector<std::size_t>& perm) {
     }
     std::vector<std::size_t> inverse(perm.size());
     for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
-    return make_op("transpose", Array<T>(xt::transpose(x.value(), perm)), x,
+    // A transposed view of an empty value would offset a null pointer: its shape is all there is.
+    Array<T> y;
+    if (x.size() == 0) {
+        Shape y_shape(perm.size());
+        for (std::size_t i = 0; i < perm.size(); ++i) y_shape[i] = x.value().shape()[perm[i]];
+        y = Array<T>::from_shape(y_shape);
+    } else {
+        y = xt::transpose(x.value(), perm);
+    }
+    return make_op("transpose", std::move(y), x,
                    [inverse](std::size_t, const Var<T>& g) { return transpose(g, inverse); });
 }
 
@@ -133,7 +142,11 @@ Var<T> slice(const Var<T>& x, long axis, std::size_t begin, std::size_t end) {
         throw shape_error(fmt::format("slice: [{}, {}) is out of range for axis {} of {}", begin, end, axis,
                                       shape_string(x_shape)));
     }
-    Array<T> y = xt::strided_view(x.value(), axis_range(x_shape.size(), ax, begin, end));
+    Shape y_shape = x_shape;
+    y_shape[ax] = end - begin;
+    // A view of an empty x would offset a null pointer: an empty result is made directly.
+    Array<T> y = element_count(y_shape) == 0 ? Array<T>::from_shape(y_shape)
+                                             : Array<T>(xt::strided_view(x.value(), axis_range(x_shape.size(), ax, begin, end)));
     std::size_t length = x_shape[ax];
     return make_op("slice", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g) {
         return pad(g, static_cast<long>(ax), begin, length);
@@ -158,13 +171,14 @@ Var<T> pad(const Var<T>& x, long axis, std::size_t begin, std::size_t size) {
     Shape x_shape = x.shape();
     std::size_t ax = normalize_axis("pad", axis, x_shape.size());
     std::size_t length = x_shape[ax];
-    if (begin + length > size) {
+    if (begin > size || length > size - begin) {  // not begin + length > size: that sum can wrap
         throw shape_error(fmt::format("pad: {} does not fit at {} of an axis of length {}", shape_string(x_shape), begin, size));
     }
     Shape y_shape = x_shape;
     y_shape[ax] = size;
     Array<T> y = xt::zeros<T>(y_shape);
-    xt::strided_view(y, axis_range(y_shape.size(), ax, begin, begin + length)) = x.value();
+    // An empty x has nothing to copy, and a view into an empty y would offset a null pointer.
+    if (x.size() > 0) xt::strided_view(y, axis_range(y_shape.size(), ax, begin, begin + length)) = x.value();
     return make_op("pad", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g) {
         return slice(g, static_cast<long>(ax), begin, begin + length);
     });
@@ -236,7 +250,10 @@ Var<T> concatenate(const std::vector<Var<T>>& xs, long axis) {
     Array<T> y = Array<T>::from_shape(y_shape);
     for (std::size_t i = 0; i < xs.size(); ++i) {
         std::size_t length = xs[i].value().shape()[ax];
-        xt::strided_view(y, axis_range(y_shape.size(), ax, offsets[i], offsets[i] + length)) = xs[i].value();
+        // An empty part has nothing to copy, and a view into an empty y would offset a null pointer.
+        if (xs[i].size() > 0) {
+            xt::strided_view(y, axis_range(y_shape.size(), ax, offsets[i], offsets[i] + length)) = xs[i].value();
+        }
     }
     std::vector<std::size_t> lengths;
     for (const auto& x : xs) lengths.push_back(x.value().shape()[ax]);
@@ -281,7 +298,9 @@ Var<T> flip(const Var<T>& x, const std::vector<long>& axes) {
         normalized.push_back(ax);
     }
     Array<T> y = x.value();
+    // A flipped view of an empty value would offset a null pointer; there is nothing to reverse.
     for (std::size_t ax : normalized) {
+        if (y.size() == 0) break;
         Array<T> flipped = xt::flip(y, ax);
         y = std::move(flipped);
     }

@@ -74,3 +74,18 @@ TEST_CASE("gradcheck: stop_gradient makes the tape disagree with finite differen
     auto f = [](const ad::test::Vars& in) { return ad::sum(ad::exp(ad::stop_gradient(in[0]))); };
     CHECK_FALSE(ad::gradcheck(f, {ad::test::uniform({3}, 9)}).ok);
 }
+
+TEST_CASE("gradcheck and gradgradcheck work inside NoGrad, as the transforms do") {
+    // They once recorded nothing there: analytic gradients of 0 and a false failure.
+    ad::NoGrad no_grad;
+    std::vector<Array<double>> x{ad::test::uniform({2, 3}, 4)};
+    auto f = [](const ad::test::Vars& v) { return ad::sigmoid(v[0]) * v[0]; };
+    auto first = ad::gradcheck(f, x);
+    INFO(first.message);
+    CHECK(first.ok);
+    CHECK(first.analytic != 0.0);
+    auto second = ad::gradgradcheck(f, x);
+    INFO(second.message);
+    CHECK(second.ok);
+    CHECK_FALSE(ad::grad_enabled());  // the caller's scope is left as it was
+}

@@ -148,7 +148,15 @@ TEST_CASE("var: item() reads one element and refuses more") {
 TEST_CASE("var: an empty handle is rejected, not dereferenced") {
     ad::Var<double> empty;
     CHECK_FALSE(empty.defined());
-    CHECK_THROWS_WITH_AS(empty.value(), doctest::Contains("this handle is empty"), ad::tape_error);
+    CHECK_THROWS_WITH_AS(empty.value(), "Var::value: this handle is empty (default-constructed or moved from)",
+                         ad::tape_error);
+    // Each member function names itself.
+    CHECK_THROWS_WITH_AS(empty.shape(), doctest::Contains("Var::shape: this handle is empty"), ad::tape_error);
+    CHECK_THROWS_WITH_AS(empty.grad(), doctest::Contains("Var::grad: this handle is empty"), ad::tape_error);
+    CHECK_THROWS_WITH_AS(empty.item(), doctest::Contains("Var::item: this handle is empty"), ad::tape_error);
+    CHECK_THROWS_WITH_AS(empty.zero_grad(), doctest::Contains("Var::zero_grad: this handle is empty"), ad::tape_error);
+    CHECK_THROWS_WITH_AS(empty.mutable_value(), doctest::Contains("Var::mutable_value: this handle is empty"),
+                         ad::tape_error);
     ad::Tape tape;
     CHECK_THROWS_WITH_AS(ad::grad(empty, {}), "grad: an input is an empty Var", ad::tape_error);
 }
@@ -204,4 +212,23 @@ TEST_CASE("var: every op given an empty Var says so by its name, whichever input
             if (recording) CHECK(tape->size() == 0);
         }
     }
+}
+
+TEST_CASE("var: mutable_grad() changes a parameter's gradient in place (clipping), and only a parameter's") {
+    ad::Tape tape;
+    auto w = ad::param(Array<double>{1.0, -2.0, 3.0});
+    ad::sum(ad::square(w)).backward();  // grad 2 w
+    Array<double>& g = w.mutable_grad();
+    CHECK(&g == &w.grad());
+    g *= 0.5;  // what clipping by a global norm does
+    CHECK(w.grad() == Array<double>{1.0, -2.0, 3.0});
+    w.zero_grad();
+    CHECK(w.mutable_grad() == Array<double>{0.0, 0.0, 0.0});  // the pending zero_grad is carried out
+    tape.clear();
+    ad::sum(w * 3.0).backward();
+    CHECK(w.grad() == Array<double>{3.0, 3.0, 3.0});
+    auto c = ad::constant(Array<double>{1.0});
+    CHECK_THROWS_WITH_AS(c.mutable_grad(), doctest::Contains("is a constant, it has no gradient"), ad::tape_error);
+    auto y = ad::exp(w);
+    CHECK_THROWS_AS(y.mutable_grad(), ad::tape_error);
 }

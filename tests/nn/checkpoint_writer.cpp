@@ -4,7 +4,9 @@
 //   checkpoint_writer FOLDER
 //
 // Save k (k = 1, 2, ...) sets every value of every parameter to k first, so a
-// loaded checkpoint is whole exactly when all its values are one same k.
+// loaded checkpoint is whole exactly when all its values are one same k. After
+// each save it prints k on a line of its own, so that the test can time its
+// kill to the saves whatever the speed of the build.
 
 #include <cstdio>
 #include <exception>
@@ -21,6 +23,8 @@ int main(int argc, char** argv) {
         for (double k = 1;; ++k) {
             for (auto& p : model.parameters()) p.var.mutable_value().fill(k);
             ad::nn::save_parameters(model, argv[1]);
+            std::printf("%.0f\n", k);
+            std::fflush(stdout);
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "checkpoint_writer: %s\n", e.what());

@@ -1,6 +1,7 @@
 #include "support/test_support.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -636,4 +637,42 @@ TEST_CASE("shape ops of issue 19: float gradients agree with double ones") {
     auto gf = gradient(xf);
     auto gd = gradient(Array<double>(xt::cast<double>(xf)));
     CHECK(ad::test::float_matches_double(gf, gd));
+}
+
+TEST_CASE("shape ops on values with a size-0 axis: the shapes PyTorch gives, zero gradients, no pointer arithmetic on empty storage") {
+    // Under UBSan these once offset a null pointer (the storage of an empty array).
+    ad::Tape tape;
+    auto empty_rows = ad::param(Array<double>(xt::zeros<double>({0, 2})));
+    auto other = ad::param(Array<double>(xt::zeros<double>({0, 1})));
+    auto padded = ad::pad(empty_rows, 1, 1, 3);
+    CHECK(padded.shape() == Shape{0, 3});
+    auto joined = ad::concatenate({empty_rows, other}, 1);
+    CHECK(joined.shape() == Shape{0, 3});
+    auto stacked = ad::stack({empty_rows, empty_rows}, 0);
+    CHECK(stacked.shape() == Shape{2, 0, 2});
+    auto sliced = ad::slice(empty_rows, 1, 0, 1);
+    CHECK(sliced.shape() == Shape{0, 1});
+    CHECK(ad::flip(empty_rows, {0, 1}).shape() == Shape{0, 2});
+    CHECK(ad::transpose(empty_rows).shape() == Shape{2, 0});
+    CHECK(ad::permute(ad::param(Array<double>(xt::zeros<double>({2, 0, 3}))), {2, 0, 1}).shape() == Shape{3, 2, 0});
+    auto sliced_empty = ad::slice(ad::param(Array<double>{1.0, 2.0}), 0, 1, 1);
+    CHECK(sliced_empty.shape() == Shape{0});
+    ad::sum(padded).backward({.retain_graph = true});
+    ad::sum(joined).backward({.retain_graph = true});
+    ad::sum(stacked).backward({.retain_graph = true});
+    ad::sum(sliced).backward();
+    CHECK(empty_rows.grad().shape() == Array<double>::shape_type{0, 2});
+    CHECK(other.grad().shape() == Array<double>::shape_type{0, 1});
+    // A non-empty value padded along an axis and joined with empty parts keeps its values.
+    auto x = ad::param(Array<double>{{1.0, 2.0}});
+    auto y = ad::concatenate({ad::param(Array<double>(xt::zeros<double>({1, 0}))), x}, 1);
+    CHECK(y.value() == Array<double>{{1.0, 2.0}});
+}
+
+TEST_CASE("pad: a placement past the end of size_t is a shape_error, not a wrapped sum") {
+    auto x = ad::constant(Array<double>{{1.0, 2.0}});
+    const std::size_t huge = std::numeric_limits<std::size_t>::max();
+    CHECK_THROWS_WITH_AS(ad::pad(x, 1, huge - 1, 3), doctest::Contains("pad: (1, 2) does not fit at"), ad::shape_error);
+    CHECK_THROWS_AS(ad::pad(x, 1, 2, 3), ad::shape_error);
+    CHECK(ad::pad(x, 1, 1, 3).value() == Array<double>{{0.0, 1.0, 2.0}});
 }
