@@ -207,7 +207,7 @@ ad::IndexArray as_indices(const Array& saved) {
 }
 
 /// A 0/1 input as a mask: true where nonzero (torch.where(i0 != 0, ...)).
-[[maybe_unused]] ad::Mask as_mask(const Array& saved) { return xt::not_equal(saved, 0.0); }
+ad::Mask as_mask(const Array& saved) { return xt::not_equal(saved, 0.0); }
 
 struct OpSpec {
     std::size_t arity;
@@ -241,6 +241,13 @@ OpSpec reduction(Var (*over_all)(const Var&), Var (*along)(const Var&, long, boo
 
 OpSpec along_axis(Var (*f)(const Var&, long)) {
     return {1, {"axis"}, [f](const OpCall& call) { return f(call.inputs[0], call.params.at("axis").get<long>()); }};
+}
+
+/// params.reduction: "mean" (the default) or "sum".
+ad::Reduction reduction_param(const json& params) {
+    const std::string reduction = params.value("reduction", "mean");
+    if (reduction != "mean" && reduction != "sum") throw std::invalid_argument("reduction '" + reduction + "'");
+    return reduction == "sum" ? ad::Reduction::sum : ad::Reduction::mean;
 }
 
 OpSpec reshape_op() {
@@ -281,12 +288,71 @@ const std::map<std::string, OpSpec>& op_table() {
 
         // elementwise math and masks
         //
+        {"sin", unary(ad::sin<double>)},
+        {"cos", unary(ad::cos<double>)},
+        {"tan", unary(ad::tan<double>)},
+        {"asin", unary(ad::asin<double>)},
+        {"acos", unary(ad::acos<double>)},
+        {"atan", unary(ad::atan<double>)},
+        {"sinh", unary(ad::sinh<double>)},
+        {"cosh", unary(ad::cosh<double>)},
+        {"log1p", unary(ad::log1p<double>)},
+        {"expm1", unary(ad::expm1<double>)},
+        {"erf", unary(ad::erf<double>)},
+        {"reciprocal", unary(ad::reciprocal<double>)},
+        {"rsqrt", unary(ad::rsqrt<double>)},
+        {"maximum", binary(ad::maximum<double>)},
+        {"minimum", binary(ad::minimum<double>)},
+        {"where", {2, {}, [](const OpCall& call) {  // torch.where(i0 != 0, x0, x1)
+             return ad::where(as_mask(call.ints.at(0)), call.inputs[0], call.inputs[1]);
+         }}},
 
         // activations
         //
+        {"leaky_relu", {1, {"negative_slope"}, [](const OpCall& call) {
+             return ad::leaky_relu(call.inputs[0], call.params.at("negative_slope").get<double>());
+         }}},
+        {"elu", {1, {"alpha"}, [](const OpCall& call) { return ad::elu(call.inputs[0], call.params.at("alpha").get<double>()); }}},
+        {"gelu", {1, {"approximate"}, [](const OpCall& call) {
+             const std::string approximate = call.params.value("approximate", "none");
+             if (approximate != "none" && approximate != "tanh") {
+                 throw std::invalid_argument("gelu: approximate '" + approximate + "'");
+             }
+             return ad::gelu(call.inputs[0], approximate == "tanh" ? ad::GeluApproximation::tanh : ad::GeluApproximation::none);
+         }}},
+        {"hardtanh", {1, {"min_val", "max_val"}, [](const OpCall& call) {
+             return ad::hardtanh(call.inputs[0], call.params.value("min_val", -1.0), call.params.value("max_val", 1.0));
+         }}},
+        {"silu", unary(ad::silu<double>)},
+        {"softsign", unary(ad::softsign<double>)},
+        {"log_sigmoid", unary(ad::log_sigmoid<double>)},
+        {"mish", unary(ad::mish<double>)},
 
         // reductions
         //
+        {"min", reduction(ad::min<double>, ad::min<double>)},
+        {"prod", reduction(ad::prod<double>, ad::prod<double>)},
+        {"logsumexp", {1, {"axis", "keepdims"}, [](const OpCall& call) {
+             std::optional<long> axis = axis_param(call.params);
+             return axis ? ad::logsumexp(call.inputs[0], *axis, call.params.value("keepdims", false))
+                         : ad::logsumexp(call.inputs[0]);
+         }}},
+        {"var", {1, {"axis", "correction"}, [](const OpCall& call) {
+             std::optional<long> axis = axis_param(call.params);
+             std::size_t correction = call.params.value("correction", std::size_t(1));
+             return axis ? ad::var(call.inputs[0], *axis, correction, keeps_dims(call)) : ad::var(call.inputs[0], correction);
+         }}},
+        {"std", {1, {"axis", "correction"}, [](const OpCall& call) {
+             std::optional<long> axis = axis_param(call.params);
+             std::size_t correction = call.params.value("correction", std::size_t(1));
+             return axis ? ad::std(call.inputs[0], *axis, correction, keeps_dims(call)) : ad::std(call.inputs[0], correction);
+         }}},
+        {"norm", {1, {"axis", "ord"}, [](const OpCall& call) {
+             std::optional<long> axis = axis_param(call.params);
+             double ord = call.params.value("ord", 2.0);
+             return axis ? ad::norm(call.inputs[0], ord, *axis, keeps_dims(call)) : ad::norm(call.inputs[0], ord);
+         }}},
+        {"cumsum", along_axis(ad::cumsum<double>)},
 
         // shape and indexing
         //
@@ -325,6 +391,15 @@ const std::map<std::string, OpSpec>& op_table() {
 
         // normalization, dropout and losses
         //
+
+        // losses
+        {"huber_loss", {2, {"delta", "reduction"}, [](const OpCall& call) {
+             return ad::huber_loss(call.inputs[0], call.inputs[1], call.params.value("delta", 1.0),
+                                   reduction_param(call.params));
+         }}},
+        {"l1_loss", {2, {"reduction"}, [](const OpCall& call) {
+             return ad::l1_loss(call.inputs[0], call.inputs[1], reduction_param(call.params));
+         }}},
     };
     return table;
 }

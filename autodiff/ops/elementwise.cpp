@@ -22,14 +22,35 @@
 //   relu        max(x, 0)              g [x > 0]
 //   softplus    ln(1 + e^x)            g sigmoid(x)
 //   clamp       min(max(x, lo), hi)    g [lo <= x <= hi]
+//   sin         sin x                  g cos x
+//   cos         cos x                  -g sin x
+//   tan         tan x                  g (1 + y^2)
+//   asin        asin x                 g / sqrt(1 - x^2)
+//   acos        acos x                 -g / sqrt(1 - x^2)
+//   atan        atan x                 g / (1 + x^2)
+//   sinh        sinh x                 g cosh x
+//   cosh        cosh x                 g sinh x
+//   log1p       ln(1 + x)              g / (1 + x)
+//   expm1       e^x - 1                g (y + 1)
+//   erf         erf x                  g 2/sqrt(pi) e^(-x^2)
+//   reciprocal  1 / x                  -g y^2
+//   rsqrt       x^(-1/2)               -g y^3 / 2
+//   sign floor ceil round              0 (round: half to even)
+//   maximum     max(a, b), NaN if      a: g [a > b] + g/2 [a == b]  b: g [b > a] + g/2 [a == b]
+//               either is NaN          (a NaN sends g to both, as torch.maximum's VJP does)
+//   minimum     min(a, b)              a: g [a < b] + g/2 [a == b]  b: g [b < a] + g/2 [a == b]
+//   where       c ? a : b              a: g [c]                     b: g [not c]
+//   greater, less, equal, ...          masks: no gradient
 
 #include "autodiff/ops/elementwise.hpp"
 
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include <fmt/format.h>
 
+#include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xoperation.hpp>
 
@@ -293,6 +314,227 @@ Var<T> clamp(const Var<T>& x, T lo, T hi) {
                    });
 }
 
+namespace {
+
+/// make_op for a unary op whose forward is f elementwise.
+template <class T, class F, class Vjp>
+Var<T> unary(const char* op, const Var<T>& x, F f, Vjp vjp) {
+    detail::check_defined(op, x);
+    return make_op(op, mapped(x, f), x, std::move(vjp));
+}
+
+/// The VJP of a piecewise-constant op: zeros of the cotangent's shape.
+template <class T>
+Var<T> zero_cotangent(const Var<T>& g) {
+    return constant(Array<T>(xt::zeros<T>(g.value().shape())));
+}
+
+/// x's values stretched to `shape` (which x broadcasts to) as a plain array.
+/// An empty result is made directly: a broadcast view of empty storage
+/// offsets a null pointer.
+template <class V>
+xt::xarray<V> stretched(const xt::xarray<V>& x, const Shape& shape) {
+    if (same_extents(x.shape(), shape)) return x;
+    xt::xarray<V> out = xt::xarray<V>::from_shape(shape);
+    if (out.size() > 0) out = xt::broadcast(x, shape);
+    return out;
+}
+
+/// maximum (larger = true) or minimum: the value, and each operand's share of
+/// the cotangent in the broadcast shape.
+template <class T>
+Var<T> extremum(const char* op, const Var<T>& a, const Var<T>& b, bool larger) {
+    detail::check_defined(op, a);
+    detail::check_defined(op, b);
+    const Shape shape = broadcast_shapes(op, a.shape(), b.shape());
+    const Array<T> A = stretched(a.value(), shape), B = stretched(b.value(), shape);
+    Array<T> y = Array<T>::from_shape(shape), share_a = Array<T>::from_shape(shape), share_b = Array<T>::from_shape(shape);
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        const T p = A.data()[i], q = B.data()[i];
+        const bool a_wins = larger ? p > q : p < q, b_wins = larger ? q > p : q < p;
+        y.data()[i] = std::isnan(p) || std::isnan(q) ? std::numeric_limits<T>::quiet_NaN() : (a_wins ? p : q);
+        share_a.data()[i] = p == q ? T(0.5) : T(!b_wins);
+        share_b.data()[i] = p == q ? T(0.5) : T(!a_wins);
+    }
+    return make_op(op, std::move(y), a, b,
+                   [share_a = std::move(share_a), share_b = std::move(share_b)](std::size_t i, const Var<T>& g) {
+                       return g * constant(i == 0 ? share_a : share_b);
+                   });
+}
+
+/// A comparison of a and b elementwise, broadcasting.
+template <class T, class Compare>
+Mask compare(const char* op, const Var<T>& a, const Var<T>& b, Compare c) {
+    detail::check_defined(op, a);
+    detail::check_defined(op, b);
+    const Shape shape = broadcast_shapes(op, a.shape(), b.shape());
+    const Array<T> A = stretched(a.value(), shape), B = stretched(b.value(), shape);
+    Mask m = Mask::from_shape(shape);
+    for (std::size_t i = 0; i < m.size(); ++i) m.data()[i] = c(A.data()[i], B.data()[i]);
+    return m;
+}
+
+template <class T, class Compare>
+Mask compare(const char* op, const Var<T>& a, T b, Compare c) {
+    detail::check_defined(op, a);
+    Mask m = Mask::from_shape(a.value().shape());
+    for (std::size_t i = 0; i < m.size(); ++i) m.data()[i] = c(a.value().data()[i], b);
+    return m;
+}
+
+}  // namespace
+
+template <class T>
+Var<T> sin(const Var<T>& x) {
+    return unary("sin", x, [](T v) { return std::sin(v); }, [x](std::size_t, const Var<T>& g) { return g * cos(x); });
+}
+
+template <class T>
+Var<T> cos(const Var<T>& x) {
+    return unary("cos", x, [](T v) { return std::cos(v); }, [x](std::size_t, const Var<T>& g) { return -(g * sin(x)); });
+}
+
+template <class T>
+Var<T> tan(const Var<T>& x) {
+    return unary("tan", x, [](T v) { return std::tan(v); },
+                 [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * (square(y) + T(1)); });
+}
+
+template <class T>
+Var<T> asin(const Var<T>& x) {
+    return unary("asin", x, [](T v) { return std::asin(v); },
+                 [x](std::size_t, const Var<T>& g) { return g * rsqrt(T(1) - square(x)); });
+}
+
+template <class T>
+Var<T> acos(const Var<T>& x) {
+    return unary("acos", x, [](T v) { return std::acos(v); },
+                 [x](std::size_t, const Var<T>& g) { return -(g * rsqrt(T(1) - square(x))); });
+}
+
+template <class T>
+Var<T> atan(const Var<T>& x) {
+    return unary("atan", x, [](T v) { return std::atan(v); },
+                 [x](std::size_t, const Var<T>& g) { return g / (square(x) + T(1)); });
+}
+
+template <class T>
+Var<T> sinh(const Var<T>& x) {
+    return unary("sinh", x, [](T v) { return std::sinh(v); }, [x](std::size_t, const Var<T>& g) { return g * cosh(x); });
+}
+
+template <class T>
+Var<T> cosh(const Var<T>& x) {
+    return unary("cosh", x, [](T v) { return std::cosh(v); }, [x](std::size_t, const Var<T>& g) { return g * sinh(x); });
+}
+
+template <class T>
+Var<T> log1p(const Var<T>& x) {
+    return unary("log1p", x, [](T v) { return std::log1p(v); },
+                 [x](std::size_t, const Var<T>& g) { return g / (x + T(1)); });
+}
+
+template <class T>
+Var<T> expm1(const Var<T>& x) {
+    return unary("expm1", x, [](T v) { return std::expm1(v); },
+                 [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * (y + T(1)); });
+}
+
+template <class T>
+Var<T> erf(const Var<T>& x) {
+    return unary("erf", x, [](T v) { return std::erf(v); }, [x](std::size_t, const Var<T>& g) {
+        return g * exp(-square(x)) * T(1.1283791670955126);  // 2 / sqrt(pi)
+    });
+}
+
+template <class T>
+Var<T> reciprocal(const Var<T>& x) {
+    return unary("reciprocal", x, [](T v) { return T(1) / v; },
+                 [](std::size_t, const Var<T>& g, const Var<T>& y) { return -(g * square(y)); });
+}
+
+template <class T>
+Var<T> rsqrt(const Var<T>& x) {
+    return unary("rsqrt", x, [](T v) { return T(1) / std::sqrt(v); },
+                 [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * y * square(y) * T(-0.5); });
+}
+
+template <class T>
+Var<T> sign(const Var<T>& x) {
+    return unary("sign", x, [](T v) { return std::isnan(v) ? v : T((v > 0) - (v < 0)); },
+                 [](std::size_t, const Var<T>& g) { return zero_cotangent(g); });
+}
+
+template <class T>
+Var<T> floor(const Var<T>& x) {
+    return unary("floor", x, [](T v) { return std::floor(v); },
+                 [](std::size_t, const Var<T>& g) { return zero_cotangent(g); });
+}
+
+template <class T>
+Var<T> ceil(const Var<T>& x) {
+    return unary("ceil", x, [](T v) { return std::ceil(v); },
+                 [](std::size_t, const Var<T>& g) { return zero_cotangent(g); });
+}
+
+template <class T>
+Var<T> round(const Var<T>& x) {
+    return unary("round", x, [](T v) { return std::nearbyint(v); },
+                 [](std::size_t, const Var<T>& g) { return zero_cotangent(g); });
+}
+
+template <class T>
+Var<T> maximum(const Var<T>& a, const Var<T>& b) {
+    return extremum("maximum", a, b, true);
+}
+
+template <class T>
+Var<T> minimum(const Var<T>& a, const Var<T>& b) {
+    return extremum("minimum", a, b, false);
+}
+
+template <class T>
+Var<T> where(const Mask& condition, const Var<T>& a, const Var<T>& b) {
+    detail::check_defined("where", a);
+    detail::check_defined("where", b);
+    const Shape values = broadcast_shapes("where", a.shape(), b.shape());
+    Shape shape;
+    try {
+        shape = broadcast_shapes("where", shape_of(condition), values);
+    } catch (const shape_error&) {
+        throw shape_error(fmt::format("where: cannot broadcast the condition {} with the values {} and {}",
+                                      shape_string_of(condition), shape_string_of(a.value()), shape_string_of(b.value())));
+    }
+    const Mask c = stretched(condition, shape);
+    const Array<T> A = stretched(a.value(), shape), B = stretched(b.value(), shape);
+    Array<T> y = Array<T>::from_shape(shape), picked = Array<T>::from_shape(shape);
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        y.data()[i] = c.data()[i] ? A.data()[i] : B.data()[i];
+        picked.data()[i] = T(c.data()[i]);
+    }
+    return make_op("where", std::move(y), a, b, [picked = std::move(picked)](std::size_t i, const Var<T>& g) {
+        return i == 0 ? g * constant(picked) : g * constant(Array<T>(T(1) - picked));
+    });
+}
+
+#define AD_COMPARISON(name, expression)                                                                    \
+    template <class T>                                                                                     \
+    Mask name(const Var<T>& a, const Var<T>& b) {                                                          \
+        return compare(#name, a, b, [](T p, T q) { return expression; });                                 \
+    }                                                                                                      \
+    template <class T>                                                                                     \
+    Mask name(const Var<T>& a, same_t<T> b) {                                                              \
+        return compare(#name, a, T(b), [](T p, T q) { return expression; });                              \
+    }
+
+AD_COMPARISON(greater, p > q)
+AD_COMPARISON(greater_equal, p >= q)
+AD_COMPARISON(less, p < q)
+AD_COMPARISON(less_equal, p <= q)
+AD_COMPARISON(equal, p == q)
+AD_COMPARISON(not_equal, p != q)
+#undef AD_COMPARISON
+
 #define AD_INSTANTIATE(T)                                                  \
     template Var<T> add(const Var<T>&, const Var<T>&);                     \
     template Var<T> sub(const Var<T>&, const Var<T>&);                     \
@@ -313,7 +555,39 @@ Var<T> clamp(const Var<T>& x, T lo, T hi) {
     template Var<T> relu(const Var<T>&);                                   \
     template Var<T> softplus(const Var<T>&);                               \
     template Var<T> clamp(const Var<T>&, T, T);                            \
-    template Var<T> detail::sigmoid_backward_in_sweep(const Var<T>&, const Var<T>&);
+    template Var<T> detail::sigmoid_backward_in_sweep(const Var<T>&, const Var<T>&); \
+    template Var<T> sin(const Var<T>&);                                    \
+    template Var<T> cos(const Var<T>&);                                    \
+    template Var<T> tan(const Var<T>&);                                    \
+    template Var<T> asin(const Var<T>&);                                   \
+    template Var<T> acos(const Var<T>&);                                   \
+    template Var<T> atan(const Var<T>&);                                   \
+    template Var<T> sinh(const Var<T>&);                                   \
+    template Var<T> cosh(const Var<T>&);                                   \
+    template Var<T> log1p(const Var<T>&);                                  \
+    template Var<T> expm1(const Var<T>&);                                  \
+    template Var<T> erf(const Var<T>&);                                    \
+    template Var<T> reciprocal(const Var<T>&);                             \
+    template Var<T> rsqrt(const Var<T>&);                                  \
+    template Var<T> sign(const Var<T>&);                                   \
+    template Var<T> floor(const Var<T>&);                                  \
+    template Var<T> ceil(const Var<T>&);                                   \
+    template Var<T> round(const Var<T>&);                                  \
+    template Var<T> maximum(const Var<T>&, const Var<T>&);                 \
+    template Var<T> minimum(const Var<T>&, const Var<T>&);                 \
+    template Var<T> where(const Mask&, const Var<T>&, const Var<T>&);      \
+    template Mask greater(const Var<T>&, const Var<T>&);                   \
+    template Mask greater_equal(const Var<T>&, const Var<T>&);             \
+    template Mask less(const Var<T>&, const Var<T>&);                      \
+    template Mask less_equal(const Var<T>&, const Var<T>&);                \
+    template Mask equal(const Var<T>&, const Var<T>&);                     \
+    template Mask not_equal(const Var<T>&, const Var<T>&);                 \
+    template Mask greater(const Var<T>&, same_t<T>);                       \
+    template Mask greater_equal(const Var<T>&, same_t<T>);                 \
+    template Mask less(const Var<T>&, same_t<T>);                          \
+    template Mask less_equal(const Var<T>&, same_t<T>);                    \
+    template Mask equal(const Var<T>&, same_t<T>);                         \
+    template Mask not_equal(const Var<T>&, same_t<T>);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

@@ -34,6 +34,50 @@ template <class T> Var<T> softplus(const Var<T>& x);
 /// x limited to [lo, hi]; the gradient is zero where x is outside.
 template <class T> Var<T> clamp(const Var<T>& x, T lo, T hi);
 
+// Trigonometric, hyperbolic and other smooth functions (VJPs in elementwise.cpp).
+template <class T> Var<T> sin(const Var<T>& x);
+template <class T> Var<T> cos(const Var<T>& x);
+template <class T> Var<T> tan(const Var<T>& x);
+template <class T> Var<T> asin(const Var<T>& x);
+template <class T> Var<T> acos(const Var<T>& x);
+template <class T> Var<T> atan(const Var<T>& x);
+template <class T> Var<T> sinh(const Var<T>& x);
+template <class T> Var<T> cosh(const Var<T>& x);
+/// log(1 + x), exact for tiny x.
+template <class T> Var<T> log1p(const Var<T>& x);
+/// e^x - 1, exact for tiny x.
+template <class T> Var<T> expm1(const Var<T>& x);
+template <class T> Var<T> erf(const Var<T>& x);
+/// 1 / x.
+template <class T> Var<T> reciprocal(const Var<T>& x);
+/// 1 / sqrt(x).
+template <class T> Var<T> rsqrt(const Var<T>& x);
+
+// Piecewise-constant functions: their gradient is zero wherever it exists,
+// and zero is what flows back (as in PyTorch).
+template <class T> Var<T> sign(const Var<T>& x);
+template <class T> Var<T> floor(const Var<T>& x);
+template <class T> Var<T> ceil(const Var<T>& x);
+/// Rounds half to even, like torch.round and std::nearbyint.
+template <class T> Var<T> round(const Var<T>& x);
+
+/// The larger of a and b elementwise (broadcasting); NaN if either is NaN.
+/// At a tie each operand gets half the cotangent (torch.maximum).
+template <class T> Var<T> maximum(const Var<T>& a, const Var<T>& b);
+/// The smaller of a and b elementwise; NaN and ties as maximum.
+template <class T> Var<T> minimum(const Var<T>& a, const Var<T>& b);
+/// a where `condition` holds, else b; the three broadcast together
+/// (torch.where). The cotangent goes to the operand that was picked.
+template <class T> Var<T> where(const Mask& condition, const Var<T>& a, const Var<T>& b);
+
+// Comparisons: masks (no gradient), with broadcasting; against a scalar too.
+template <class T> Mask greater(const Var<T>& a, const Var<T>& b);
+template <class T> Mask greater_equal(const Var<T>& a, const Var<T>& b);
+template <class T> Mask less(const Var<T>& a, const Var<T>& b);
+template <class T> Mask less_equal(const Var<T>& a, const Var<T>& b);
+template <class T> Mask equal(const Var<T>& a, const Var<T>& b);
+template <class T> Mask not_equal(const Var<T>& a, const Var<T>& b);
+
 template <class T> Var<T> operator+(const Var<T>& a, const Var<T>& b) { return add(a, b); }
 template <class T> Var<T> operator-(const Var<T>& a, const Var<T>& b) { return sub(a, b); }
 template <class T> Var<T> operator*(const Var<T>& a, const Var<T>& b) { return mul(a, b); }
@@ -43,6 +87,13 @@ template <class T> Var<T> operator-(const Var<T>& x) { return neg(x); }
 // Scalars: the scalar takes the Var's element type (so `1 - y` works for float and double).
 template <class T> struct identity { using type = T; };
 template <class T> using same_t = typename identity<T>::type;
+
+template <class T> Mask greater(const Var<T>& a, same_t<T> b);
+template <class T> Mask greater_equal(const Var<T>& a, same_t<T> b);
+template <class T> Mask less(const Var<T>& a, same_t<T> b);
+template <class T> Mask less_equal(const Var<T>& a, same_t<T> b);
+template <class T> Mask equal(const Var<T>& a, same_t<T> b);
+template <class T> Mask not_equal(const Var<T>& a, same_t<T> b);
 
 template <class T> Var<T> operator+(const Var<T>& x, same_t<T> s) { return shift(x, s); }
 template <class T> Var<T> operator+(same_t<T> s, const Var<T>& x) { return shift(x, s); }

@@ -9,8 +9,16 @@
 //   half_sse               s/2 sum (p - t)^2                  p: g s (p - t)                        t: -g s (p - t)
 //   mse                    s sum (p - t)^2                    p: 2 g s (p - t)                      t: -2 g s (p - t)
 //   binary_cross_entropy   -s sum(t log p + (1-t) log(1-p))   p: g s (p - t) / (p (1 - p))          t: g s (log(1-p) - log p)
+//   huber_loss             s sum h(p - t), h(r) = r^2/2       p: g s clamp(p - t, -d, d)            t: -(that)
+//                          (|r| <= d), d (|r| - d/2) beyond
+//   l1_loss                s sum |p - t|                      composed: abs (sign, 0 at p = t), sum
+//   nll_loss               -s sum_r lp[r, c_r]                composed: gather (scatter_add), sum
+//   cross_entropy          (1 - e) nll(log_softmax(z)) -      composed of log_softmax, nll_loss, sum
+//                          e/C s sum log_softmax(z)
 //
-// (sums along the softmax axis; log clamped at -100 and p (1 - p) at 1e-12 as in PyTorch.)
+// (sums along the softmax axis; log clamped at -100 and p (1 - p) at 1e-12 as in PyTorch.
+// Means: half_sse and the cross-entropies divide by the rows, mse, huber_loss and l1_loss
+// by all elements, as PyTorch's losses do.)
 
 #include "autodiff/ops/nn.hpp"
 
@@ -19,6 +27,7 @@
 
 #include <fmt/format.h>
 #include <xtensor/xmath.hpp>
+#include <xtensor/xstrided_view.hpp>
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
 
@@ -209,6 +218,76 @@ Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction red
                    });
 }
 
+template <class T>
+Var<T> huber_loss(const Var<T>& pred, const Var<T>& target, same_t<T> delta, Reduction reduction) {
+    check_same_shape("huber_loss", pred, target);
+    const T d = delta;
+    if (!(d > 0)) throw value_error(fmt::format("huber_loss: delta must be positive, got {}", d));
+    const T s = reduction_scale<T>(reduction, pred.size());
+    T total = 0;
+    const T* p = pred.value().data();
+    const T* t = target.value().data();
+    for (std::size_t i = 0, n = pred.size(); i < n; ++i) {
+        const T r = std::abs(p[i] - t[i]);
+        total += r <= d ? T(0.5) * r * r : d * (r - T(0.5) * d);
+    }
+    return make_op("huber_loss", Array<T>(s * total), pred, target,
+                   [pred, target = detail::kept(target), s, d](std::size_t i, const Var<T>& g) {
+                       Var<T> slope = clamp(pred - target, -d, d) * (g * s);
+                       return i == 0 ? slope : -slope;
+                   });
+}
+
+template <class T>
+Var<T> l1_loss(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
+    check_same_shape("l1_loss", pred, target);
+    return sum(abs(pred - target)) * reduction_scale<T>(reduction, pred.size());
+}
+
+template <class T>
+Var<T> nll_loss(const Var<T>& log_probs, const IndexArray& classes, Reduction reduction) {
+    detail::check_defined("nll_loss", log_probs);
+    if (log_probs.dim() != 2 || classes.dimension() != 1 || log_probs.value().shape()[0] != classes.size()) {
+        throw shape_error(fmt::format("nll_loss: log-probabilities {} do not match class indices {} (one per row)",
+                                      shape_string_of(log_probs.value()), shape_string_of(classes)));
+    }
+    const std::size_t rows = classes.size(), n_classes = log_probs.value().shape()[1];
+    for (std::size_t r = 0; r < rows; ++r) {
+        if (classes(r) < 0 || static_cast<std::size_t>(classes(r)) >= n_classes) {
+            throw value_error(fmt::format("nll_loss: class {} of row {} is out of range for {} classes", classes(r), r,
+                                          n_classes));
+        }
+    }
+    const IndexArray column = xt::reshape_view(classes, {rows, std::size_t(1)});
+    return sum(gather(log_probs, 1, column)) * -reduction_scale<T>(reduction, rows);
+}
+
+template <class T>
+Var<T> nll_loss(const Var<T>& log_probs, const std::vector<std::size_t>& classes, Reduction reduction) {
+    IndexArray indices = IndexArray::from_shape({classes.size()});
+    for (std::size_t r = 0; r < classes.size(); ++r) indices(r) = static_cast<std::int64_t>(classes[r]);
+    return nll_loss(log_probs, indices, reduction);
+}
+
+template <class T>
+Var<T> cross_entropy(const Var<T>& logits, const IndexArray& classes, Reduction reduction, same_t<T> label_smoothing) {
+    detail::check_defined("cross_entropy", logits);
+    const T eps = label_smoothing;
+    if (!(eps >= 0 && eps <= 1)) {
+        throw value_error(fmt::format("cross_entropy: label_smoothing must lie in [0, 1], got {}", eps));
+    }
+    if (logits.dim() != 2) {
+        throw shape_error(fmt::format("cross_entropy: logits must be 2-D (rows are samples), got {}",
+                                      shape_string_of(logits.value())));
+    }
+    Var<T> log_probs = log_softmax(logits, 1);
+    Var<T> loss = nll_loss(log_probs, classes, reduction);
+    if (eps == T(0)) return loss;
+    const T n_classes = T(logits.value().shape()[1]);
+    const T s = reduction_scale<T>(reduction, logits.value().shape()[0]);
+    return loss * (T(1) - eps) + sum(log_probs) * (-s * eps / n_classes);
+}
+
 #define AD_INSTANTIATE(T)                                                                                  \
     template Var<T> softmax(const Var<T>&, long);                                                          \
     template Var<T> log_softmax(const Var<T>&, long);                                                      \
@@ -216,7 +295,12 @@ Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction red
     template Var<T> softmax_cross_entropy(const Var<T>&, const std::vector<std::size_t>&, Reduction);      \
     template Var<T> half_sse(const Var<T>&, const Var<T>&, Reduction);                                     \
     template Var<T> mse(const Var<T>&, const Var<T>&, Reduction);                                          \
-    template Var<T> binary_cross_entropy(const Var<T>&, const Var<T>&, Reduction);
+    template Var<T> binary_cross_entropy(const Var<T>&, const Var<T>&, Reduction);                         \
+    template Var<T> huber_loss(const Var<T>&, const Var<T>&, same_t<T>, Reduction);                        \
+    template Var<T> l1_loss(const Var<T>&, const Var<T>&, Reduction);                                      \
+    template Var<T> nll_loss(const Var<T>&, const IndexArray&, Reduction);                                 \
+    template Var<T> nll_loss(const Var<T>&, const std::vector<std::size_t>&, Reduction);                   \
+    template Var<T> cross_entropy(const Var<T>&, const IndexArray&, Reduction, same_t<T>);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

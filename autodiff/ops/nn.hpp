@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "autodiff/ops/elementwise.hpp"
 #include "autodiff/var.hpp"
 
 namespace ad {
@@ -36,5 +37,29 @@ Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction = Reduc
 template <class T>
 Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target,
                             Reduction reduction = Reduction::mean);
+
+/// The Huber loss of r = pred - target, elementwise: r^2 / 2 where |r| <= delta,
+/// delta (|r| - delta / 2) beyond; mean over all elements (or summed), as
+/// F.huber_loss. pred_bar = g s clamp(r, -delta, delta), target_bar = -pred_bar.
+template <class T>
+Var<T> huber_loss(const Var<T>& pred, const Var<T>& target, same_t<T> delta = same_t<T>(1),
+                  Reduction reduction = Reduction::mean);
+/// |pred - target| averaged over all elements (or summed), as F.l1_loss;
+/// its gradient is g s sign(pred - target), 0 where they are equal.
+template <class T>
+Var<T> l1_loss(const Var<T>& pred, const Var<T>& target, Reduction reduction = Reduction::mean);
+/// The negative log-likelihood of class indices under log-probabilities
+/// (N, C), one class per row: -sum_r log_probs[r, classes[r]], mean over the
+/// N rows (F.nll_loss). A class out of [0, C) is a value_error naming it.
+template <class T>
+Var<T> nll_loss(const Var<T>& log_probs, const IndexArray& classes, Reduction reduction = Reduction::mean);
+template <class T>
+Var<T> nll_loss(const Var<T>& log_probs, const std::vector<std::size_t>& classes, Reduction reduction = Reduction::mean);
+/// Cross-entropy of logits (N, C) against class indices with label smoothing
+/// eps (F.cross_entropy): the target of row r is (1 - eps) on classes[r] plus
+/// eps / C on every class. Built from log_softmax and nll_loss.
+template <class T>
+Var<T> cross_entropy(const Var<T>& logits, const IndexArray& classes, Reduction reduction = Reduction::mean,
+                     same_t<T> label_smoothing = same_t<T>(0));
 
 }  // namespace ad

@@ -3,15 +3,29 @@
 //   op            y                          VJP
 //   sum           sum over all / one axis    g broadcast back to x's shape
 //   mean          sum / n                    g / n broadcast back
-//   max           max over all / one axis    g broadcast back, times [x == y] / (number of ties)
+//   max           max over all / one axis    g broadcast back, times [x == y] / (number of ties);
+//                 NaN if the slice has one   a NaN slice sends g to its first NaN
+//   min           min, as max                as max
+//   prod          product                    g prod_{j != i} x_j (exclusive products: exact with zeros)
+//   logsumexp     m + log sum e^(x - m)      g e^(x - y) = g softmax(x); an all -inf slice gives -inf
+//   var           sum (x - mean)^2 / (n - c) composed of mean, sub, square, sum: 2 g (x - mean) / (n - c)
+//   std           sqrt(var)                  g / (2 y) times var's VJP; 0 where y = 0 (PyTorch)
+//   norm          ord 1: sum |x|             g sign(x)
+//                 ord 2: sqrt sum x^2        g x / y; 0 where y = 0 (PyTorch)
+//                 ord inf: max |x|           g sign(x) [|x| = y] / (number of ties)
+//   cumsum        running sums along axis    running sums of g from the end (flip, cumsum, flip)
+//   argmax/argmin indices                    no gradient; the first at ties, a NaN counts as the extreme
 //   sum_to_shape  x summed to `shape`        g broadcast back to x's shape
 
 #include "autodiff/ops/reduce.hpp"
 
+#include <cmath>
+#include <limits>
+#include <optional>
+
 #include <fmt/format.h>
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xreducer.hpp>
-#include <xtensor/xsort.hpp>
 
 #include "autodiff/ops/all.hpp"
 
@@ -29,25 +43,6 @@ std::vector<long> keepdims_shape(const Shape& x, std::size_t axis) {
 template <class T>
 Var<T> unreduce(const Var<T>& g, const Shape& x_shape, std::size_t axis) {
     return broadcast_to(reshape(g, keepdims_shape(x_shape, axis)), x_shape);
-}
-
-/// What a keep_dims reduction of an empty value gives: xtensor's immediate
-/// reducers read out of bounds there, so they must not see one. Zeros are the
-/// sum of nothing; wherever another op reduces, the result has no elements.
-template <class T>
-Array<T> empty_reduction(const Shape& x_shape, const std::vector<std::size_t>& axes) {
-    Shape kept = x_shape;
-    for (std::size_t a : axes) kept[a] = 1;
-    return xt::zeros<T>(kept);
-}
-
-template <class T>
-Array<T> drop_axis_if(Array<T>&& reduced, const Shape& x_shape, std::size_t axis, bool keepdims) {
-    if (keepdims) return std::move(reduced);
-    Shape shape = x_shape;
-    shape.erase(shape.begin() + static_cast<long>(axis));
-    reduced.reshape(shape);
-    return std::move(reduced);
 }
 
 /// x summed over one axis. The row-major value is (outer, n, inner) blocks
@@ -158,34 +153,338 @@ Var<T> mean(const Var<T>& x, long axis, bool keepdims) {
     return sum(x, axis, keepdims) * (T(1) / T(n));
 }
 
+namespace {
+
+/// How a reduction over one axis sees x's row-major storage: `outer` blocks of
+/// `n` slices of `inner` numbers each (all axes: 1, x.size(), 1).
+struct AxisBlocks {
+    std::size_t outer = 1, n = 1, inner = 1;
+    std::size_t at(std::size_t o, std::size_t k, std::size_t i) const { return (o * n + k) * inner + i; }
+};
+
+AxisBlocks blocks_of(const Shape& shape, std::optional<std::size_t> axis) {
+    AxisBlocks b;
+    if (!axis) {
+        b.n = element_count(shape);
+        return b;
+    }
+    for (std::size_t d = 0; d < *axis; ++d) b.outer *= shape[d];
+    b.n = shape[*axis];
+    for (std::size_t d = *axis + 1; d < shape.size(); ++d) b.inner *= shape[d];
+    return b;
+}
+
+/// The shape of a reduction of `shape` over `axis` (all axes: 0-d).
+Shape reduced_of(const Shape& shape, std::optional<std::size_t> axis, bool keepdims) {
+    if (!axis) return {};
+    Shape out = shape;
+    if (keepdims) {
+        out[*axis] = 1;
+    } else {
+        out.erase(out.begin() + static_cast<long>(*axis));
+    }
+    return out;
+}
+
+/// The axis of a reduction, normalised, and a check that every slice it
+/// reduces has an element (`what` of nothing is undefined).
+std::optional<std::size_t> reduction_axis(const char* op, const Shape& shape, std::optional<long> axis) {
+    if (!axis) {
+        if (element_count(shape) == 0) throw value_error(fmt::format("{}: the value is empty (shape {})", op, shape_string(shape)));
+        return std::nullopt;
+    }
+    std::size_t ax = normalize_axis(op, *axis, shape.size());
+    if (shape[ax] == 0) throw value_error(fmt::format("{}: axis {} of shape {} is empty", op, *axis, shape_string(shape)));
+    return ax;
+}
+
+/// g of a reduction over `axis` (or all axes) broadcast back to x's shape.
 template <class T>
-Var<T> max(const Var<T>& x) {
-    detail::check_defined("max", x);
-    if (x.size() == 0) throw value_error("max: the value is empty (shape " + shape_string_of(x.value()) + ")");
-    T m = xt::amax(x.value())();
-    Array<T> ties = xt::cast<T>(xt::equal(x.value(), m));
-    Array<T> weights = ties / xt::sum(ties)();
-    return make_op("max", Array<T>(m), x, [weights = std::move(weights)](std::size_t, const Var<T>& g) {
-        return g * constant(weights);
+Var<T> spread(const Var<T>& g, const Shape& x_shape, std::optional<std::size_t> axis) {
+    return axis ? unreduce(g, x_shape, *axis) : broadcast_to(g, x_shape);
+}
+
+/// max (larger) or min over all axes or one: the value, and the share of the
+/// cotangent each element of x gets (ties share evenly; a NaN propagates and
+/// takes all of it).
+template <class T>
+Var<T> extreme(const char* op, const Var<T>& x, std::optional<long> axis_arg, bool keepdims, bool larger) {
+    detail::check_defined(op, x);
+    const Shape x_shape = x.shape();
+    const std::optional<std::size_t> axis = reduction_axis(op, x_shape, axis_arg);
+    const AxisBlocks b = blocks_of(x_shape, axis);
+    const T* in = x.value().data();
+    Array<T> y = Array<T>::from_shape(reduced_of(x_shape, axis, keepdims));
+    Array<T> weights = xt::zeros<T>(x_shape);
+    for (std::size_t o = 0; o < b.outer; ++o) {
+        for (std::size_t i = 0; i < b.inner; ++i) {
+            std::size_t best = b.at(o, 0, i);
+            for (std::size_t k = 0; k < b.n && !std::isnan(in[best]); ++k) {
+                const T v = in[b.at(o, k, i)];
+                if (std::isnan(v) || (larger ? v > in[best] : v < in[best])) best = b.at(o, k, i);
+            }
+            const T m = in[best];
+            y.data()[o * b.inner + i] = m;
+            if (std::isnan(m)) {
+                weights.data()[best] = T(1);
+                continue;
+            }
+            std::size_t ties = 0;
+            for (std::size_t k = 0; k < b.n; ++k) ties += in[b.at(o, k, i)] == m;
+            for (std::size_t k = 0; k < b.n; ++k) {
+                if (in[b.at(o, k, i)] == m) weights.data()[b.at(o, k, i)] = T(1) / T(ties);
+            }
+        }
+    }
+    return make_op(op, std::move(y), x, [weights = std::move(weights), x_shape, axis](std::size_t, const Var<T>& g) {
+        return spread(g, x_shape, axis) * constant(weights);
+    });
+}
+
+/// The products of each slice's elements other than element k, for every k
+/// (prefix times suffix products: no division, so zeros are exact).
+template <class T>
+Array<T> products_of_others(const Array<T>& x, const AxisBlocks& b) {
+    Array<T> others = Array<T>::from_shape(x.shape());
+    const T* in = x.data();
+    T* out = others.data();
+    for (std::size_t o = 0; o < b.outer; ++o) {
+        for (std::size_t i = 0; i < b.inner; ++i) {
+            T prefix = T(1);
+            for (std::size_t k = 0; k < b.n; ++k) {
+                out[b.at(o, k, i)] = prefix;
+                prefix *= in[b.at(o, k, i)];
+            }
+            T suffix = T(1);
+            for (std::size_t k = b.n; k-- > 0;) {
+                out[b.at(o, k, i)] *= suffix;
+                suffix *= in[b.at(o, k, i)];
+            }
+        }
+    }
+    return others;
+}
+
+template <class T>
+Var<T> prod_impl(const Var<T>& x, std::optional<long> axis_arg, bool keepdims) {
+    detail::check_defined("prod", x);
+    const Shape x_shape = x.shape();
+    // The product of nothing is 1 (torch.prod of an empty value).
+    const std::optional<std::size_t> axis = axis_arg ? std::optional<std::size_t>(normalize_axis("prod", *axis_arg, x_shape.size())) : std::nullopt;
+    const AxisBlocks b = blocks_of(x_shape, axis);
+    Array<T> y = Array<T>::from_shape(reduced_of(x_shape, axis, keepdims));
+    const T* in = x.value().data();
+    for (std::size_t o = 0; o < b.outer; ++o) {
+        for (std::size_t i = 0; i < b.inner; ++i) {
+            T p = T(1);
+            for (std::size_t k = 0; k < b.n; ++k) p *= in[b.at(o, k, i)];
+            y.data()[o * b.inner + i] = p;
+        }
+    }
+    return make_op("prod", std::move(y), x, [x, x_shape, axis, b](std::size_t, const Var<T>& g, const Var<T>& y) {
+        const bool has_zero = xt::any(xt::equal(x.value(), T(0)));
+        if (detail::recording() && !has_zero) {
+            // Recorded (a second derivative): y / x, which engine ops differentiate again.
+            return spread(g, x_shape, axis) * spread(y, x_shape, axis) / x;
+        }
+        return spread(g, x_shape, axis) * constant(products_of_others(x.value(), b));
     });
 }
 
 template <class T>
+Var<T> logsumexp_impl(const Var<T>& x, std::optional<long> axis_arg, bool keepdims) {
+    detail::check_defined("logsumexp", x);
+    const Shape x_shape = x.shape();
+    const std::optional<std::size_t> axis = reduction_axis("logsumexp", x_shape, axis_arg);
+    const AxisBlocks b = blocks_of(x_shape, axis);
+    Array<T> y = Array<T>::from_shape(reduced_of(x_shape, axis, keepdims));
+    const T* in = x.value().data();
+    for (std::size_t o = 0; o < b.outer; ++o) {
+        for (std::size_t i = 0; i < b.inner; ++i) {
+            T m = -std::numeric_limits<T>::infinity();
+            for (std::size_t k = 0; k < b.n; ++k) m = std::max(m, in[b.at(o, k, i)]);
+            // An infinite maximum is not subtracted: -inf - -inf would be NaN.
+            const T shift = std::isfinite(m) ? m : T(0);
+            T sum = T(0);
+            for (std::size_t k = 0; k < b.n; ++k) sum += std::exp(in[b.at(o, k, i)] - shift);
+            y.data()[o * b.inner + i] = shift + std::log(sum);
+        }
+    }
+    return make_op("logsumexp", std::move(y), x, [x, x_shape, axis](std::size_t, const Var<T>& g, const Var<T>& y) {
+        return spread(g, x_shape, axis) * exp(x - spread(y, x_shape, axis));
+    });
+}
+
+template <class T>
+Var<T> var_impl(const char* op, const Var<T>& x, std::optional<long> axis_arg, std::size_t correction, bool keepdims) {
+    detail::check_defined(op, x);
+    const Shape x_shape = x.shape();
+    const std::size_t n = axis_arg ? x_shape[normalize_axis(op, *axis_arg, x_shape.size())] : x.size();
+    if (n <= correction) {
+        throw value_error(fmt::format("{}: {} values along the reduced axes of {} are too few for correction {}", op, n,
+                                      shape_string(x_shape), correction));
+    }
+    if (!axis_arg) {
+        Var<T> centered = x - mean(x);
+        return sum(square(centered)) * (T(1) / T(n - correction));
+    }
+    Var<T> centered = x - mean(x, *axis_arg, true);
+    return sum(square(centered), *axis_arg, keepdims) * (T(1) / T(n - correction));
+}
+
+/// sqrt(v), recorded as `op`, whose gradient is zero where the root is: the
+/// subgradient PyTorch gives std and the 2-norm at zero.
+template <class T>
+Var<T> root_with_zero_slope_at_zero(const char* op, const Var<T>& v) {
+    return make_op(op, Array<T>(xt::sqrt(v.value())), v, [](std::size_t, const Var<T>& g, const Var<T>& y) {
+        const Array<T> at_zero = xt::cast<T>(xt::equal(y.value(), T(0)));
+        return g * T(0.5) * constant(Array<T>(T(1) - at_zero)) / (y + constant(at_zero));
+    });
+}
+
+template <class T>
+Var<T> norm_impl(const Var<T>& x, double ord, std::optional<long> axis, bool keepdims) {
+    detail::check_defined("norm", x);
+    if (ord == 1) return axis ? sum(abs(x), *axis, keepdims) : sum(abs(x));
+    if (ord == 2) {
+        Var<T> squares = axis ? sum(square(x), *axis, keepdims) : sum(square(x));
+        return root_with_zero_slope_at_zero("norm", squares);
+    }
+    if (std::isinf(ord) && ord > 0) return axis ? max(abs(x), *axis, keepdims) : max(abs(x));
+    throw value_error(fmt::format("norm: order {} is not 1, 2 or infinity (value of shape {})", ord, shape_string_of(x.value())));
+}
+
+template <class T>
+IndexArray arg_extreme(const char* op, const Var<T>& x, std::optional<long> axis_arg, bool keepdims, bool larger) {
+    detail::check_defined(op, x);
+    const Shape x_shape = x.shape();
+    const std::optional<std::size_t> axis = reduction_axis(op, x_shape, axis_arg);
+    const AxisBlocks b = blocks_of(x_shape, axis);
+    IndexArray indices = IndexArray::from_shape(reduced_of(x_shape, axis, keepdims));
+    const T* in = x.value().data();
+    for (std::size_t o = 0; o < b.outer; ++o) {
+        for (std::size_t i = 0; i < b.inner; ++i) {
+            std::size_t best = 0;
+            for (std::size_t k = 1; k < b.n && !std::isnan(in[b.at(o, best, i)]); ++k) {
+                const T v = in[b.at(o, k, i)], m = in[b.at(o, best, i)];
+                if (std::isnan(v) || (larger ? v > m : v < m)) best = k;
+            }
+            indices.data()[o * b.inner + i] = static_cast<std::int64_t>(best);
+        }
+    }
+    return indices;
+}
+
+}  // namespace
+
+template <class T>
+Var<T> max(const Var<T>& x) {
+    return extreme("max", x, std::nullopt, false, true);
+}
+
+template <class T>
 Var<T> max(const Var<T>& x, long axis, bool keepdims) {
-    detail::check_defined("max", x);
-    Shape x_shape = x.shape();
-    std::size_t ax = normalize_axis("max", axis, x_shape.size());
-    if (x_shape[ax] == 0) throw value_error(fmt::format("max: axis {} of shape {} is empty", axis, shape_string(x_shape)));
-    Array<T> m = x.size() == 0 ? empty_reduction<T>(x_shape, {ax})
-                               : xt::amax(x.value(), {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
-    Array<T> ties = xt::cast<T>(xt::equal(x.value(), m));
-    Array<T> count = x.size() == 0 ? empty_reduction<T>(x_shape, {ax})
-                                   : xt::sum(ties, {ax}, xt::keep_dims | xt::evaluation_strategy::immediate);
-    Array<T> weights = ties / count;
-    return make_op("max", drop_axis_if(std::move(m), x_shape, ax, keepdims), x,
-                   [weights = std::move(weights), x_shape, ax](std::size_t, const Var<T>& g) {
-                       return reshape(g, keepdims_shape(x_shape, ax)) * constant(weights);
-                   });
+    return extreme("max", x, axis, keepdims, true);
+}
+
+template <class T>
+Var<T> min(const Var<T>& x) {
+    return extreme("min", x, std::nullopt, false, false);
+}
+
+template <class T>
+Var<T> min(const Var<T>& x, long axis, bool keepdims) {
+    return extreme("min", x, axis, keepdims, false);
+}
+
+template <class T>
+Var<T> prod(const Var<T>& x) {
+    return prod_impl(x, std::nullopt, false);
+}
+
+template <class T>
+Var<T> prod(const Var<T>& x, long axis, bool keepdims) {
+    return prod_impl(x, axis, keepdims);
+}
+
+template <class T>
+Var<T> logsumexp(const Var<T>& x) {
+    return logsumexp_impl(x, std::nullopt, false);
+}
+
+template <class T>
+Var<T> logsumexp(const Var<T>& x, long axis, bool keepdims) {
+    return logsumexp_impl(x, axis, keepdims);
+}
+
+template <class T>
+Var<T> var(const Var<T>& x, std::size_t correction) {
+    return var_impl("var", x, std::nullopt, correction, false);
+}
+
+template <class T>
+Var<T> var(const Var<T>& x, long axis, std::size_t correction, bool keepdims) {
+    return var_impl("var", x, axis, correction, keepdims);
+}
+
+template <class T>
+Var<T> std(const Var<T>& x, std::size_t correction) {
+    return root_with_zero_slope_at_zero("std", var_impl("std", x, std::nullopt, correction, false));
+}
+
+template <class T>
+Var<T> std(const Var<T>& x, long axis, std::size_t correction, bool keepdims) {
+    return root_with_zero_slope_at_zero("std", var_impl("std", x, axis, correction, keepdims));
+}
+
+template <class T>
+Var<T> norm(const Var<T>& x, double ord) {
+    return norm_impl(x, ord, std::nullopt, false);
+}
+
+template <class T>
+Var<T> norm(const Var<T>& x, double ord, long axis, bool keepdims) {
+    return norm_impl(x, ord, axis, keepdims);
+}
+
+template <class T>
+Var<T> cumsum(const Var<T>& x, long axis) {
+    detail::check_defined("cumsum", x);
+    const Shape x_shape = x.shape();
+    const std::size_t ax = normalize_axis("cumsum", axis, x_shape.size());
+    const AxisBlocks b = blocks_of(x_shape, ax);
+    Array<T> y = Array<T>::from_shape(x_shape);
+    const T* in = x.value().data();
+    for (std::size_t o = 0; o < b.outer; ++o) {
+        for (std::size_t i = 0; i < b.inner; ++i) {
+            T running = T(0);
+            for (std::size_t k = 0; k < b.n; ++k) y.data()[b.at(o, k, i)] = running += in[b.at(o, k, i)];
+        }
+    }
+    return make_op("cumsum", std::move(y), x, [ax](std::size_t, const Var<T>& g) {
+        const std::vector<long> axes{static_cast<long>(ax)};
+        return flip(cumsum(flip(g, axes), static_cast<long>(ax)), axes);
+    });
+}
+
+template <class T>
+IndexArray argmax(const Var<T>& x) {
+    return arg_extreme("argmax", x, std::nullopt, false, true);
+}
+
+template <class T>
+IndexArray argmax(const Var<T>& x, long axis, bool keepdims) {
+    return arg_extreme("argmax", x, axis, keepdims, true);
+}
+
+template <class T>
+IndexArray argmin(const Var<T>& x) {
+    return arg_extreme("argmin", x, std::nullopt, false, false);
+}
+
+template <class T>
+IndexArray argmin(const Var<T>& x, long axis, bool keepdims) {
+    return arg_extreme("argmin", x, axis, keepdims, false);
 }
 
 template <class T>
@@ -221,6 +520,23 @@ Var<T> sum_to_shape(const Var<T>& x, const Shape& shape) {
     template Var<T> mean(const Var<T>&, long, bool);               \
     template Var<T> max(const Var<T>&);                            \
     template Var<T> max(const Var<T>&, long, bool);                \
+    template Var<T> min(const Var<T>&);                            \
+    template Var<T> min(const Var<T>&, long, bool);                \
+    template Var<T> prod(const Var<T>&);                           \
+    template Var<T> prod(const Var<T>&, long, bool);               \
+    template Var<T> logsumexp(const Var<T>&);                      \
+    template Var<T> logsumexp(const Var<T>&, long, bool);          \
+    template Var<T> var(const Var<T>&, std::size_t);               \
+    template Var<T> var(const Var<T>&, long, std::size_t, bool);   \
+    template Var<T> std(const Var<T>&, std::size_t);               \
+    template Var<T> std(const Var<T>&, long, std::size_t, bool);   \
+    template Var<T> norm(const Var<T>&, double);                   \
+    template Var<T> norm(const Var<T>&, double, long, bool);       \
+    template Var<T> cumsum(const Var<T>&, long);                   \
+    template IndexArray argmax(const Var<T>&);                     \
+    template IndexArray argmax(const Var<T>&, long, bool);         \
+    template IndexArray argmin(const Var<T>&);                     \
+    template IndexArray argmin(const Var<T>&, long, bool);         \
     template Var<T> sum_to_shape(const Var<T>&, const Shape&);     \
     template Var<T> detail::column_sums(const Var<T>&, Var<T>);
 

@@ -1,6 +1,8 @@
 #pragma once
 // Reductions over all axes (a 0-d result) or over one axis, with keepdims.
 
+#include <cstddef>
+
 #include "autodiff/var.hpp"
 
 namespace ad {
@@ -9,9 +11,40 @@ template <class T> Var<T> sum(const Var<T>& x);
 template <class T> Var<T> sum(const Var<T>& x, long axis, bool keepdims = false);
 template <class T> Var<T> mean(const Var<T>& x);
 template <class T> Var<T> mean(const Var<T>& x, long axis, bool keepdims = false);
-/// Ties share the gradient evenly (as torch.amax does).
+/// Ties share the gradient evenly (as torch.amax does); NaN if the slice
+/// holds a NaN (it propagates, as in PyTorch).
 template <class T> Var<T> max(const Var<T>& x);
 template <class T> Var<T> max(const Var<T>& x, long axis, bool keepdims = false);
+
+/// NaN if the slice holds a NaN; ties share the gradient evenly (the NaN, the
+/// first one, takes all of it), as max.
+template <class T> Var<T> min(const Var<T>& x);
+template <class T> Var<T> min(const Var<T>& x, long axis, bool keepdims = false);
+/// The product; x_bar = g prod_{j != i} x_j, exact with zeros in x.
+template <class T> Var<T> prod(const Var<T>& x);
+template <class T> Var<T> prod(const Var<T>& x, long axis, bool keepdims = false);
+/// log sum e^x, the maximum subtracted first; x_bar = g softmax(x).
+template <class T> Var<T> logsumexp(const Var<T>& x);
+template <class T> Var<T> logsumexp(const Var<T>& x, long axis, bool keepdims = false);
+/// sum (x - mean)^2 / (n - correction): correction 0 is the biased variance,
+/// 1 the unbiased one (torch.var's unbiased=True). n <= correction is a value_error.
+template <class T> Var<T> var(const Var<T>& x, std::size_t correction = 1);
+template <class T> Var<T> var(const Var<T>& x, long axis, std::size_t correction = 1, bool keepdims = false);
+/// sqrt(var); at zero variance the gradient is zero, as PyTorch's.
+template <class T> Var<T> std(const Var<T>& x, std::size_t correction = 1);
+template <class T> Var<T> std(const Var<T>& x, long axis, std::size_t correction = 1, bool keepdims = false);
+/// The vector norm (torch.linalg.vector_norm) of order 1 (sum |x|), 2
+/// (sqrt sum x^2; gradient 0 at x = 0) or infinity (max |x|; ties share).
+template <class T> Var<T> norm(const Var<T>& x, double ord = 2);
+template <class T> Var<T> norm(const Var<T>& x, double ord, long axis, bool keepdims = false);
+/// Running sums along `axis`; x_bar = the running sums of g from the end.
+template <class T> Var<T> cumsum(const Var<T>& x, long axis);
+/// The flat index of the largest (smallest) element, 0-d, or the index along
+/// `axis`: the first one at ties; a NaN counts as the extreme (as PyTorch's).
+template <class T> IndexArray argmax(const Var<T>& x);
+template <class T> IndexArray argmax(const Var<T>& x, long axis, bool keepdims = false);
+template <class T> IndexArray argmin(const Var<T>& x);
+template <class T> IndexArray argmin(const Var<T>& x, long axis, bool keepdims = false);
 
 /// Sums `x` over the axes that broadcasting added or stretched so that the
 /// result has `shape`: the VJP of broadcasting, used by every binary op.
