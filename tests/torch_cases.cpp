@@ -385,12 +385,32 @@ const std::map<std::string, OpSpec>& op_table() {
 
         // decompositions
         //
+        {"solve", binary(ad::solve<double>)},
+        {"solve_triangular", {2, {"upper"}, [](const OpCall& call) {
+             return ad::solve_triangular(call.inputs[0], call.inputs[1], call.params.value("upper", false));
+         }}},
+        {"cholesky", {1, {}, [](const OpCall& call) {  // of (x0 + x0^T) / 2, as the generator factors it
+             const Var& a = call.inputs[0];
+             return ad::cholesky((a + ad::transpose(a)) * 0.5);
+         }}},
+        {"inv", unary(ad::inv<double>)},
+        {"det", unary(ad::det<double>)},
+        {"logabsdet", unary(ad::logabsdet<double>)},
 
         // convolution and pooling
         //
 
         // normalization, dropout and losses
         //
+        {"layer_norm", {3, {"normalized_shape", "eps"}, [](const OpCall& call) {
+             return ad::layer_norm(call.inputs[0], call.params.at("normalized_shape").get<ad::Shape>(), call.inputs[1],
+                                   call.inputs[2], call.params.value("eps", 1e-5));
+         }}},
+        {"batch_norm", {3, {"eps", "training"}, [](const OpCall& call) {
+             if (!call.params.value("training", true)) throw std::invalid_argument("batch_norm: eval cases need running statistics");
+             return ad::batch_norm<double>(call.inputs[0], call.inputs[1], call.inputs[2], nullptr, true, 0.1,
+                                           call.params.value("eps", 1e-5));
+         }}},
 
         // losses
         {"huber_loss", {2, {"delta", "reduction"}, [](const OpCall& call) {
