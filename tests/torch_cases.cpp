@@ -357,12 +357,12 @@ const std::map<std::string, OpSpec>& op_table() {
         {"var", {1, {"axis", "correction"}, [](const OpCall& call) {
              std::optional<long> axis = axis_param(call.params);
              std::size_t correction = call.params.value("correction", std::size_t(1));
-             return axis ? ad::var(call.inputs[0], *axis, correction, keeps_dims(call)) : ad::var(call.inputs[0], correction);
+             return ad::var(call.inputs[0], axis, correction, axis && keeps_dims(call));
          }}},
         {"std", {1, {"axis", "correction"}, [](const OpCall& call) {
              std::optional<long> axis = axis_param(call.params);
              std::size_t correction = call.params.value("correction", std::size_t(1));
-             return axis ? ad::std(call.inputs[0], *axis, correction, keeps_dims(call)) : ad::std(call.inputs[0], correction);
+             return ad::std(call.inputs[0], axis, correction, axis && keeps_dims(call));
          }}},
         {"norm", {1, {"axis", "ord"}, [](const OpCall& call) {
              std::optional<long> axis = axis_param(call.params);

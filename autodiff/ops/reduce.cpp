@@ -418,22 +418,12 @@ Var<T> logsumexp(const Var<T>& x, long axis, bool keepdims) {
 }
 
 template <class T>
-Var<T> var(const Var<T>& x, std::size_t correction) {
-    return var_impl("var", x, std::nullopt, correction, false);
-}
-
-template <class T>
-Var<T> var(const Var<T>& x, long axis, std::size_t correction, bool keepdims) {
+Var<T> var(const Var<T>& x, std::optional<long> axis, std::size_t correction, bool keepdims) {
     return var_impl("var", x, axis, correction, keepdims);
 }
 
 template <class T>
-Var<T> std(const Var<T>& x, std::size_t correction) {
-    return root_with_zero_slope_at_zero("std", var_impl("std", x, std::nullopt, correction, false));
-}
-
-template <class T>
-Var<T> std(const Var<T>& x, long axis, std::size_t correction, bool keepdims) {
+Var<T> std(const Var<T>& x, std::optional<long> axis, std::size_t correction, bool keepdims) {
     return root_with_zero_slope_at_zero("std", var_impl("std", x, axis, correction, keepdims));
 }
 
@@ -526,10 +516,8 @@ Var<T> sum_to_shape(const Var<T>& x, const Shape& shape) {
     template Var<T> prod(const Var<T>&, long, bool);               \
     template Var<T> logsumexp(const Var<T>&);                      \
     template Var<T> logsumexp(const Var<T>&, long, bool);          \
-    template Var<T> var(const Var<T>&, std::size_t);               \
-    template Var<T> var(const Var<T>&, long, std::size_t, bool);   \
-    template Var<T> std(const Var<T>&, std::size_t);               \
-    template Var<T> std(const Var<T>&, long, std::size_t, bool);   \
+    template Var<T> var(const Var<T>&, std::optional<long>, std::size_t, bool); \
+    template Var<T> std(const Var<T>&, std::optional<long>, std::size_t, bool); \
     template Var<T> norm(const Var<T>&, double);                   \
     template Var<T> norm(const Var<T>&, double, long, bool);       \
     template Var<T> cumsum(const Var<T>&, long);                   \

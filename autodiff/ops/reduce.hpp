@@ -2,6 +2,7 @@
 // Reductions over all axes (a 0-d result) or over one axis, with keepdims.
 
 #include <cstddef>
+#include <optional>
 
 #include "autodiff/var.hpp"
 
@@ -26,13 +27,14 @@ template <class T> Var<T> prod(const Var<T>& x, long axis, bool keepdims = false
 /// log sum e^x, the maximum subtracted first; x_bar = g softmax(x).
 template <class T> Var<T> logsumexp(const Var<T>& x);
 template <class T> Var<T> logsumexp(const Var<T>& x, long axis, bool keepdims = false);
-/// sum (x - mean)^2 / (n - correction): correction 0 is the biased variance,
-/// 1 the unbiased one (torch.var's unbiased=True). n <= correction is a value_error.
-template <class T> Var<T> var(const Var<T>& x, std::size_t correction = 1);
-template <class T> Var<T> var(const Var<T>& x, long axis, std::size_t correction = 1, bool keepdims = false);
+/// sum (x - mean)^2 / (n - correction) over all axes (axis nullopt) or one,
+/// as torch.var(x, dim, correction, keepdim): correction 0 is the biased
+/// variance, 1 the unbiased one. n <= correction is a value_error.
+template <class T>
+Var<T> var(const Var<T>& x, std::optional<long> axis = std::nullopt, std::size_t correction = 1, bool keepdims = false);
 /// sqrt(var); at zero variance the gradient is zero, as PyTorch's.
-template <class T> Var<T> std(const Var<T>& x, std::size_t correction = 1);
-template <class T> Var<T> std(const Var<T>& x, long axis, std::size_t correction = 1, bool keepdims = false);
+template <class T>
+Var<T> std(const Var<T>& x, std::optional<long> axis = std::nullopt, std::size_t correction = 1, bool keepdims = false);
 /// The vector norm (torch.linalg.vector_norm) of order 1 (sum |x|), 2
 /// (sqrt sum x^2; gradient 0 at x = 0) or infinity (max |x|; ties share).
 template <class T> Var<T> norm(const Var<T>& x, double ord = 2);

@@ -1,6 +1,7 @@
 #include "support/test_support.hpp"
 
 #include <cmath>
+#include <random>
 #include <functional>
 #include <string>
 #include <utility>
@@ -20,12 +21,13 @@ using BinaryOp = Var<double> (*)(const Var<double>&, const Var<double>&);
 
 /// Where an op's inputs are drawn: kinks and poles are kept out of reach of
 /// gradcheck's finite differences, and log/sqrt/pow see a positive base.
-enum class Domain { real, away_from_zero, positive };
+enum class Domain { real, away_from_zero, positive, unit };
 
 Array<double> draw(Domain domain, const Shape& shape, std::uint64_t seed) {
     switch (domain) {
         case Domain::away_from_zero: return ad::test::away_from_zero(shape, seed, 0.3);
         case Domain::positive: return ad::test::uniform(shape, seed, 0.3, 2.0);
+        case Domain::unit: return ad::test::uniform(shape, seed, -0.9, 0.9);  // inside asin's domain, away from tan's poles
         case Domain::real: break;
     }
     return ad::test::uniform(shape, seed, -2.0, 2.0);
@@ -123,6 +125,10 @@ const BinaryCase binary_cases[] = {
      [](double a, double b) { return a / b; }, Domain::real, Domain::away_from_zero},
     {"pow", [](const Var<double>& a, const Var<double>& b) { return ad::pow(a, b); },
      [](double a, double b) { return std::pow(a, b); }, Domain::positive, Domain::real},
+    {"maximum", [](const Var<double>& a, const Var<double>& b) { return ad::maximum(a, b); },
+     [](double a, double b) { return a > b ? a : b; }, Domain::real, Domain::real},
+    {"minimum", [](const Var<double>& a, const Var<double>& b) { return ad::minimum(a, b); },
+     [](double a, double b) { return a < b ? a : b; }, Domain::real, Domain::real},
 };
 
 struct UnaryCase {
@@ -168,6 +174,21 @@ const UnaryCase unary_cases[] = {
     {"x / s", [](const Var<double>& x) { return x / 4.0; }, [](double v) { return v / 4.0; }, Domain::real},
     {"s / x", [](const Var<double>& x) { return 4.0 / x; }, [](double v) { return 4.0 / v; }, Domain::away_from_zero},
     {"-x", [](const Var<double>& x) { return -x; }, [](double v) { return -v; }, Domain::real},
+    {"sin", [](const Var<double>& x) { return ad::sin(x); }, [](double v) { return std::sin(v); }, Domain::real},
+    {"cos", [](const Var<double>& x) { return ad::cos(x); }, [](double v) { return std::cos(v); }, Domain::real},
+    {"tan", [](const Var<double>& x) { return ad::tan(x); }, [](double v) { return std::tan(v); }, Domain::unit},
+    {"asin", [](const Var<double>& x) { return ad::asin(x); }, [](double v) { return std::asin(v); }, Domain::unit},
+    {"acos", [](const Var<double>& x) { return ad::acos(x); }, [](double v) { return std::acos(v); }, Domain::unit},
+    {"atan", [](const Var<double>& x) { return ad::atan(x); }, [](double v) { return std::atan(v); }, Domain::real},
+    {"sinh", [](const Var<double>& x) { return ad::sinh(x); }, [](double v) { return std::sinh(v); }, Domain::real},
+    {"cosh", [](const Var<double>& x) { return ad::cosh(x); }, [](double v) { return std::cosh(v); }, Domain::real},
+    {"log1p", [](const Var<double>& x) { return ad::log1p(x); }, [](double v) { return std::log(1 + v); }, Domain::unit},
+    {"expm1", [](const Var<double>& x) { return ad::expm1(x); }, [](double v) { return std::exp(v) - 1; }, Domain::real},
+    {"erf", [](const Var<double>& x) { return ad::erf(x); }, [](double v) { return std::erf(v); }, Domain::real},
+    {"reciprocal", [](const Var<double>& x) { return ad::reciprocal(x); }, [](double v) { return 1 / v; },
+     Domain::away_from_zero},
+    {"rsqrt", [](const Var<double>& x) { return ad::rsqrt(x); }, [](double v) { return 1 / std::sqrt(v); },
+     Domain::positive},
 };
 
 constexpr double clamp_lo = -0.5, clamp_hi = 0.7;
@@ -216,7 +237,7 @@ TEST_CASE("elementwise binary ops: gradients match finite differences over rando
             }
         }
     }
-    CHECK(checked == 5 * 7 * 3);
+    CHECK(checked == 7 * 7 * 3);
 }
 
 TEST_CASE("elementwise binary ops: an operand used twice gets both contributions") {
@@ -268,7 +289,7 @@ TEST_CASE("elementwise unary ops and scalar operators: gradients match finite di
             ++checked;
         }
     }
-    CHECK(checked == 26 * 4);
+    CHECK(checked == 39 * 4);
 }
 
 TEST_CASE("clamp: forward limits to [lo, hi] and the gradient vanishes outside") {
@@ -448,4 +469,94 @@ TEST_CASE("sigmoid: the sweep overwrites a cotangent in place only when nothing 
     // add's VJP hands the same cotangent to both sigmoids: the first to run must not overwrite it.
     auto shared = ad::grad(ad::sum((ad::sigmoid(x) + ad::sigmoid(x)) * ad::constant(c)), {x});
     CHECK(ad::test::matches(shared[0].value(), Array<double>(2.0 * expected)));
+}
+
+TEST_CASE("sign, floor, ceil, round: PyTorch's values (round half to even) and a zero gradient") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{-2.5, -1.5, -0.4, 0.0, 0.5, 1.5, 2.5, 3.7});
+    CHECK(ad::sign(x).value() == Array<double>{-1, -1, -1, 0, 1, 1, 1, 1});
+    CHECK(ad::floor(x).value() == Array<double>{-3, -2, -1, 0, 0, 1, 2, 3});
+    CHECK(ad::ceil(x).value() == Array<double>{-2, -1, -0.0, 0, 1, 2, 3, 4});
+    CHECK(ad::round(x).value() == Array<double>{-2, -2, -0.0, 0, 0, 2, 2, 4});
+    ad::sum(ad::sign(x) + ad::floor(x) + ad::ceil(x) + ad::round(x) + x).backward();
+    CHECK(x.grad() == Array<double>(xt::ones<double>({8})));  // only the identity term contributes
+    CHECK(std::isnan(ad::sign(ad::constant(Array<double>{std::nan("")})).value()(0)));
+}
+
+TEST_CASE("maximum and minimum: ties split the gradient, NaN propagates (torch.maximum)") {
+    ad::Tape tape;
+    auto a = ad::param(Array<double>{1.0, 2.0, 3.0, std::nan("")});
+    auto b = ad::param(Array<double>{1.0, 5.0, -1.0, 0.0});
+    auto hi = ad::maximum(a, b);
+    CHECK(hi.value()(0) == 1.0);
+    CHECK(hi.value()(1) == 5.0);
+    CHECK(hi.value()(2) == 3.0);
+    CHECK(std::isnan(hi.value()(3)));
+    CHECK(std::isnan(ad::minimum(b, a).value()(3)));  // whichever side holds it
+    ad::sum(ad::slice(ad::maximum(a, b), 0, 0, 3)).backward();  // the NaN element is left out of the loss
+    CHECK(a.grad() == Array<double>{0.5, 0.0, 1.0, 0.0});
+    CHECK(b.grad() == Array<double>{0.5, 1.0, 0.0, 0.0});
+}
+
+TEST_CASE("where: picks a or b by a broadcast mask, and sends the cotangent to the operand picked") {
+    std::mt19937_64 rng(31);
+    for (int round = 0; round < 4; ++round) {
+        Array<double> a = ad::test::uniform({2, 3}, rng()), b = ad::test::uniform({3}, rng());
+        ad::Mask mask = ad::Mask::from_shape(round % 2 ? ad::Shape{2, 3} : ad::Shape{2, 1});
+        for (std::size_t i = 0; i < mask.size(); ++i) mask.data()[i] = (rng() % 2) == 1;
+        auto y = ad::where(mask, ad::constant(a), ad::constant(b));
+        Array<double> expected = Array<double>::from_shape({2, 3});
+        for (std::size_t i = 0; i < 2; ++i) {
+            for (std::size_t j = 0; j < 3; ++j) {
+                bool pick = mask.dimension() == 2 && mask.shape()[1] == 3 ? mask(i, j) : mask(i, 0);
+                expected(i, j) = pick ? a(i, j) : b(j);
+            }
+        }
+        CHECK(ad::test::matches(y.value(), expected));
+        CHECK_GRADCHECK([mask](const Vars& v) { return ad::where(mask, v[0], v[1]); }, (std::vector<Array<double>>{a, b}));
+    }
+    auto x = ad::constant(Array<double>::from_shape({2, 3}));
+    CHECK_THROWS_WITH_AS(ad::where(ad::Mask{true, false}, x, x),
+                         "where: cannot broadcast the condition (2,) with the values (2, 3) and (2, 3)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::where(ad::Mask{true}, x, ad::constant(Array<double>{1.0, 2.0})),
+                         "where: cannot broadcast (2, 3) with (2,)", ad::shape_error);
+}
+
+TEST_CASE("comparisons: masks with broadcasting, against a scalar too, and shapes that do not broadcast refused") {
+    auto a = ad::constant(Array<double>{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}});
+    auto b = ad::constant(Array<double>{2.0, 2.0, 7.0});
+    CHECK(ad::greater(a, b) == ad::Mask{{false, false, false}, {true, true, false}});
+    CHECK(ad::greater_equal(a, b) == ad::Mask{{false, true, false}, {true, true, false}});
+    CHECK(ad::less(a, b) == ad::Mask{{true, false, true}, {false, false, true}});
+    CHECK(ad::less_equal(a, b) == ad::Mask{{true, true, true}, {false, false, true}});
+    CHECK(ad::equal(a, b) == ad::Mask{{false, true, false}, {false, false, false}});
+    CHECK(ad::not_equal(a, b) == ad::Mask{{true, false, true}, {true, true, true}});
+    CHECK(ad::greater(a, 4.5) == ad::Mask{{false, false, false}, {false, true, true}});
+    CHECK(ad::equal(ad::constant(Array<float>{1.0f, 2.0f}), 2.0f) == ad::Mask{false, true});
+    CHECK_THROWS_WITH_AS(ad::less(a, ad::constant(Array<double>{1.0, 2.0})), "less: cannot broadcast (2, 3) with (2,)",
+                         ad::shape_error);
+}
+
+TEST_CASE("elementwise math: float gradients agree with double ones") {
+    auto gradients = [](const auto& x0) {
+        ad::Tape tape;
+        auto x = ad::param(x0);
+        auto z = ad::sin(x) * ad::cos(x) + ad::tan(x) + ad::asin(x) - ad::acos(x) + ad::atan(x) + ad::sinh(x) * ad::cosh(x) +
+                 ad::log1p(x) + ad::expm1(x) + ad::erf(x) + ad::reciprocal(x + 2.0) + ad::rsqrt(x + 2.0) +
+                 ad::maximum(x, ad::sin(x)) + ad::minimum(x, ad::cos(x));
+        ad::sum(z).backward();
+        return x.grad();
+    };
+    Array<float> xf = xt::cast<float>(ad::test::uniform({3, 4}, 41, -0.8, 0.8));
+    CHECK(ad::test::float_matches_double(gradients(xf), gradients(Array<double>(xt::cast<double>(xf)))));
+}
+
+TEST_CASE("elementwise math: a throwing op leaves the tape as it was") {
+    ad::Tape tape;
+    auto x = ad::param(ad::test::uniform({2, 3}, 4));
+    auto y = ad::sin(x);
+    std::size_t before = tape.size();
+    CHECK_THROWS_AS(ad::maximum(y, ad::param(Array<double>::from_shape({4}))), ad::shape_error);
+    CHECK_THROWS_AS(ad::where(ad::Mask{true, false, true, true}, y, y), ad::shape_error);
+    CHECK(tape.size() == before);
 }

@@ -3,6 +3,9 @@
 
 #include "support/test_support.hpp"
 
+#include <cmath>
+#include <random>
+
 namespace {
 
 using ad::Array;
@@ -84,12 +87,51 @@ const std::vector<OpCase>& op_cases() {
 
         // elementwise math and masks
         //
+        {"sin", [](const Vars& x) { return ad::sin(x[0]); }, {{2, 3}}},
+        {"cos", [](const Vars& x) { return ad::cos(x[0]); }, {{2, 3}}},
+        {"tan", [](const Vars& x) { return ad::tan(x[0]); }, {{2, 3}}},
+        {"asin", [](const Vars& x) { return ad::asin(x[0] * 0.8); }, {{2, 3}}},
+        {"acos", [](const Vars& x) { return ad::acos(x[0] * 0.8); }, {{2, 3}}},
+        {"atan", [](const Vars& x) { return ad::atan(x[0]); }, {{2, 3}}},
+        {"sinh", [](const Vars& x) { return ad::sinh(x[0]); }, {{2, 3}}},
+        {"cosh", [](const Vars& x) { return ad::cosh(x[0]); }, {{2, 3}}},
+        {"log1p", [](const Vars& x) { return ad::log1p(x[0]); }, {{2, 3}}, Domain::positive},
+        {"expm1", [](const Vars& x) { return ad::expm1(x[0]); }, {{2, 3}}},
+        {"erf", [](const Vars& x) { return ad::erf(x[0]); }, {{2, 3}}},
+        {"reciprocal", [](const Vars& x) { return ad::reciprocal(x[0]); }, {{2, 3}}, Domain::positive},
+        {"rsqrt", [](const Vars& x) { return ad::rsqrt(x[0]); }, {{2, 3}}, Domain::positive},
+        {"sign floor ceil round", [](const Vars& x) { return (ad::sign(x[0]) + ad::floor(x[0]) + ad::ceil(x[0]) + ad::round(x[0])) * x[0]; }, {{2, 3}}, Domain::away_from_zero},
+        {"maximum", [](const Vars& x) { return ad::maximum(x[0], x[1]) * x[0]; }, {{2, 3}, {3}}},
+        {"minimum", [](const Vars& x) { return ad::minimum(x[0], x[1]) * x[1]; }, {{2, 3}, {2, 1}}},
+        {"where", [](const Vars& x) { return ad::where(ad::Mask{{true, false, true}}, x[0], x[1]) * x[0]; }, {{2, 3}, {2, 1}}},
 
         // activations
         //
+        {"leaky_relu", [](const Vars& x) { return ad::leaky_relu(x[0], 0.2) * x[0]; }, {{2, 3}}, Domain::away_from_zero},
+        {"elu", [](const Vars& x) { return ad::elu(x[0], 0.7); }, {{2, 3}}, Domain::away_from_zero},
+        {"gelu", [](const Vars& x) { return ad::gelu(x[0]); }, {{2, 3}}},
+        {"gelu tanh", [](const Vars& x) { return ad::gelu(x[0], ad::GeluApproximation::tanh); }, {{2, 3}}},
+        {"silu", [](const Vars& x) { return ad::silu(x[0]); }, {{2, 3}}},
+        {"softsign", [](const Vars& x) { return ad::softsign(x[0]); }, {{2, 3}}, Domain::away_from_zero},
+        {"log_sigmoid", [](const Vars& x) { return ad::log_sigmoid(x[0]); }, {{2, 3}}},
+        {"mish", [](const Vars& x) { return ad::mish(x[0]); }, {{2, 3}}},
+        {"hardtanh", [](const Vars& x) { return ad::hardtanh(x[0], -0.5, 0.5) * x[0]; }, {{2, 3}}, Domain::away_from_zero},
 
         // reductions
         //
+        {"min", [](const Vars& x) { return ad::square(ad::min(x[0])); }, {{2, 3}}},
+        {"min axis", [](const Vars& x) { return ad::square(ad::min(x[0], 0, true)); }, {{2, 3}}},
+        {"prod", [](const Vars& x) { return ad::prod(x[0]); }, {{2, 3}}, Domain::positive},
+        {"prod axis", [](const Vars& x) { return ad::prod(x[0], -1); }, {{2, 3}}},
+        {"logsumexp", [](const Vars& x) { return ad::logsumexp(x[0]); }, {{2, 3}}},
+        {"logsumexp axis", [](const Vars& x) { return ad::logsumexp(x[0], 1, true); }, {{2, 3}}},
+        {"var", [](const Vars& x) { return ad::var(x[0]); }, {{2, 3}}},
+        {"var axis", [](const Vars& x) { return ad::var(x[0], 0, 0); }, {{3, 2}}},
+        {"std", [](const Vars& x) { return ad::std(x[0], 1); }, {{2, 3}}},
+        {"norm 2", [](const Vars& x) { return ad::norm(x[0]); }, {{2, 3}}},
+        {"norm 1 axis", [](const Vars& x) { return ad::norm(x[0], 1, 1) * ad::sum(x[0]); }, {{2, 3}}, Domain::away_from_zero},
+        {"norm inf", [](const Vars& x) { return ad::square(ad::norm(x[0], INFINITY)); }, {{2, 3}}},
+        {"cumsum", [](const Vars& x) { return ad::square(ad::cumsum(x[0], -1)); }, {{2, 3}}},
 
         // shape and indexing
         //
@@ -122,12 +164,33 @@ const std::vector<OpCase>& op_cases() {
 
         // decompositions
         //
+        {"solve", [](const Vars& x) { return ad::solve(x[0] + ad::constant(ad::Array<double>(3.0 * xt::eye(3))), x[1]); }, {{3, 3}, {3, 2}}},
+        {"solve vector", [](const Vars& x) { return ad::solve(x[0] + ad::constant(ad::Array<double>(3.0 * xt::eye(3))), x[1]); }, {{3, 3}, {3}}},
+        {"solve_triangular", [](const Vars& x) { return ad::solve_triangular(x[0] + ad::constant(ad::Array<double>(3.0 * xt::eye(3))), x[1], false); }, {{3, 3}, {3, 2}}},
+        {"solve_triangular upper unit", [](const Vars& x) { return ad::solve_triangular(x[0], x[1], true, true); }, {{3, 3}, {3}}},
+        {"cholesky", [](const Vars& x) { return ad::cholesky(ad::matmul(x[0], x[0], false, true) + ad::constant(ad::Array<double>(3.0 * xt::eye(3)))); }, {{3, 3}}},
+        {"inv", [](const Vars& x) { return ad::inv(x[0] + ad::constant(ad::Array<double>(3.0 * xt::eye(3)))); }, {{3, 3}}},
+        {"det", [](const Vars& x) { return ad::det(x[0] + ad::constant(ad::Array<double>(3.0 * xt::eye(3)))); }, {{3, 3}}},
+        {"logabsdet", [](const Vars& x) { return ad::logabsdet(x[0] + ad::constant(ad::Array<double>(3.0 * xt::eye(3)))); }, {{3, 3}}},
 
         // convolution and pooling
         //
+        {"conv2d", [](const Vars& x) { return ad::tanh(ad::conv2d(x[0], x[1], x[2], {{2, 1}, {1, 1}, {1, 2}, 1})); }, {{1, 2, 4, 4}, {3, 2, 2, 2}, {3}}},
+        {"conv2d groups", [](const Vars& x) { return ad::tanh(ad::conv2d(x[0], x[1], ad::Var<double>(), {{1, 1}, {0, 1}, {1, 1}, 2})); }, {{2, 4, 3, 3}, {2, 2, 2, 2}}},
+        {"conv1d", [](const Vars& x) { return ad::tanh(ad::conv1d(x[0], x[1], x[2], {2, 1, 1, 1})); }, {{2, 2, 5}, {3, 2, 2}, {3}}},
+        {"max_pool2d", [](const Vars& x) { return ad::square(ad::max_pool2d(x[0], {{2, 2}, {1, 1}, {1, 1}, true})); }, {{1, 2, 3, 3}}},
+        {"avg_pool2d", [](const Vars& x) { return ad::square(ad::avg_pool2d(x[0], {{3, 2}, {2, 2}, {1, 1}, false})); }, {{1, 2, 4, 3}}},
 
         // normalization, dropout and losses
         //
+        {"layer_norm", [](const Vars& x) { return ad::layer_norm(x[0], {3}, x[1], x[2]); }, {{2, 3}, {3}, {3}}},
+        {"layer_norm no affine", [](const Vars& x) { return ad::layer_norm(x[0], {2, 2}); }, {{2, 2, 2}}},
+        {"batch_norm", [](const Vars& x) { return ad::batch_norm<double>(x[0], x[1], x[2], nullptr, true); }, {{3, 2, 2}, {2}, {2}}},
+        {"dropout", [](const Vars& x) { std::mt19937_64 rng(5); return ad::square(ad::dropout(x[0], 0.5, true, rng)); }, {{2, 3}}},
+        {"huber_loss", [](const Vars& x) { return ad::huber_loss(ad::tanh(x[0]), x[1], 0.5); }, {{3, 2}, {3, 2}}},
+        {"l1_loss", [](const Vars& x) { return ad::l1_loss(ad::tanh(x[0]), x[1]) * ad::sum(x[0]); }, {{3, 2}, {3, 2}}},
+        {"nll_loss", [](const Vars& x) { return ad::nll_loss(ad::log_softmax(x[0], 1), ad::IndexArray{2, 0, 1}); }, {{3, 4}}},
+        {"cross_entropy smoothing", [](const Vars& x) { return ad::cross_entropy(x[0], ad::IndexArray{2, 0, 1}, ad::Reduction::mean, 0.2); }, {{3, 4}}},
     };
     return cases;
 }

@@ -1,8 +1,11 @@
 #include "support/test_support.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <limits>
+#include <numeric>
+#include <random>
 #include <string>
 
 #include <fmt/format.h>
@@ -283,4 +286,258 @@ TEST_CASE("reduce ops: float gradients agree with double ones") {
     auto gf = gradient(xf);
     auto gd = gradient(Array<double>(xt::cast<double>(xf)));
     CHECK(ad::test::float_matches_double(gf, gd));
+}
+
+namespace {
+
+/// A reduction of the second set, with its loop reference along one axis.
+struct SliceReduction {
+    const char* name;
+    std::function<Var<double>(const Var<double>&, long, bool)> op;
+    std::function<Array<double>(const Array<double>&, std::size_t, bool)> reference;
+};
+
+/// f applied to each slice along `axis` (as a vector), the slices' results in the reduced shape.
+Array<double> per_slice(const Array<double>& x, std::size_t axis, bool keepdims,
+                        const std::function<double(const std::vector<double>&)>& f) {
+    Shape x_shape = ad::shape_of(x);
+    Shape kept = x_shape;
+    kept[axis] = 1;
+    Array<double> y = Array<double>::from_shape(kept);
+    for (std::size_t out = 0; out < y.size(); ++out) {
+        Shape index = ad::test::unravel(out, kept);
+        std::vector<double> slice;
+        for (std::size_t k = 0; k < x_shape[axis]; ++k) {
+            index[axis] = k;
+            slice.push_back(x.data()[ad::test::ravel(index, x_shape)]);
+        }
+        y.data()[out] = f(slice);
+    }
+    if (!keepdims) {
+        kept.erase(kept.begin() + static_cast<long>(axis));
+        y.reshape(kept);
+    }
+    return y;
+}
+
+double mean_of(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); }
+double var_of(const std::vector<double>& v, std::size_t c) {
+    double m = mean_of(v), s = 0;
+    for (double e : v) s += (e - m) * (e - m);
+    return s / double(v.size() - c);
+}
+
+const std::vector<SliceReduction>& axis_reductions() {
+    static const std::vector<SliceReduction> table = {
+        {"min", [](const Var<double>& x, long a, bool k) { return ad::min(x, a, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
+         }},
+        {"prod", [](const Var<double>& x, long a, bool k) { return ad::prod(x, a, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) {
+                 return std::accumulate(v.begin(), v.end(), 1.0, std::multiplies<double>());
+             });
+         }},
+        {"logsumexp", [](const Var<double>& x, long a, bool k) { return ad::logsumexp(x, a, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) {
+                 double s = 0;
+                 for (double e : v) s += std::exp(e);
+                 return std::log(s);
+             });
+         }},
+        {"var c1", [](const Var<double>& x, long a, bool k) { return ad::var(x, a, 1, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) { return var_of(v, 1); });
+         }},
+        {"var c0", [](const Var<double>& x, long a, bool k) { return ad::var(x, a, 0, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) { return var_of(v, 0); });
+         }},
+        {"std", [](const Var<double>& x, long a, bool k) { return ad::std(x, a, 1, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) { return std::sqrt(var_of(v, 1)); });
+         }},
+        {"norm 1", [](const Var<double>& x, long a, bool k) { return ad::norm(x, 1, a, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) {
+                 double s = 0;
+                 for (double e : v) s += std::fabs(e);
+                 return s;
+             });
+         }},
+        {"norm 2", [](const Var<double>& x, long a, bool k) { return ad::norm(x, 2, a, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) {
+                 double s = 0;
+                 for (double e : v) s += e * e;
+                 return std::sqrt(s);
+             });
+         }},
+        {"norm inf", [](const Var<double>& x, long a, bool k) { return ad::norm(x, INFINITY, a, k); },
+         [](const Array<double>& x, std::size_t a, bool k) {
+             return per_slice(x, a, k, [](const std::vector<double>& v) {
+                 double m = 0;
+                 for (double e : v) m = std::max(m, std::fabs(e));
+                 return m;
+             });
+         }},
+    };
+    return table;
+}
+
+}  // namespace
+
+TEST_CASE("min, prod, logsumexp, var, std, norm along one axis: forward values match loops, gradients match finite differences") {
+    std::mt19937_64 rng(17);
+    for (const auto& r : axis_reductions()) {
+        for (int round = 0; round < 4; ++round) {
+            Shape s = ad::test::random_shape(rng, 1, 3);
+            s[0] = std::max<std::size_t>(s[0], 2);  // var needs two values per slice along axis 0
+            for (auto& d : s) d = std::max<std::size_t>(d, 2);
+            Array<double> x = ad::test::away_from_zero(s, rng(), 0.2);
+            long axis = static_cast<long>(rng() % s.size()) - (round % 2 ? static_cast<long>(s.size()) : 0);
+            bool keepdims = round % 3 == 0;
+            std::size_t ax = ad::normalize_axis("test", axis, s.size());
+            INFO(fmt::format("{} of {} along axis {} (keepdims {})", r.name, ad::shape_string(s), axis, keepdims));
+            CHECK(ad::test::matches(r.op(ad::constant(x), axis, keepdims).value(), r.reference(x, ax, keepdims)));
+            auto op = r.op;
+            auto f = [op, axis, keepdims](const Vars& v) { return op(v[0], axis, keepdims); };
+            CHECK_GRADCHECK(f, (std::vector<Array<double>>{x}));
+        }
+    }
+}
+
+TEST_CASE("min, prod, logsumexp, var, std, norm over all axes: forward values match loops, gradients match finite differences") {
+    Array<double> x = ad::test::away_from_zero({3, 4}, 23, 0.2);
+    Array<double> flat = x;
+    flat.reshape({x.size()});
+    struct Whole {
+        const char* name;
+        std::function<Var<double>(const Var<double>&)> op;
+        const char* reduction;  // the axis reduction of the table whose reference gives it
+    };
+    const Whole wholes[] = {
+        {"min", [](const Var<double>& v) { return ad::min(v); }, "min"},
+        {"prod", [](const Var<double>& v) { return ad::prod(v); }, "prod"},
+        {"logsumexp", [](const Var<double>& v) { return ad::logsumexp(v); }, "logsumexp"},
+        {"var", [](const Var<double>& v) { return ad::var(v); }, "var c1"},
+        {"var biased", [](const Var<double>& v) { return ad::var(v, std::nullopt, 0); }, "var c0"},
+        {"std", [](const Var<double>& v) { return ad::std(v); }, "std"},
+        {"norm 1", [](const Var<double>& v) { return ad::norm(v, 1); }, "norm 1"},
+        {"norm 2", [](const Var<double>& v) { return ad::norm(v); }, "norm 2"},
+        {"norm inf", [](const Var<double>& v) { return ad::norm(v, INFINITY); }, "norm inf"},
+    };
+    for (const auto& w : wholes) {
+        INFO(w.name);
+        const auto& table = axis_reductions();
+        auto it = std::find_if(table.begin(), table.end(), [&](const SliceReduction& r) { return std::string(r.name) == w.reduction; });
+        REQUIRE(it != table.end());
+        Array<double> expected = it->reference(flat, 0, false);
+        CHECK(ad::test::matches(w.op(ad::constant(x)).value(), expected));
+        auto op = w.op;
+        CHECK_GRADCHECK([op](const Vars& v) { return op(v[0]); }, (std::vector<Array<double>>{x}));
+    }
+}
+
+TEST_CASE("prod: the gradient is the product of the others, exact where x has zeros") {
+    ad::Tape tape;
+    auto one_zero = ad::param(Array<double>{2.0, 0.0, 3.0, 4.0});
+    ad::prod(one_zero).backward();
+    CHECK(one_zero.grad() == Array<double>{0.0, 24.0, 0.0, 0.0});
+    auto two_zeros = ad::param(Array<double>{{2.0, 0.0, 0.0}, {1.0, 2.0, 3.0}});
+    ad::sum(ad::prod(two_zeros, 1)).backward();
+    CHECK(two_zeros.grad() == Array<double>{{0.0, 0.0, 0.0}, {6.0, 3.0, 2.0}});
+    CHECK(ad::prod(ad::constant(Array<double>(xt::zeros<double>({0})))).value()() == 1.0);  // the product of nothing
+}
+
+TEST_CASE("logsumexp: stable for large values and -inf") {
+    const double inf = std::numeric_limits<double>::infinity();
+    auto big = ad::logsumexp(ad::constant(Array<double>{1000.0, 1000.0})).value()();
+    CHECK(big == doctest::Approx(1000.0 + std::log(2.0)));
+    auto rows = ad::logsumexp(ad::constant(Array<double>{{-inf, -inf}, {0.0, -inf}}), 1).value();
+    CHECK(rows(0) == -inf);
+    CHECK(rows(1) == 0.0);
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{1.0, 2.0, 3.0});
+    ad::logsumexp(x).backward();
+    Array<double> e = xt::exp(Array<double>{1.0, 2.0, 3.0});
+    CHECK(ad::test::matches(x.grad(), Array<double>(e / xt::sum(e)())));  // softmax
+}
+
+TEST_CASE("std and the 2-norm: a zero gradient where the root is zero, as PyTorch's") {
+    ad::Tape tape;
+    auto constant_row = ad::param(Array<double>{{2.0, 2.0, 2.0}, {1.0, 2.0, 3.0}});
+    ad::sum(ad::std(constant_row, 1)).backward();
+    CHECK(constant_row.grad()(0, 0) == 0.0);
+    CHECK(constant_row.grad()(0, 2) == 0.0);
+    CHECK(constant_row.grad()(1, 0) == doctest::Approx(-0.5));  // (x - mean) / ((n - 1) std) = -1 / (2 * 1)
+    auto zero = ad::param(Array<double>{0.0, 0.0});
+    ad::norm(zero).backward();
+    CHECK(zero.grad() == Array<double>{0.0, 0.0});
+}
+
+TEST_CASE("cumsum: running sums along an axis; the gradient is the running sums of g from the end") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}});
+    auto y = ad::cumsum(x, -1);
+    CHECK(y.value() == Array<double>{{1.0, 3.0, 6.0}, {4.0, 9.0, 15.0}});
+    CHECK(ad::cumsum(x, 0).value() == Array<double>{{1.0, 2.0, 3.0}, {5.0, 7.0, 9.0}});
+    y.backward(Array<double>{{1.0, 10.0, 100.0}, {1.0, 1.0, 1.0}});
+    CHECK(x.grad() == Array<double>{{111.0, 110.0, 100.0}, {3.0, 2.0, 1.0}});
+    CHECK_GRADCHECK([](const Vars& v) { return ad::cumsum(v[0], 1); }, (std::vector<Array<double>>{ad::test::uniform({2, 3, 2}, 3)}));
+}
+
+TEST_CASE("argmax and argmin: the first index at ties, NaN counts as the extreme, along an axis or flat") {
+    auto x = ad::constant(Array<double>{{1.0, 5.0, 5.0}, {7.0, -2.0, -2.0}});
+    CHECK(ad::argmax(x)() == 3);
+    CHECK(ad::argmin(x)() == 4);
+    CHECK(ad::argmax(x, 1) == ad::IndexArray{1, 0});
+    CHECK(ad::argmin(x, -1) == ad::IndexArray{0, 1});
+    CHECK(ad::argmax(x, 0, true) == ad::IndexArray{{1, 0, 0}});
+    auto with_nan = ad::constant(Array<double>{1.0, std::nan(""), 9.0});
+    CHECK(ad::argmax(with_nan)() == 1);
+    CHECK(ad::argmin(with_nan)() == 1);
+    CHECK_THROWS_WITH_AS(ad::argmax(ad::constant(Array<double>(xt::zeros<double>({0})))), "argmax: the value is empty (shape (0,))",
+                         ad::value_error);
+}
+
+TEST_CASE("max and min: NaN propagates whatever its position, as in PyTorch") {
+    const double nan = std::nan("");
+    CHECK(std::isnan(ad::max(ad::constant(Array<double>{nan, 1.0})).value()()));
+    CHECK(std::isnan(ad::max(ad::constant(Array<double>{1.0, nan})).value()()));
+    CHECK(std::isnan(ad::min(ad::constant(Array<double>{1.0, nan})).value()()));
+    auto rows = ad::max(ad::constant(Array<double>{{1.0, nan}, {3.0, 2.0}}), 1).value();
+    CHECK(std::isnan(rows(0)));
+    CHECK(rows(1) == 3.0);
+}
+
+TEST_CASE("reductions of the second set: bad arguments are typed errors naming the op, and the tape is unchanged") {
+    ad::Tape tape;
+    auto x = ad::param(Array<double>{{1.0, 2.0, 3.0}});
+    std::size_t before = tape.size();
+    CHECK_THROWS_WITH_AS(ad::var(x, 0), "var: 1 values along the reduced axes of (1, 3) are too few for correction 1",
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::std(x, 0, 1), "std: 1 values along the reduced axes of (1, 3) are too few for correction 1",
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::norm(x, 3.0), "norm: order 3 is not 1, 2 or infinity (value of shape (1, 3))", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::min(x, 2), "min: axis 2 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::logsumexp(ad::constant(Array<double>(xt::zeros<double>({2, 0}))), 1),
+                         "logsumexp: axis 1 of shape (2, 0) is empty", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::cumsum(x, -3), "cumsum: axis -3 is out of range for a value of rank 2", ad::value_error);
+    CHECK(tape.size() == before);
+}
+
+TEST_CASE("reductions of the second set: float gradients agree with double ones") {
+    auto gradients = [](const auto& x0) {
+        ad::Tape tape;
+        auto x = ad::param(x0);
+        auto z = ad::min(x) + ad::sum(ad::prod(x, 1)) + ad::logsumexp(x) + ad::var(x) + ad::sum(ad::std(x, 0)) +
+                 ad::norm(x) + ad::norm(x, 1) + ad::sum(ad::cumsum(x, 1) * x);
+        z.backward();
+        return x.grad();
+    };
+    Array<float> xf = xt::cast<float>(ad::test::away_from_zero({3, 4}, 51, 0.3));
+    CHECK(ad::test::float_matches_double(gradients(xf), gradients(Array<double>(xt::cast<double>(xf)))));
 }
