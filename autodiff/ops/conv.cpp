@@ -362,9 +362,14 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
     if (ws.size() != 3) throw shape_error(fmt::format("conv1d: the weight {} is not (O, C / groups, k)", shape_string(ws)));
     Conv2dOptions o2{{1, options.stride}, {0, options.padding}, {1, options.dilation}, options.groups};
     auto as_2d = [](const Shape& s) { return std::vector<long>{long(s[0]), long(s[1]), 1, long(s[2])}; };
-    Var<T> y;
+    // Checked before anything is recorded, so that a failure leaves the tape as it was.
     try {
-        y = conv2d(reshape(x, as_2d(xs)), reshape(weight, as_2d(ws)), bias, o2);
+        const std::vector<long> x_long = as_2d(xs), w_long = as_2d(ws);
+        const Shape x2(x_long.begin(), x_long.end()), w2(w_long.begin(), w_long.end());
+        const ConvGeometry geo = conv_geometry("conv2d", x2, w2, o2);
+        if (bias.defined() && bias.shape() != Shape{geo.o}) {
+            throw shape_error(fmt::format("bias {} does not match the {} output channels", shape_string_of(bias.value()), geo.o));
+        }
     } catch (const shape_error& e) {
         throw shape_error(fmt::format("conv1d (as conv2d over a height of 1) of input {} and weight {}: {}",
                                       shape_string(xs), shape_string(ws), e.what()));
@@ -372,6 +377,7 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
         throw value_error(fmt::format("conv1d (as conv2d over a height of 1) of input {} and weight {}: {}",
                                       shape_string(xs), shape_string(ws), e.what()));
     }
+    Var<T> y = conv2d(reshape(x, as_2d(xs)), reshape(weight, as_2d(ws)), bias, o2);
     const Shape ys = y.shape();
     return reshape(y, {long(ys[0]), long(ys[1]), long(ys[3])});
 }

@@ -350,3 +350,63 @@ TEST_CASE("nn ops: create_graph gradients differentiate again (second derivative
         CHECK_GRADGRADCHECK([classes](const Vars& v) { return ad::softmax_cross_entropy(v[0], classes); }, (std::vector<Array<double>>{z}));
     }
 }
+
+TEST_CASE("huber_loss and l1_loss: values by their definitions, means over all elements, gradients match finite differences") {
+    Array<double> p = ad::test::uniform({3, 4}, 61, -2, 2), t = ad::test::uniform({3, 4}, 62, -2, 2);
+    double huber = 0, l1 = 0;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+        double r = std::fabs(p.data()[i] - t.data()[i]);
+        huber += r <= 0.7 ? 0.5 * r * r : 0.7 * (r - 0.35);
+        l1 += r;
+    }
+    CHECK(ad::huber_loss(ad::constant(p), ad::constant(t), 0.7).item() == doctest::Approx(huber / 12).epsilon(1e-12));
+    CHECK(ad::huber_loss(ad::constant(p), ad::constant(t), 0.7, ad::Reduction::sum).item() == doctest::Approx(huber).epsilon(1e-12));
+    CHECK(ad::l1_loss(ad::constant(p), ad::constant(t)).item() == doctest::Approx(l1 / 12).epsilon(1e-12));
+    CHECK_GRADCHECK([](const Vars& v) { return ad::huber_loss(v[0], v[1], 0.7); }, (std::vector<Array<double>>{p, t}));
+    CHECK_GRADCHECK([](const Vars& v) { return ad::l1_loss(v[0], v[1], ad::Reduction::sum); }, (std::vector<Array<double>>{p, t}));
+    ad::Tape tape;
+    auto equal = ad::param(Array<double>{1.0, 2.0});
+    ad::l1_loss(equal, ad::constant(Array<double>{1.0, 0.0})).backward();
+    CHECK(equal.grad() == Array<double>{0.0, 0.5});  // sign(0) = 0, as PyTorch's
+}
+
+TEST_CASE("nll_loss and cross_entropy: values by their definitions, label smoothing, gradients match finite differences") {
+    Array<double> logits = ad::test::uniform({4, 5}, 71, -2, 2);
+    ad::IndexArray classes = {3, 0, 4, 0};
+    const double eps = 0.2;
+    double nll = 0, smoothed = 0;
+    for (std::size_t r = 0; r < 4; ++r) {
+        double m = -1e300, s = 0;
+        for (std::size_t c = 0; c < 5; ++c) m = std::max(m, logits(r, c));
+        for (std::size_t c = 0; c < 5; ++c) s += std::exp(logits(r, c) - m);
+        auto log_p = [&](std::size_t c) { return logits(r, c) - m - std::log(s); };
+        nll -= log_p(std::size_t(classes(r)));
+        for (std::size_t c = 0; c < 5; ++c) smoothed -= ((std::int64_t(c) == classes(r) ? 1 - eps : 0) + eps / 5) * log_p(c);
+    }
+    auto log_probs = ad::log_softmax(ad::constant(logits), 1);
+    CHECK(ad::nll_loss(log_probs, classes).item() == doctest::Approx(nll / 4).epsilon(1e-12));
+    CHECK(ad::nll_loss(log_probs, std::vector<std::size_t>{3, 0, 4, 0}, ad::Reduction::sum).item() == doctest::Approx(nll).epsilon(1e-12));
+    CHECK(ad::cross_entropy(ad::constant(logits), classes).item() == doctest::Approx(nll / 4).epsilon(1e-12));
+    CHECK(ad::cross_entropy(ad::constant(logits), classes, ad::Reduction::mean, eps).item() == doctest::Approx(smoothed / 4).epsilon(1e-12));
+    CHECK_GRADCHECK([classes](const Vars& v) { return ad::cross_entropy(v[0], classes, ad::Reduction::sum, 0.1); },
+                    (std::vector<Array<double>>{logits}));
+    CHECK_GRADCHECK([classes](const Vars& v) { return ad::nll_loss(v[0], classes); }, (std::vector<Array<double>>{logits}));
+}
+
+TEST_CASE("losses of the second set: bad classes, shapes and arguments are typed errors; the tape is unchanged") {
+    ad::Tape tape;
+    auto logits = ad::param(Array<double>::from_shape({2, 3}));
+    std::size_t before = tape.size();
+    CHECK_THROWS_WITH_AS(ad::nll_loss(logits, ad::IndexArray{0, 3}), "nll_loss: class 3 of row 1 is out of range for 3 classes",
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::nll_loss(logits, ad::IndexArray{0, -1}), "nll_loss: class -1 of row 1 is out of range for 3 classes",
+                         ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::nll_loss(logits, ad::IndexArray{0}),
+                         "nll_loss: log-probabilities (2, 3) do not match class indices (1,) (one per row)", ad::shape_error);
+    CHECK_THROWS_WITH_AS(ad::huber_loss(logits, logits, 0.0), "huber_loss: delta must be positive, got 0", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::l1_loss(logits, ad::param(Array<double>{1.0})), "l1_loss: prediction (2, 3) and target (1,) differ in shape",
+                         ad::shape_error);
+    CHECK(tape.size() == before);
+    CHECK_THROWS_WITH_AS(ad::cross_entropy(logits, ad::IndexArray{0, 1}, ad::Reduction::mean, 1.5),
+                         "cross_entropy: label_smoothing must lie in [0, 1], got 1.5", ad::value_error);
+}
