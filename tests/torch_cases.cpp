@@ -322,6 +322,38 @@ const std::map<std::string, OpSpec>& op_table() {
 
         // convolution and pooling
         //
+        {"conv1d", {3, {"stride", "padding", "dilation", "groups"}, [](const OpCall& call) {
+             const json& p = call.params;
+             return ad::conv1d(call.inputs[0], call.inputs[1], call.inputs[2], p.at("stride").get<long>(),
+                               p.at("padding").get<long>(), p.at("dilation").get<long>(), p.at("groups").get<long>());
+         }}},
+        {"conv2d", {3, {"stride", "padding", "dilation", "groups"}, [](const OpCall& call) {
+             const auto size2 = [](const json& j) {  // an int or a pair
+                 return j.is_array() ? ad::Size2(j.at(0).get<long>(), j.at(1).get<long>()) : ad::Size2(j.get<long>());
+             };
+             const json& p = call.params;
+             return ad::conv2d(call.inputs[0], call.inputs[1], call.inputs[2], size2(p.at("stride")),
+                               size2(p.at("padding")), size2(p.at("dilation")), p.at("groups").get<long>());
+         }}},
+        {"max_pool2d", {1, {"kernel", "stride", "padding"}, [](const OpCall& call) {
+             const auto size2 = [](const json& j) {
+                 return j.is_array() ? ad::Size2(j.at(0).get<long>(), j.at(1).get<long>()) : ad::Size2(j.get<long>());
+             };
+             const json& p = call.params;
+             ad::PoolStride stride;
+             if (p.contains("stride") && !p.at("stride").is_null()) stride = size2(p.at("stride"));
+             return ad::max_pool2d(call.inputs[0], size2(p.at("kernel")), stride, size2(p.value("padding", json(0))));
+         }}},
+        {"avg_pool2d", {1, {"kernel", "stride", "padding", "count_include_pad"}, [](const OpCall& call) {
+             const auto size2 = [](const json& j) {
+                 return j.is_array() ? ad::Size2(j.at(0).get<long>(), j.at(1).get<long>()) : ad::Size2(j.get<long>());
+             };
+             const json& p = call.params;
+             ad::PoolStride stride;
+             if (p.contains("stride") && !p.at("stride").is_null()) stride = size2(p.at("stride"));
+             return ad::avg_pool2d(call.inputs[0], size2(p.at("kernel")), stride, size2(p.value("padding", json(0))),
+                                   p.value("count_include_pad", true));
+         }}},
 
         // normalization, dropout and losses
         //

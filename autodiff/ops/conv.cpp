@@ -1,7 +1,588 @@
+// Convolution and pooling: each forward beside its VJP (g the cotangent of the
+// result y). The convolution is bilinear in (x, w), so its three products are
+// each other's VJPs, and double backward needs no other op:
+//
+//   op                  y                                     VJP
+//   conv2d              conv(x, w) + b: per batch element     x: conv2d_input_grad(g, w)
+//                       and group, W_g (Og, K) im2col(x_ng)   w: conv2d_weight_grad(x, g)
+//                       (K = C/groups kh kw, P = OH OW)       b: sum of g over N, OH, OW
+//   conv2d_input_grad   col2im(W_g^T g_ng): the transposed    g: conv2d(h, w)
+//                       convolution, (N, C, H, W)             w: conv2d_weight_grad(h, g)
+//   conv2d_weight_grad  sum_n g_ng im2col(x_ng)^T,            x: conv2d_input_grad(g, h)
+//                       (O, C/groups, kh, kw)                 g: conv2d(x, h)
+//   conv1d              conv2d of (N, C, 1, L) by             through the reshapes
+//                       (O, C/groups, 1, k)
+//   max_pool2d          y = x[argmax of each window]          max_pool2d_backward(g): g added at the
+//                       (padding -inf; first max on ties,       argmaxes (PyTorch's choice at ties)
+//                       NaN wins, as PyTorch)
+//   max_pool2d_backward zeros(x.shape); y[argmax] += g        max_pool2d gather of h at the argmaxes
+//   avg_pool2d          y = window sum / divisor (kh kw, or   avg_pool2d_backward(g): g / divisor
+//                       the real elements without             spread over each window
+//                       count_include_pad)
+//   avg_pool2d_backward x_bar[i] = sum over windows o         avg_pool2d(h) (the adjoint)
+//                       holding i of g[o] / divisor[o]
+//
+// Output sizes are PyTorch's with ceil_mode off:
+// out = floor((in + 2 padding - dilation (kernel - 1) - 1) / stride) + 1.
+// Errors are checked before anything is recorded.
+
 #include "autodiff/ops/conv.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "autodiff/blas.hpp"
 #include "autodiff/ops/all.hpp"
 
 namespace ad {
+namespace {
+
+using Index = std::ptrdiff_t;
+
+// --- geometry and checks ----------------------------------------------------------
+
+struct ConvGeometry {
+    std::size_t n = 0, c = 0, h = 0, w = 0, o = 0, kh = 1, kw = 1, groups = 1;
+    std::size_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1, oh = 0, ow = 0;
+    std::size_t cg() const { return c / groups; }
+    std::size_t og() const { return o / groups; }
+    std::size_t k() const { return cg() * kh * kw; }
+    std::size_t p() const { return oh * ow; }
+    /// A 1x1 kernel at stride 1 without padding: the im2col of x is x itself.
+    bool direct() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+    Shape x_shape() const { return {n, c, h, w}; }
+    Shape w_shape() const { return {o, cg(), kh, kw}; }
+    Shape y_shape() const { return {n, o, oh, ow}; }
+};
+using SharedConv = std::shared_ptr<const ConvGeometry>;
+
+/// "(a, b)" for a 2-D op, "b" for a 1-D one (its h entry is fixed).
+std::string sizes(std::size_t spatial, long a, long b) {
+    return spatial == 2 ? fmt::format("({}, {})", a, b) : fmt::format("{}", b);
+}
+
+void check_positive(const char* op, const char* what, std::size_t spatial, Size2 s) {
+    if (s.h < 1 || s.w < 1) throw value_error(fmt::format("{}: {} {} must be positive", op, what, sizes(spatial, s.h, s.w)));
+}
+
+void check_non_negative(const char* op, const char* what, std::size_t spatial, Size2 s) {
+    if (s.h < 0 || s.w < 0) {
+        throw value_error(fmt::format("{}: {} {} must be non-negative", op, what, sizes(spatial, s.h, s.w)));
+    }
+}
+
+std::size_t out_size(std::size_t in, std::size_t pad, std::size_t dilated, std::size_t stride) {
+    return (in + 2 * pad - dilated) / stride + 1;
+}
+
+/// The geometry of conv1d (spatial 1: x (N, C, L), w (O, C/groups, k)) or
+/// conv2d (spatial 2), checked; errors show the shapes as given.
+ConvGeometry conv_geometry(const char* op, std::size_t spatial, const Shape& xs, const Shape& ws, const Shape* bs,
+                           Size2 stride, Size2 padding, Size2 dilation, long groups) {
+    const std::size_t rank = spatial + 2;
+    if (xs.size() != rank) {
+        throw shape_error(fmt::format("{}: input {} must be {}-D {}", op, shape_string(xs), rank,
+                                      spatial == 2 ? "(N, C, H, W)" : "(N, C, L)"));
+    }
+    if (ws.size() != rank) {
+        throw shape_error(fmt::format("{}: weight {} must be {}-D {}", op, shape_string(ws), rank,
+                                      spatial == 2 ? "(O, C/groups, kh, kw)" : "(O, C/groups, k)"));
+    }
+    if (groups < 1) throw value_error(fmt::format("{}: groups {} must be positive", op, groups));
+    check_positive(op, "stride", spatial, stride);
+    check_non_negative(op, "padding", spatial, padding);
+    check_positive(op, "dilation", spatial, dilation);
+    ConvGeometry g;
+    g.groups = static_cast<std::size_t>(groups);
+    g.n = xs[0];
+    g.c = xs[1];
+    g.h = spatial == 2 ? xs[2] : 1;
+    g.w = xs[rank - 1];
+    g.o = ws[0];
+    g.kh = spatial == 2 ? ws[2] : 1;
+    g.kw = ws[rank - 1];
+    if (g.c % g.groups != 0) {
+        throw shape_error(fmt::format("{}: groups {} do not divide the {} channels of input {}", op, groups, g.c,
+                                      shape_string(xs)));
+    }
+    if (g.o % g.groups != 0) {
+        throw shape_error(fmt::format("{}: groups {} do not divide the {} output channels of weight {}", op, groups,
+                                      g.o, shape_string(ws)));
+    }
+    if (ws[1] != g.cg()) {
+        throw shape_error(fmt::format("{}: weight {} expects {} input channels per group, input {} has {}{}", op,
+                                      shape_string(ws), ws[1], shape_string(xs), g.cg(),
+                                      groups == 1 ? "" : fmt::format(" ({} channels in {} groups)", g.c, groups)));
+    }
+    if (bs && (bs->size() != 1 || (*bs)[0] != g.o)) {
+        throw shape_error(fmt::format("{}: bias {} must be ({}), one per output channel of weight {}", op,
+                                      shape_string(*bs), g.o, shape_string(ws)));
+    }
+    g.sh = static_cast<std::size_t>(stride.h);
+    g.sw = static_cast<std::size_t>(stride.w);
+    g.ph = static_cast<std::size_t>(padding.h);
+    g.pw = static_cast<std::size_t>(padding.w);
+    g.dh = static_cast<std::size_t>(dilation.h);
+    g.dw = static_cast<std::size_t>(dilation.w);
+    const std::size_t span_h = g.dh * (g.kh - 1) + 1, span_w = g.dw * (g.kw - 1) + 1;
+    const std::size_t padded_h = g.h + 2 * g.ph, padded_w = g.w + 2 * g.pw;
+    if (g.kh == 0 || g.kw == 0) {
+        throw shape_error(fmt::format("{}: weight {} has an empty kernel", op, shape_string(ws)));
+    }
+    if (span_h > padded_h || span_w > padded_w) {
+        const long kh = static_cast<long>(g.kh), kw = static_cast<long>(g.kw);
+        const std::string dilated = dilation.h == 1 && dilation.w == 1
+                                        ? std::string()
+                                        : fmt::format(" dilated by {} spans {},", sizes(spatial, dilation.h, dilation.w),
+                                                      sizes(spatial, static_cast<long>(span_h), static_cast<long>(span_w)));
+        throw shape_error(fmt::format("{}: kernel {} of weight {}{} larger than the padded input {} of input {}", op,
+                                      sizes(spatial, kh, kw), shape_string(ws), dilated.empty() ? " is" : dilated,
+                                      sizes(spatial, static_cast<long>(padded_h), static_cast<long>(padded_w)),
+                                      shape_string(xs)));
+    }
+    g.oh = out_size(g.h, g.ph, span_h, g.sh);
+    g.ow = out_size(g.w, g.pw, span_w, g.sw);
+    return g;
+}
+
+// --- im2col and col2im ------------------------------------------------------------
+
+/// [lo, hi): the output positions q in [0, out) whose input position
+/// q s + off lies in [0, in).
+inline void valid_range(Index off, Index s, Index in, Index out, Index& lo, Index& hi) {
+    lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    hi = in - off <= 0 ? 0 : (in - off + s - 1) / s;
+    hi = std::min(hi, out);
+    lo = std::min(lo, hi);
+}
+
+/// The (K, P) columns of one batch element's group: row (c, i, j), column
+/// (p, q) holds x[c, p sh - ph + i dh, q sw - pw + j dw] (zero outside).
+template <class T>
+void im2col(const ConvGeometry& g, const T* x, T* cols) {
+    const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow), P = OH * OW;
+    const Index sh = Index(g.sh), sw = Index(g.sw), ph = Index(g.ph), pw = Index(g.pw);
+    const Index dh = Index(g.dh), dw = Index(g.dw);
+    T* row = cols;
+    for (Index c = 0; c < Index(g.cg()); ++c) {
+        const T* plane = x + c * H * W;
+        for (Index i = 0; i < Index(g.kh); ++i) {
+            Index y_lo, y_hi;
+            valid_range(i * dh - ph, sh, H, OH, y_lo, y_hi);
+            for (Index j = 0; j < Index(g.kw); ++j, row += P) {
+                const Index off = j * dw - pw;
+                Index x_lo, x_hi;
+                valid_range(off, sw, W, OW, x_lo, x_hi);
+                std::fill(row, row + y_lo * OW, T(0));
+                for (Index p = y_lo; p < y_hi; ++p) {
+                    T* out = row + p * OW;
+                    const T* src = plane + (p * sh - ph + i * dh) * W;
+                    std::fill(out, out + x_lo, T(0));
+                    if (sw == 1) {
+                        std::copy(src + x_lo + off, src + x_hi + off, out + x_lo);
+                    } else {
+                        for (Index q = x_lo; q < x_hi; ++q) out[q] = src[q * sw + off];
+                    }
+                    std::fill(out + x_hi, out + OW, T(0));
+                }
+                std::fill(row + y_hi * OW, row + P, T(0));
+            }
+        }
+    }
+}
+
+/// The transpose of im2col: adds each column entry back to where it came from.
+template <class T>
+void col2im(const ConvGeometry& g, const T* cols, T* x) {
+    const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow), P = OH * OW;
+    const Index sh = Index(g.sh), sw = Index(g.sw), ph = Index(g.ph), pw = Index(g.pw);
+    const Index dh = Index(g.dh), dw = Index(g.dw);
+    const T* row = cols;
+    for (Index c = 0; c < Index(g.cg()); ++c) {
+        T* plane = x + c * H * W;
+        for (Index i = 0; i < Index(g.kh); ++i) {
+            Index y_lo, y_hi;
+            valid_range(i * dh - ph, sh, H, OH, y_lo, y_hi);
+            for (Index j = 0; j < Index(g.kw); ++j, row += P) {
+                const Index off = j * dw - pw;
+                Index x_lo, x_hi;
+                valid_range(off, sw, W, OW, x_lo, x_hi);
+                for (Index p = y_lo; p < y_hi; ++p) {
+                    const T* in = row + p * OW;
+                    T* dst = plane + (p * sh - ph + i * dh) * W + off;
+                    if (sw == 1) {
+                        for (Index q = x_lo; q < x_hi; ++q) dst[q] += in[q];
+                    } else {
+                        for (Index q = x_lo; q < x_hi; ++q) dst[q * sw] += in[q];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A per-thread buffer for one group's columns (reused: a fresh large array
+/// every call costs page faults).
+template <class T>
+T* workspace(std::size_t count) {
+    thread_local std::vector<T> buffer;
+    if (buffer.size() < count) buffer.resize(count);
+    return buffer.data();
+}
+
+int blas_int(std::size_t n) {
+    if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+        throw shape_error(fmt::format("conv2d: dimension {} is beyond BLAS's int", n));
+    }
+    return static_cast<int>(n);
+}
+
+// --- the three products -----------------------------------------------------------
+
+template <class T> Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, const Var<T>* bias);
+template <class T> Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w);
+template <class T> Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, const Var<T>& g);
+
+/// The parameter's free gradient node to compute into (see lend_grad_buffer), if any.
+template <class T>
+Var<T> lend(const Var<T>& w) {
+    return w.defined() && w.requires_grad() && w.is_leaf() ? detail::lend_grad_buffer(w) : Var<T>();
+}
+
+template <class T>
+Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, const Var<T>* bias) {
+    const ConvGeometry& G = *geom;
+    const std::size_t P = G.p(), K = G.k(), Og = G.og(), Cg = G.cg(), HW = G.h * G.w;
+    Var<T> y = detail::make_uninitialized<T>(G.y_shape());
+    T* out = y.mutable_value().data();
+    const T* xin = x.value().data();
+    const T* win = w.value().data();
+    const bool add_bias = bias != nullptr;
+    if (add_bias) {
+        const T* b = bias->value().data();
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t o = 0; o < G.o; ++o) std::fill_n(out + (n * G.o + o) * P, P, b[o]);
+        }
+    } else if (K == 0) {
+        std::fill_n(out, G.n * G.o * P, T(0));
+    }
+    if (K != 0 && Og != 0) {
+        T* cols = G.direct() ? nullptr : workspace<T>(K * P);
+        const int M = blas_int(Og), N = blas_int(P), KK = blas_int(K);
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                const T* xg = xin + (n * G.c + grp * Cg) * HW;
+                if (cols) im2col(G, xg, cols);
+                blas::gemm(false, false, M, N, KK, T(1), win + grp * Og * K, KK, cols ? cols : xg, N,
+                           add_bias ? T(1) : T(0), out + (n * G.o + grp * Og) * P);
+            }
+        }
+    }
+    auto vjp = [geom, x = detail::kept_for(x, w), w = detail::kept(w)](std::size_t i, const Var<T>& g) -> Var<T> {
+        const ConvGeometry& G = *geom;
+        if (i == 0) return conv_input_grad(geom, g, w);
+        if (i == 1) return conv_weight_grad(geom, lend(w), x, g);
+        const long P = static_cast<long>(G.p());
+        return sum(sum(reshape(g, {static_cast<long>(G.n), static_cast<long>(G.o), P}), 2), 0);
+    };
+    if (bias) return make_op("conv2d", std::move(y), x, w, *bias, std::move(vjp));
+    return make_op("conv2d", std::move(y), x, w, std::move(vjp));
+}
+
+template <class T>
+Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w) {
+    const ConvGeometry& G = *geom;
+    const std::size_t P = G.p(), K = G.k(), Og = G.og(), Cg = G.cg(), HW = G.h * G.w;
+    Var<T> xb = detail::make_uninitialized<T>(G.x_shape());
+    T* out = xb.mutable_value().data();
+    const T* gin = g.value().data();
+    const T* win = w.value().data();
+    const bool direct = G.direct() && Og != 0;
+    if (!direct) std::fill_n(out, G.n * G.c * HW, T(0));
+    if (K != 0 && Og != 0) {
+        T* cols = direct ? nullptr : workspace<T>(K * P);
+        const int M = blas_int(K), N = blas_int(P), KK = blas_int(Og);
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                T* xg = out + (n * G.c + grp * Cg) * HW;
+                blas::gemm(true, false, M, N, KK, T(1), win + grp * Og * K, M, gin + (n * G.o + grp * Og) * P, N, T(0),
+                           cols ? cols : xg);
+                if (cols) col2im(G, cols, xg);
+            }
+        }
+    }
+    if (!detail::recording()) return xb;
+    return make_op("conv2d_input_grad", std::move(xb), g, w,
+                   [geom, g = detail::kept_for(g, w), w = detail::kept_for(w, g)](std::size_t i, const Var<T>& h) {
+                       if (i == 0) return conv_forward<T>(geom, h, w, nullptr);
+                       return conv_weight_grad(geom, lend(w), h, g);
+                   });
+}
+
+template <class T>
+Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, const Var<T>& g) {
+    const ConvGeometry& G = *geom;
+    const std::size_t P = G.p(), K = G.k(), Og = G.og(), Cg = G.cg(), HW = G.h * G.w;
+    const Shape w_shape = G.w_shape();
+    Var<T> wb = detail::fits(buffer, w_shape) ? std::move(buffer) : detail::make_uninitialized<T>(w_shape);
+    T* out = wb.mutable_value().data();
+    const T* xin = x.value().data();
+    const T* gin = g.value().data();
+    if (G.n == 0 || K == 0 || Og == 0) std::fill_n(out, G.o * K, T(0));
+    if (K != 0 && Og != 0) {
+        T* cols = G.direct() ? nullptr : workspace<T>(K * P);
+        const int M = blas_int(Og), N = blas_int(K), KK = blas_int(P);
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                const T* xg = xin + (n * G.c + grp * Cg) * HW;
+                if (cols) im2col(G, xg, cols);
+                blas::gemm(false, true, M, N, KK, T(1), gin + (n * G.o + grp * Og) * P, KK, cols ? cols : xg, KK,
+                           n == 0 ? T(0) : T(1), out + grp * Og * K);
+            }
+        }
+    }
+    if (!detail::recording()) return wb;
+    return make_op("conv2d_weight_grad", std::move(wb), x, g,
+                   [geom, x = detail::kept_for(x, g), g = detail::kept_for(g, x)](std::size_t i, const Var<T>& h) {
+                       if (i == 0) return conv_input_grad(geom, g, h);
+                       return conv_forward<T>(geom, x, h, nullptr);
+                   });
+}
+
+// --- pooling ----------------------------------------------------------------------
+
+struct PoolGeometry {
+    Shape x_shape, y_shape;
+    std::size_t planes = 0, h = 0, w = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, oh = 0, ow = 0;
+    bool count_include_pad = true;
+};
+using SharedPool = std::shared_ptr<const PoolGeometry>;
+using SharedArgmax = std::shared_ptr<const std::vector<std::size_t>>;
+
+PoolGeometry pool_geometry(const char* op, const Shape& xs, Size2 kernel, PoolStride stride, Size2 padding) {
+    if (xs.size() != 3 && xs.size() != 4) {
+        throw shape_error(fmt::format("{}: x {} must be 3-D (C, H, W) or 4-D (N, C, H, W)", op, shape_string(xs)));
+    }
+    Size2 s = stride.value.value_or(kernel);
+    check_positive(op, "kernel", 2, kernel);
+    check_positive(op, "stride", 2, s);
+    check_non_negative(op, "padding", 2, padding);
+    if (padding.h > kernel.h / 2 || padding.w > kernel.w / 2) {
+        throw value_error(fmt::format("{}: padding ({}, {}) must be at most half the kernel ({}, {})", op, padding.h,
+                                      padding.w, kernel.h, kernel.w));
+    }
+    PoolGeometry g;
+    g.x_shape = xs;
+    const std::size_t r = xs.size();
+    g.h = xs[r - 2];
+    g.w = xs[r - 1];
+    g.planes = xs[r - 3] * (r == 4 ? xs[0] : 1);
+    if (g.h == 0 || g.w == 0) {
+        throw shape_error(fmt::format("{}: x {} has empty planes (H and W must be at least 1)", op, shape_string(xs)));
+    }
+    g.kh = static_cast<std::size_t>(kernel.h);
+    g.kw = static_cast<std::size_t>(kernel.w);
+    g.sh = static_cast<std::size_t>(s.h);
+    g.sw = static_cast<std::size_t>(s.w);
+    g.ph = static_cast<std::size_t>(padding.h);
+    g.pw = static_cast<std::size_t>(padding.w);
+    if (g.kh > g.h + 2 * g.ph || g.kw > g.w + 2 * g.pw) {
+        throw shape_error(fmt::format("{}: kernel ({}, {}) is larger than the padded input ({}, {}) of x {}", op, g.kh,
+                                      g.kw, g.h + 2 * g.ph, g.w + 2 * g.pw, shape_string(xs)));
+    }
+    g.oh = out_size(g.h, g.ph, g.kh, g.sh);
+    g.ow = out_size(g.w, g.pw, g.kw, g.sw);
+    g.y_shape = xs;
+    g.y_shape[r - 2] = g.oh;
+    g.y_shape[r - 1] = g.ow;
+    return g;
+}
+
+/// Calls f(p, q, y0, y1, x0, x1, divisor) for every output position: the
+/// window clipped to the input is rows [y0, y1) and columns [x0, x1).
+template <class F>
+void for_each_window(const PoolGeometry& g, F f) {
+    const Index H = Index(g.h), W = Index(g.w);
+    for (Index p = 0; p < Index(g.oh); ++p) {
+        const Index ys = p * Index(g.sh) - Index(g.ph), ye = std::min(ys + Index(g.kh), H + Index(g.ph));
+        const Index y0 = std::max<Index>(ys, 0), y1 = std::min(ye, H);
+        for (Index q = 0; q < Index(g.ow); ++q) {
+            const Index xs = q * Index(g.sw) - Index(g.pw), xe = std::min(xs + Index(g.kw), W + Index(g.pw));
+            const Index x0 = std::max<Index>(xs, 0), x1 = std::min(xe, W);
+            const Index divisor = g.count_include_pad ? (ye - ys) * (xe - xs) : (y1 - y0) * (x1 - x0);
+            f(p, q, y0, y1, x0, x1, divisor);
+        }
+    }
+}
+
+template <class T> Var<T> pool_gather(const SharedPool& geom, const SharedArgmax& argmax, const Var<T>& x);
+template <class T> Var<T> pool_scatter(const SharedPool& geom, const SharedArgmax& argmax, const Var<T>& g);
+
+template <class T>
+Var<T> pool_gather(const SharedPool& geom, const SharedArgmax& argmax, const Var<T>& x) {
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    Var<T> y = detail::make_uninitialized<T>(G.y_shape);
+    T* out = y.mutable_value().data();
+    const T* in = x.value().data();
+    const std::size_t* at = argmax->data();
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        for (std::size_t i = 0; i < P; ++i) out[pl * P + i] = in[pl * HW + at[pl * P + i]];
+    }
+    return make_op("max_pool2d", std::move(y), x, [geom, argmax](std::size_t, const Var<T>& g) {
+        return pool_scatter(geom, argmax, g);
+    });
+}
+
+template <class T>
+Var<T> pool_scatter(const SharedPool& geom, const SharedArgmax& argmax, const Var<T>& g) {
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    Var<T> xb = detail::make_uninitialized<T>(G.x_shape);
+    T* out = xb.mutable_value().data();
+    std::fill_n(out, G.planes * HW, T(0));
+    const T* in = g.value().data();
+    const std::size_t* at = argmax->data();
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        for (std::size_t i = 0; i < P; ++i) out[pl * HW + at[pl * P + i]] += in[pl * P + i];
+    }
+    if (!detail::recording()) return xb;
+    return make_op("max_pool2d_backward", std::move(xb), g, [geom, argmax](std::size_t, const Var<T>& h) {
+        return pool_gather(geom, argmax, h);
+    });
+}
+
+template <class T> Var<T> avg_forward(const SharedPool& geom, const Var<T>& x);
+template <class T> Var<T> avg_backward(const SharedPool& geom, const Var<T>& g);
+
+template <class T>
+Var<T> avg_forward(const SharedPool& geom, const Var<T>& x) {
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    Var<T> y = detail::make_uninitialized<T>(G.y_shape);
+    T* out = y.mutable_value().data();
+    const T* in = x.value().data();
+    const Index W = Index(G.w), OW = Index(G.ow);
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        const T* plane = in + pl * HW;
+        T* o = out + pl * P;
+        for_each_window(G, [&](Index p, Index q, Index y0, Index y1, Index x0, Index x1, Index divisor) {
+            T s = 0;
+            for (Index a = y0; a < y1; ++a) {
+                for (Index b = x0; b < x1; ++b) s += plane[a * W + b];
+            }
+            o[p * OW + q] = s / T(divisor);
+        });
+    }
+    return make_op("avg_pool2d", std::move(y), x, [geom](std::size_t, const Var<T>& g) { return avg_backward(geom, g); });
+}
+
+template <class T>
+Var<T> avg_backward(const SharedPool& geom, const Var<T>& g) {
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    Var<T> xb = detail::make_uninitialized<T>(G.x_shape);
+    T* out = xb.mutable_value().data();
+    std::fill_n(out, G.planes * HW, T(0));
+    const T* in = g.value().data();
+    const Index W = Index(G.w), OW = Index(G.ow);
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        T* plane = out + pl * HW;
+        const T* gp = in + pl * P;
+        for_each_window(G, [&](Index p, Index q, Index y0, Index y1, Index x0, Index x1, Index divisor) {
+            const T v = gp[p * OW + q] / T(divisor);
+            for (Index a = y0; a < y1; ++a) {
+                for (Index b = x0; b < x1; ++b) plane[a * W + b] += v;
+            }
+        });
+    }
+    if (!detail::recording()) return xb;
+    return make_op("avg_pool2d_backward", std::move(xb), g,
+                   [geom](std::size_t, const Var<T>& h) { return avg_forward(geom, h); });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, Size2 stride, Size2 padding, Size2 dilation,
+              long groups) {
+    detail::check_defined("conv2d", x);
+    detail::check_defined("conv2d", weight);
+    Shape bs = bias.defined() ? bias.shape() : Shape();
+    auto geom = std::make_shared<const ConvGeometry>(conv_geometry("conv2d", 2, x.shape(), weight.shape(),
+                                                                   bias.defined() ? &bs : nullptr, stride, padding,
+                                                                   dilation, groups));
+    return conv_forward(geom, x, weight, bias.defined() ? &bias : nullptr);
+}
+
+template <class T>
+Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, long stride, long padding, long dilation,
+              long groups) {
+    detail::check_defined("conv1d", x);
+    detail::check_defined("conv1d", weight);
+    Shape bs = bias.defined() ? bias.shape() : Shape();
+    const Shape xs = x.shape(), ws = weight.shape();
+    auto geom = std::make_shared<const ConvGeometry>(conv_geometry("conv1d", 1, xs, ws, bias.defined() ? &bs : nullptr,
+                                                                   {1, stride}, {0, padding}, {1, dilation}, groups));
+    const auto l = [](std::size_t v) { return static_cast<long>(v); };
+    Var<T> y = conv_forward(geom, reshape(x, {l(xs[0]), l(xs[1]), 1, l(xs[2])}),
+                            reshape(weight, {l(ws[0]), l(ws[1]), 1, l(ws[2])}), bias.defined() ? &bias : nullptr);
+    return reshape(y, {l(geom->n), l(geom->o), l(geom->ow)});
+}
+
+template <class T>
+Var<T> max_pool2d(const Var<T>& x, Size2 kernel, PoolStride stride, Size2 padding) {
+    detail::check_defined("max_pool2d", x);
+    auto geom = std::make_shared<const PoolGeometry>(pool_geometry("max_pool2d", x.shape(), kernel, stride, padding));
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    auto argmax = std::make_shared<std::vector<std::size_t>>(G.planes * P);
+    const T* in = x.value().data();
+    const Index W = Index(G.w), OW = Index(G.ow);
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        const T* plane = in + pl * HW;
+        std::size_t* at = argmax->data() + pl * P;
+        for_each_window(G, [&](Index p, Index q, Index y0, Index y1, Index x0, Index x1, Index) {
+            // PyTorch's scan: the first strict maximum, a NaN replacing any value.
+            Index best = y0 * W + x0;
+            T value = -std::numeric_limits<T>::infinity();
+            for (Index a = y0; a < y1; ++a) {
+                for (Index b = x0; b < x1; ++b) {
+                    const T v = plane[a * W + b];
+                    if (v > value || std::isnan(v)) {
+                        value = v;
+                        best = a * W + b;
+                    }
+                }
+            }
+            at[p * OW + q] = static_cast<std::size_t>(best);
+        });
+    }
+    return pool_gather<T>(geom, std::move(argmax), x);
+}
+
+template <class T>
+Var<T> avg_pool2d(const Var<T>& x, Size2 kernel, PoolStride stride, Size2 padding, bool count_include_pad) {
+    detail::check_defined("avg_pool2d", x);
+    PoolGeometry g = pool_geometry("avg_pool2d", x.shape(), kernel, stride, padding);
+    g.count_include_pad = count_include_pad;
+    return avg_forward(std::make_shared<const PoolGeometry>(std::move(g)), x);
+}
+
+#define AD_INSTANTIATE(T)                                                                                   \
+    template Var<T> conv2d(const Var<T>&, const Var<T>&, const Var<T>&, Size2, Size2, Size2, long);          \
+    template Var<T> conv1d(const Var<T>&, const Var<T>&, const Var<T>&, long, long, long, long);             \
+    template Var<T> max_pool2d(const Var<T>&, Size2, PoolStride, Size2);                          \
+    template Var<T> avg_pool2d(const Var<T>&, Size2, PoolStride, Size2, bool);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
 
 }  // namespace ad
