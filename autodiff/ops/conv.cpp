@@ -216,11 +216,11 @@ void col2im(const ConvGeometry& g, const T* cols, T* x) {
                 valid_range(off, sw, W, OW, x_lo, x_hi);
                 for (Index p = y_lo; p < y_hi; ++p) {
                     const T* in = row + p * OW;
-                    T* dst = plane + (p * sh - ph + i * dh) * W + off;
+                    T* dst = plane + (p * sh - ph + i * dh) * W;
                     if (sw == 1) {
-                        for (Index q = x_lo; q < x_hi; ++q) dst[q] += in[q];
+                        for (Index q = x_lo; q < x_hi; ++q) dst[q + off] += in[q];
                     } else {
-                        for (Index q = x_lo; q < x_hi; ++q) dst[q * sw] += in[q];
+                        for (Index q = x_lo; q < x_hi; ++q) dst[q * sw + off] += in[q];
                     }
                 }
             }
