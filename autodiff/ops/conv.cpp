@@ -5,11 +5,12 @@
 //   op                  y                                     VJP
 //   conv2d              conv(x, w) + b: per batch element     x: conv2d_input_grad(g, w)
 //                       and group, W_g (Og, K) im2col(x_ng)   w: conv2d_weight_grad(x, g)
-//                       (K = C/groups kh kw, P = OH OW)       b: sum of g over N, OH, OW
+//                       (K = C/groups kh kw, P = OH OW)       b: conv2d_bias_grad(g)
 //   conv2d_input_grad   col2im(W_g^T g_ng): the transposed    g: conv2d(h, w)
 //                       convolution, (N, C, H, W)             w: conv2d_weight_grad(h, g)
 //   conv2d_weight_grad  sum_n g_ng im2col(x_ng)^T,            x: conv2d_input_grad(g, h)
 //                       (O, C/groups, kh, kw)                 g: conv2d(x, h)
+//   conv2d_bias_grad    sum of g over N, OH, OW               h broadcast to (N, O, OH, OW)
 //   conv1d              conv2d of (N, C, 1, L) by             through the reshapes
 //                       (O, C/groups, 1, k)
 //   max_pool2d          y = x[argmax of each window]          max_pool2d_backward(g): g added at the
@@ -57,6 +58,9 @@ struct ConvGeometry {
     std::size_t p() const { return oh * ow; }
     /// A 1x1 kernel at stride 1 without padding: the im2col of x is x itself.
     bool direct() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+    /// Small enough for the batched path: one GEMM a group over the whole
+    /// batch's columns, (K, N P) (a GEMM a batch element is slow on small ones).
+    bool batched() const { return n != 0 && !direct() && n * groups * k() * p() <= (std::size_t(1) << 20); }
     Shape x_shape() const { return {n, c, h, w}; }
     Shape w_shape() const { return {o, cg(), kh, kw}; }
     Shape y_shape() const { return {n, o, oh, ow}; }
@@ -163,10 +167,10 @@ inline void valid_range(Index off, Index s, Index in, Index out, Index& lo, Inde
     lo = std::min(lo, hi);
 }
 
-/// The (K, P) columns of one batch element's group: row (c, i, j), column
-/// (p, q) holds x[c, p sh - ph + i dh, q sw - pw + j dw] (zero outside).
+/// The (K, P) columns of one batch element's group, rows `ld` apart: row
+/// (c, i, j), column (p, q) holds x[c, p sh - ph + i dh, q sw - pw + j dw] (zero outside).
 template <class T>
-void im2col(const ConvGeometry& g, const T* x, T* cols) {
+void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
     const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow), P = OH * OW;
     const Index sh = Index(g.sh), sw = Index(g.sw), ph = Index(g.ph), pw = Index(g.pw);
     const Index dh = Index(g.dh), dw = Index(g.dw);
@@ -176,7 +180,7 @@ void im2col(const ConvGeometry& g, const T* x, T* cols) {
         for (Index i = 0; i < Index(g.kh); ++i) {
             Index y_lo, y_hi;
             valid_range(i * dh - ph, sh, H, OH, y_lo, y_hi);
-            for (Index j = 0; j < Index(g.kw); ++j, row += P) {
+            for (Index j = 0; j < Index(g.kw); ++j, row += ld) {
                 const Index off = j * dw - pw;
                 Index x_lo, x_hi;
                 valid_range(off, sw, W, OW, x_lo, x_hi);
@@ -200,8 +204,8 @@ void im2col(const ConvGeometry& g, const T* x, T* cols) {
 
 /// The transpose of im2col: adds each column entry back to where it came from.
 template <class T>
-void col2im(const ConvGeometry& g, const T* cols, T* x) {
-    const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow), P = OH * OW;
+void col2im(const ConvGeometry& g, const T* cols, T* x, Index ld) {
+    const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow);
     const Index sh = Index(g.sh), sw = Index(g.sw), ph = Index(g.ph), pw = Index(g.pw);
     const Index dh = Index(g.dh), dw = Index(g.dw);
     const T* row = cols;
@@ -210,7 +214,7 @@ void col2im(const ConvGeometry& g, const T* cols, T* x) {
         for (Index i = 0; i < Index(g.kh); ++i) {
             Index y_lo, y_hi;
             valid_range(i * dh - ph, sh, H, OH, y_lo, y_hi);
-            for (Index j = 0; j < Index(g.kw); ++j, row += P) {
+            for (Index j = 0; j < Index(g.kw); ++j, row += ld) {
                 const Index off = j * dw - pw;
                 Index x_lo, x_hi;
                 valid_range(off, sw, W, OW, x_lo, x_hi);
@@ -230,7 +234,7 @@ void col2im(const ConvGeometry& g, const T* cols, T* x) {
 
 /// A per-thread buffer for one group's columns (reused: a fresh large array
 /// every call costs page faults).
-template <class T>
+template <class T, int Slot = 0>
 T* workspace(std::size_t count) {
     thread_local std::vector<T> buffer;
     if (buffer.size() < count) buffer.resize(count);
@@ -248,7 +252,23 @@ int blas_int(std::size_t n) {
 
 template <class T> Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, const Var<T>* bias);
 template <class T> Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w);
-template <class T> Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, const Var<T>& g);
+template <class T>
+using SharedCols = std::shared_ptr<const std::vector<T>>;
+template <class T>
+Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, const Var<T>& g,
+                        const SharedCols<T>& cols = nullptr);
+template <class T> Var<T> conv_bias_grad(const SharedConv& geom, const Var<T>& g);
+
+/// g (N, O, P) as (O, N P) rows, in a workspace: the batched path's layout.
+template <class T>
+T* to_batched_rows(const ConvGeometry& G, const T* g) {
+    const std::size_t P = G.p(), NP = G.n * P;
+    T* gt = workspace<T, 1>(G.o * NP);
+    for (std::size_t n = 0; n < G.n; ++n) {
+        for (std::size_t o = 0; o < G.o; ++o) std::copy_n(g + (n * G.o + o) * P, P, gt + o * NP + n * P);
+    }
+    return gt;
+}
 
 /// The parameter's free gradient node to compute into (see lend_grad_buffer), if any.
 template <class T>
@@ -270,27 +290,48 @@ Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, co
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t o = 0; o < G.o; ++o) std::fill_n(out + (n * G.o + o) * P, P, b[o]);
         }
-    } else if (K == 0) {
-        std::fill_n(out, G.n * G.o * P, T(0));
+    } else if (K == 0 || G.batched()) {
+        std::fill_n(out, G.n * G.o * P, T(0));  // the batched path adds its products in
     }
-    if (K != 0 && Og != 0) {
+    // Batched: each group's columns for the whole batch side by side, (K, N P),
+    // so that one GEMM a group does the batch; kept for the weight gradient.
+    std::shared_ptr<std::vector<T>> kept_cols;
+    if (K != 0 && Og != 0 && G.batched()) {
+        const std::size_t NP = G.n * P;
+        if (w.requires_grad() && detail::recording()) kept_cols = std::make_shared<std::vector<T>>(G.groups * K * NP);
+        T* cols = kept_cols ? kept_cols->data() : workspace<T>(G.groups * K * NP);
+        T* yt = workspace<T, 1>(G.o * NP);
+        for (std::size_t grp = 0; grp < G.groups; ++grp) {
+            for (std::size_t n = 0; n < G.n; ++n) {
+                im2col(G, xin + (n * G.c + grp * Cg) * HW, cols + grp * K * NP + n * P, Index(NP));
+            }
+            blas::gemm(false, false, blas_int(Og), blas_int(NP), blas_int(K), T(1), win + grp * Og * K, blas_int(K),
+                       cols + grp * K * NP, blas_int(NP), T(0), yt + grp * Og * NP);
+        }
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t o = 0; o < G.o; ++o) {
+                T* to = out + (n * G.o + o) * P;
+                const T* from = yt + o * NP + n * P;
+                for (std::size_t p = 0; p < P; ++p) to[p] += from[p];
+            }
+        }
+    } else if (K != 0 && Og != 0) {
         T* cols = G.direct() ? nullptr : workspace<T>(K * P);
         const int M = blas_int(Og), N = blas_int(P), KK = blas_int(K);
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t grp = 0; grp < G.groups; ++grp) {
                 const T* xg = xin + (n * G.c + grp * Cg) * HW;
-                if (cols) im2col(G, xg, cols);
+                if (cols) im2col(G, xg, cols, Index(P));
                 blas::gemm(false, false, M, N, KK, T(1), win + grp * Og * K, KK, cols ? cols : xg, N,
                            add_bias ? T(1) : T(0), out + (n * G.o + grp * Og) * P);
             }
         }
     }
-    auto vjp = [geom, x = detail::kept_for(x, w), w = detail::kept(w)](std::size_t i, const Var<T>& g) -> Var<T> {
-        const ConvGeometry& G = *geom;
+    auto vjp = [geom, x = detail::kept_for(x, w), w = detail::kept(w),
+                cols = SharedCols<T>(std::move(kept_cols))](std::size_t i, const Var<T>& g) -> Var<T> {
         if (i == 0) return conv_input_grad(geom, g, w);
-        if (i == 1) return conv_weight_grad(geom, lend(w), x, g);
-        const long P = static_cast<long>(G.p());
-        return sum(sum(reshape(g, {static_cast<long>(G.n), static_cast<long>(G.o), P}), 2), 0);
+        if (i == 1) return conv_weight_grad(geom, lend(w), x, g, cols);
+        return conv_bias_grad(geom, g);
     };
     if (bias) return make_op("conv2d", std::move(y), x, w, *bias, std::move(vjp));
     return make_op("conv2d", std::move(y), x, w, std::move(vjp));
@@ -306,7 +347,16 @@ Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w)
     const T* win = w.value().data();
     const bool direct = G.direct() && Og != 0;
     if (!direct) std::fill_n(out, G.n * G.c * HW, T(0));
-    if (K != 0 && Og != 0) {
+    if (K != 0 && Og != 0 && G.batched()) {
+        const std::size_t NP = G.n * P;
+        T* gt = to_batched_rows(G, gin);
+        T* cols = workspace<T>(K * NP);
+        for (std::size_t grp = 0; grp < G.groups; ++grp) {
+            blas::gemm(true, false, blas_int(K), blas_int(NP), blas_int(Og), T(1), win + grp * Og * K, blas_int(K),
+                       gt + grp * Og * NP, blas_int(NP), T(0), cols);
+            for (std::size_t n = 0; n < G.n; ++n) col2im(G, cols + n * P, out + (n * G.c + grp * Cg) * HW, Index(NP));
+        }
+    } else if (K != 0 && Og != 0) {
         T* cols = direct ? nullptr : workspace<T>(K * P);
         const int M = blas_int(K), N = blas_int(P), KK = blas_int(Og);
         for (std::size_t n = 0; n < G.n; ++n) {
@@ -314,7 +364,7 @@ Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w)
                 T* xg = out + (n * G.c + grp * Cg) * HW;
                 blas::gemm(true, false, M, N, KK, T(1), win + grp * Og * K, M, gin + (n * G.o + grp * Og) * P, N, T(0),
                            cols ? cols : xg);
-                if (cols) col2im(G, cols, xg);
+                if (cols) col2im(G, cols, xg, Index(P));
             }
         }
     }
@@ -327,7 +377,8 @@ Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w)
 }
 
 template <class T>
-Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, const Var<T>& g) {
+Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, const Var<T>& g,
+                        const SharedCols<T>& kept_cols) {
     const ConvGeometry& G = *geom;
     const std::size_t P = G.p(), K = G.k(), Og = G.og(), Cg = G.cg(), HW = G.h * G.w;
     const Shape w_shape = G.w_shape();
@@ -336,13 +387,30 @@ Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, 
     const T* xin = x.value().data();
     const T* gin = g.value().data();
     if (G.n == 0 || K == 0 || Og == 0) std::fill_n(out, G.o * K, T(0));
-    if (K != 0 && Og != 0) {
+    if (K != 0 && Og != 0 && G.batched() && G.n != 0) {
+        const std::size_t NP = G.n * P;
+        T* gt = to_batched_rows(G, gin);
+        const T* cols = kept_cols ? kept_cols->data() : nullptr;
+        if (!cols) {
+            T* fresh = workspace<T>(G.groups * K * NP);
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                for (std::size_t n = 0; n < G.n; ++n) {
+                    im2col(G, xin + (n * G.c + grp * Cg) * HW, fresh + grp * K * NP + n * P, Index(NP));
+                }
+            }
+            cols = fresh;
+        }
+        for (std::size_t grp = 0; grp < G.groups; ++grp) {
+            blas::gemm(false, true, blas_int(Og), blas_int(K), blas_int(NP), T(1), gt + grp * Og * NP, blas_int(NP),
+                       cols + grp * K * NP, blas_int(NP), T(0), out + grp * Og * K);
+        }
+    } else if (K != 0 && Og != 0) {
         T* cols = G.direct() ? nullptr : workspace<T>(K * P);
         const int M = blas_int(Og), N = blas_int(K), KK = blas_int(P);
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t grp = 0; grp < G.groups; ++grp) {
                 const T* xg = xin + (n * G.c + grp * Cg) * HW;
-                if (cols) im2col(G, xg, cols);
+                if (cols) im2col(G, xg, cols, Index(P));
                 blas::gemm(false, true, M, N, KK, T(1), gin + (n * G.o + grp * Og) * P, KK, cols ? cols : xg, KK,
                            n == 0 ? T(0) : T(1), out + grp * Og * K);
             }
@@ -354,6 +422,30 @@ Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, 
                        if (i == 0) return conv_input_grad(geom, g, h);
                        return conv_forward<T>(geom, x, h, nullptr);
                    });
+}
+
+/// b_bar[o] = the sum of g[:, o, :, :]. VJP: h broadcast over N, OH, OW.
+template <class T>
+Var<T> conv_bias_grad(const SharedConv& geom, const Var<T>& g) {
+    const ConvGeometry& G = *geom;
+    const std::size_t P = G.p();
+    Var<T> bb = detail::make_uninitialized<T>(Shape{G.o});
+    T* out = bb.mutable_value().data();
+    std::fill_n(out, G.o, T(0));
+    const T* in = g.value().data();
+    for (std::size_t n = 0; n < G.n; ++n) {
+        for (std::size_t o = 0; o < G.o; ++o) {
+            const T* plane = in + (n * G.o + o) * P;
+            T s = 0;
+            for (std::size_t p = 0; p < P; ++p) s += plane[p];
+            out[o] += s;
+        }
+    }
+    if (!detail::recording()) return bb;
+    return make_op("conv2d_bias_grad", std::move(bb), g, [geom](std::size_t, const Var<T>& h) {
+        const ConvGeometry& G = *geom;
+        return broadcast_to(reshape(h, {1, static_cast<long>(G.o), 1, 1}), G.y_shape());
+    });
 }
 
 // --- pooling ----------------------------------------------------------------------

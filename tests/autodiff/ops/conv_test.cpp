@@ -333,3 +333,27 @@ TEST_CASE("conv and pooling: float gradients agree with double ones") {
                         Array<double>(xt::cast<double>(bf)));
     ad::test::check_float_matches_double(gf, gd);
 }
+
+TEST_CASE("conv2d: a batch too large for the batched path agrees with its samples done one by one") {
+    // 2 x 576 x 1024 columns exceed the batched path's bound; one sample's do not.
+    ConvConfig k{2, 64, 32, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    Array<double> x = ad::test::uniform({2, 64, 32, 32}, 1), w = ad::test::uniform({8, 64, 3, 3}, 2);
+    Array<double> b = ad::test::uniform({8}, 3), seed = ad::test::uniform({2, 8, 32, 32}, 4);
+    ad::Tape tape;
+    auto xv = ad::param(x), wv = ad::param(w), bv = ad::param(b);
+    auto y = ad::conv2d(xv, wv, bv, 1, 1);
+    CHECK(ad::test::matches(y.value(), conv_reference(x, w, &b, k)));
+    y.backward(seed);
+    Array<double> w_sum = xt::zeros<double>(w.shape()), b_sum = xt::zeros<double>(b.shape());
+    for (std::size_t n = 0; n < 2; ++n) {
+        ad::Tape one;
+        auto xn = ad::param(Array<double>(xt::view(x, xt::range(n, n + 1))));
+        auto wn = ad::param(w), bn = ad::param(b);
+        ad::conv2d(xn, wn, bn, 1, 1).backward(Array<double>(xt::view(seed, xt::range(n, n + 1))));
+        CHECK(ad::test::matches(Array<double>(xt::view(xv.grad(), xt::range(n, n + 1))), xn.grad()));
+        w_sum += wn.grad();
+        b_sum += bn.grad();
+    }
+    CHECK(xt::allclose(wv.grad(), w_sum, 1e-12, 1e-10));
+    CHECK(xt::allclose(bv.grad(), b_sum, 1e-12, 1e-10));
+}
