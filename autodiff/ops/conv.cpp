@@ -169,8 +169,16 @@ inline void valid_range(Index off, Index s, Index in, Index out, Index& lo, Inde
 
 /// The (K, P) columns of one batch element's group, rows `ld` apart: row
 /// (c, i, j), column (p, q) holds x[c, p sh - ph + i dh, q sw - pw + j dw] (zero outside).
+// Rows of a small image are a few elements: plain loops, which g++ would
+// otherwise turn into a memset / memmove call each (most of the time then).
+#if defined(__GNUC__) && !defined(__clang__)
+#define AD_CONV_PLAIN_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define AD_CONV_PLAIN_LOOPS
+#endif
+
 template <class T>
-void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
+AD_CONV_PLAIN_LOOPS void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
     const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow), P = OH * OW;
     const Index sh = Index(g.sh), sw = Index(g.sw), ph = Index(g.ph), pw = Index(g.pw);
     const Index dh = Index(g.dh), dw = Index(g.dw);
@@ -184,19 +192,19 @@ void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
                 const Index off = j * dw - pw;
                 Index x_lo, x_hi;
                 valid_range(off, sw, W, OW, x_lo, x_hi);
-                std::fill(row, row + y_lo * OW, T(0));
+                for (Index q = 0; q < y_lo * OW; ++q) row[q] = T(0);
                 for (Index p = y_lo; p < y_hi; ++p) {
                     T* out = row + p * OW;
                     const T* src = plane + (p * sh - ph + i * dh) * W;
-                    std::fill(out, out + x_lo, T(0));
+                    for (Index q = 0; q < x_lo; ++q) out[q] = T(0);
                     if (sw == 1) {
-                        std::copy(src + x_lo + off, src + x_hi + off, out + x_lo);
+                        for (Index q = x_lo; q < x_hi; ++q) out[q] = src[q + off];
                     } else {
                         for (Index q = x_lo; q < x_hi; ++q) out[q] = src[q * sw + off];
                     }
-                    std::fill(out + x_hi, out + OW, T(0));
+                    for (Index q = x_hi; q < OW; ++q) out[q] = T(0);
                 }
-                std::fill(row + y_hi * OW, row + P, T(0));
+                for (Index q = y_hi * OW; q < P; ++q) row[q] = T(0);
             }
         }
     }
@@ -204,7 +212,7 @@ void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
 
 /// The transpose of im2col: adds each column entry back to where it came from.
 template <class T>
-void col2im(const ConvGeometry& g, const T* cols, T* x, Index ld) {
+AD_CONV_PLAIN_LOOPS void col2im(const ConvGeometry& g, const T* cols, T* x, Index ld) {
     const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow);
     const Index sh = Index(g.sh), sw = Index(g.sw), ph = Index(g.ph), pw = Index(g.pw);
     const Index dh = Index(g.dh), dw = Index(g.dw);
