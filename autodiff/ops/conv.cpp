@@ -58,9 +58,9 @@ struct ConvGeometry {
     std::size_t p() const { return oh * ow; }
     /// A 1x1 kernel at stride 1 without padding: the im2col of x is x itself.
     bool direct() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
-    /// Small enough for the batched path: one GEMM a group over the whole
-    /// batch's columns, (K, N P) (a GEMM a batch element is slow on small ones).
-    bool batched() const { return n != 0 && !direct() && n * groups * k() * p() <= (std::size_t(1) << 20); }
+    /// The samples each chunked GEMM takes: as many as keep the chunk's
+    /// columns within 2^20 elements (at least one).
+    std::size_t chunk() const { return std::max<std::size_t>(1, (std::size_t(1) << 20) / std::max<std::size_t>(1, groups * k() * p())); }
     Shape x_shape() const { return {n, c, h, w}; }
     Shape w_shape() const { return {o, cg(), kh, kw}; }
     Shape y_shape() const { return {n, o, oh, ow}; }
@@ -267,22 +267,39 @@ Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, 
                         const SharedCols<T>& cols = nullptr);
 template <class T> Var<T> conv_bias_grad(const SharedConv& geom, const Var<T>& g);
 
-/// g (N, O, P) as (O, N P) rows, in a workspace: the batched path's layout.
-template <class T>
-T* to_batched_rows(const ConvGeometry& G, const T* g) {
-    const std::size_t P = G.p(), NP = G.n * P;
-    T* gt = workspace<T, 1>(G.o * NP);
-    for (std::size_t n = 0; n < G.n; ++n) {
-        for (std::size_t o = 0; o < G.o; ++o) std::copy_n(g + (n * G.o + o) * P, P, gt + o * NP + n * P);
-    }
-    return gt;
-}
-
 /// The parameter's free gradient node to compute into (see lend_grad_buffer), if any.
 template <class T>
 Var<T> lend(const Var<T>& w) {
     return w.defined() && w.requires_grad() && w.is_leaf() ? detail::lend_grad_buffer(w) : Var<T>();
 }
+
+/// Samples [n0, n0 + nb) of g (N, O, P) as (O, nb P) rows, in a workspace:
+/// the layout of the chunked GEMMs.
+template <class T>
+T* to_chunk_rows(const ConvGeometry& G, const T* g, std::size_t n0, std::size_t nb) {
+    const std::size_t P = G.p(), NP = nb * P;
+    T* gt = workspace<T, 1>(G.o * G.chunk() * P);
+    for (std::size_t n = 0; n < nb; ++n) {
+        for (std::size_t o = 0; o < G.o; ++o) std::copy_n(g + ((n0 + n) * G.o + o) * P, P, gt + o * NP + n * P);
+    }
+    return gt;
+}
+
+/// The columns of samples [n0, n0 + nb), each group's (K, nb P) side by side.
+template <class T>
+void chunk_im2col(const ConvGeometry& G, const T* x, std::size_t n0, std::size_t nb, T* cols) {
+    const std::size_t K = G.k(), NP = nb * G.p(), HW = G.h * G.w;
+    for (std::size_t grp = 0; grp < G.groups; ++grp) {
+        for (std::size_t n = 0; n < nb; ++n) {
+            im2col(G, x + ((n0 + n) * G.c + grp * G.cg()) * HW, cols + grp * K * NP + n * G.p(), Index(NP));
+        }
+    }
+}
+
+// Each product takes the batch in chunks of G.chunk() samples: per chunk and
+// group one GEMM over the chunk's columns (K, nb P), wide enough for BLAS to
+// run near its peak even on small images; a 1x1 kernel at stride 1 (direct)
+// reads x itself as its columns, one GEMM a sample.
 
 template <class T>
 Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, const Var<T>* bias) {
@@ -293,45 +310,45 @@ Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, co
     const T* xin = x.value().data();
     const T* win = w.value().data();
     const bool add_bias = bias != nullptr;
+    const bool compute = K != 0 && Og != 0 && G.n != 0;
     if (add_bias) {
         const T* b = bias->value().data();
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t o = 0; o < G.o; ++o) std::fill_n(out + (n * G.o + o) * P, P, b[o]);
         }
-    } else if (K == 0 || G.batched()) {
-        std::fill_n(out, G.n * G.o * P, T(0));  // the batched path adds its products in
+    } else if (!compute || !G.direct()) {
+        std::fill_n(out, G.n * G.o * P, T(0));  // the chunked products add into it
     }
-    // Batched: each group's columns for the whole batch side by side, (K, N P),
-    // so that one GEMM a group does the batch; kept for the weight gradient.
+    // The whole batch in one chunk: its columns are kept for the weight gradient.
     std::shared_ptr<std::vector<T>> kept_cols;
-    if (K != 0 && Og != 0 && G.batched()) {
-        const std::size_t NP = G.n * P;
-        if (w.requires_grad() && detail::recording()) kept_cols = std::make_shared<std::vector<T>>(G.groups * K * NP);
-        T* cols = kept_cols ? kept_cols->data() : workspace<T>(G.groups * K * NP);
-        T* yt = workspace<T, 1>(G.o * NP);
-        for (std::size_t grp = 0; grp < G.groups; ++grp) {
-            for (std::size_t n = 0; n < G.n; ++n) {
-                im2col(G, xin + (n * G.c + grp * Cg) * HW, cols + grp * K * NP + n * P, Index(NP));
-            }
-            blas::gemm(false, false, blas_int(Og), blas_int(NP), blas_int(K), T(1), win + grp * Og * K, blas_int(K),
-                       cols + grp * K * NP, blas_int(NP), T(0), yt + grp * Og * NP);
-        }
-        for (std::size_t n = 0; n < G.n; ++n) {
-            for (std::size_t o = 0; o < G.o; ++o) {
-                T* to = out + (n * G.o + o) * P;
-                const T* from = yt + o * NP + n * P;
-                for (std::size_t p = 0; p < P; ++p) to[p] += from[p];
-            }
-        }
-    } else if (K != 0 && Og != 0) {
-        T* cols = G.direct() ? nullptr : workspace<T>(K * P);
-        const int M = blas_int(Og), N = blas_int(P), KK = blas_int(K);
+    if (compute && G.direct()) {
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t grp = 0; grp < G.groups; ++grp) {
-                const T* xg = xin + (n * G.c + grp * Cg) * HW;
-                if (cols) im2col(G, xg, cols, Index(P));
-                blas::gemm(false, false, M, N, KK, T(1), win + grp * Og * K, KK, cols ? cols : xg, N,
-                           add_bias ? T(1) : T(0), out + (n * G.o + grp * Og) * P);
+                blas::gemm(false, false, blas_int(Og), blas_int(P), blas_int(K), T(1), win + grp * Og * K, blas_int(K),
+                           xin + (n * G.c + grp * Cg) * HW, blas_int(P), add_bias ? T(1) : T(0),
+                           out + (n * G.o + grp * Og) * P);
+            }
+        }
+    } else if (compute) {
+        const std::size_t chunk = G.chunk();
+        if (chunk >= G.n && w.requires_grad() && detail::recording()) {
+            kept_cols = std::make_shared<std::vector<T>>(G.groups * K * G.n * P);
+        }
+        T* cols = kept_cols ? kept_cols->data() : workspace<T>(G.groups * K * chunk * P);
+        T* yt = workspace<T, 1>(G.o * chunk * P);
+        for (std::size_t n0 = 0; n0 < G.n; n0 += chunk) {
+            const std::size_t nb = std::min(chunk, G.n - n0), NP = nb * P;
+            chunk_im2col(G, xin, n0, nb, cols);
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(false, false, blas_int(Og), blas_int(NP), blas_int(K), T(1), win + grp * Og * K,
+                           blas_int(K), cols + grp * K * NP, blas_int(NP), T(0), yt + grp * Og * NP);
+            }
+            for (std::size_t n = 0; n < nb; ++n) {
+                for (std::size_t o = 0; o < G.o; ++o) {
+                    T* to = out + ((n0 + n) * G.o + o) * P;
+                    const T* from = yt + o * NP + n * P;
+                    for (std::size_t p = 0; p < P; ++p) to[p] += from[p];
+                }
             }
         }
     }
@@ -353,26 +370,27 @@ Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w)
     T* out = xb.mutable_value().data();
     const T* gin = g.value().data();
     const T* win = w.value().data();
-    const bool direct = G.direct() && Og != 0;
-    if (!direct) std::fill_n(out, G.n * G.c * HW, T(0));
-    if (K != 0 && Og != 0 && G.batched()) {
-        const std::size_t NP = G.n * P;
-        T* gt = to_batched_rows(G, gin);
-        T* cols = workspace<T>(K * NP);
-        for (std::size_t grp = 0; grp < G.groups; ++grp) {
-            blas::gemm(true, false, blas_int(K), blas_int(NP), blas_int(Og), T(1), win + grp * Og * K, blas_int(K),
-                       gt + grp * Og * NP, blas_int(NP), T(0), cols);
-            for (std::size_t n = 0; n < G.n; ++n) col2im(G, cols + n * P, out + (n * G.c + grp * Cg) * HW, Index(NP));
-        }
-    } else if (K != 0 && Og != 0) {
-        T* cols = direct ? nullptr : workspace<T>(K * P);
-        const int M = blas_int(K), N = blas_int(P), KK = blas_int(Og);
+    const bool compute = K != 0 && Og != 0 && G.n != 0;
+    if (!compute || !G.direct()) std::fill_n(out, G.n * G.c * HW, T(0));
+    if (compute && G.direct()) {
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t grp = 0; grp < G.groups; ++grp) {
-                T* xg = out + (n * G.c + grp * Cg) * HW;
-                blas::gemm(true, false, M, N, KK, T(1), win + grp * Og * K, M, gin + (n * G.o + grp * Og) * P, N, T(0),
-                           cols ? cols : xg);
-                if (cols) col2im(G, cols, xg, Index(P));
+                blas::gemm(true, false, blas_int(K), blas_int(P), blas_int(Og), T(1), win + grp * Og * K, blas_int(K),
+                           gin + (n * G.o + grp * Og) * P, blas_int(P), T(0), out + (n * G.c + grp * Cg) * HW);
+            }
+        }
+    } else if (compute) {
+        const std::size_t chunk = G.chunk();
+        T* cols = workspace<T>(K * chunk * P);
+        for (std::size_t n0 = 0; n0 < G.n; n0 += chunk) {
+            const std::size_t nb = std::min(chunk, G.n - n0), NP = nb * P;
+            const T* gt = to_chunk_rows(G, gin, n0, nb);
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(true, false, blas_int(K), blas_int(NP), blas_int(Og), T(1), win + grp * Og * K, blas_int(K),
+                           gt + grp * Og * NP, blas_int(NP), T(0), cols);
+                for (std::size_t n = 0; n < nb; ++n) {
+                    col2im(G, cols + n * P, out + ((n0 + n) * G.c + grp * Cg) * HW, Index(NP));
+                }
             }
         }
     }
@@ -394,33 +412,27 @@ Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, 
     T* out = wb.mutable_value().data();
     const T* xin = x.value().data();
     const T* gin = g.value().data();
-    if (G.n == 0 || K == 0 || Og == 0) std::fill_n(out, G.o * K, T(0));
-    if (K != 0 && Og != 0 && G.batched() && G.n != 0) {
-        const std::size_t NP = G.n * P;
-        T* gt = to_batched_rows(G, gin);
-        const T* cols = kept_cols ? kept_cols->data() : nullptr;
-        if (!cols) {
-            T* fresh = workspace<T>(G.groups * K * NP);
-            for (std::size_t grp = 0; grp < G.groups; ++grp) {
-                for (std::size_t n = 0; n < G.n; ++n) {
-                    im2col(G, xin + (n * G.c + grp * Cg) * HW, fresh + grp * K * NP + n * P, Index(NP));
-                }
-            }
-            cols = fresh;
-        }
-        for (std::size_t grp = 0; grp < G.groups; ++grp) {
-            blas::gemm(false, true, blas_int(Og), blas_int(K), blas_int(NP), T(1), gt + grp * Og * NP, blas_int(NP),
-                       cols + grp * K * NP, blas_int(NP), T(0), out + grp * Og * K);
-        }
-    } else if (K != 0 && Og != 0) {
-        T* cols = G.direct() ? nullptr : workspace<T>(K * P);
-        const int M = blas_int(Og), N = blas_int(K), KK = blas_int(P);
+    const bool compute = K != 0 && Og != 0 && G.n != 0;
+    if (!compute) std::fill_n(out, G.o * K, T(0));
+    if (compute && G.direct()) {
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t grp = 0; grp < G.groups; ++grp) {
-                const T* xg = xin + (n * G.c + grp * Cg) * HW;
-                if (cols) im2col(G, xg, cols, Index(P));
-                blas::gemm(false, true, M, N, KK, T(1), gin + (n * G.o + grp * Og) * P, KK, cols ? cols : xg, KK,
-                           n == 0 ? T(0) : T(1), out + grp * Og * K);
+                blas::gemm(false, true, blas_int(Og), blas_int(K), blas_int(P), T(1), gin + (n * G.o + grp * Og) * P,
+                           blas_int(P), xin + (n * G.c + grp * Cg) * HW, blas_int(P), n == 0 ? T(0) : T(1),
+                           out + grp * Og * K);
+            }
+        }
+    } else if (compute) {
+        const std::size_t chunk = kept_cols ? G.n : G.chunk();
+        T* fresh = kept_cols ? nullptr : workspace<T>(G.groups * K * chunk * P);
+        for (std::size_t n0 = 0; n0 < G.n; n0 += chunk) {
+            const std::size_t nb = std::min(chunk, G.n - n0), NP = nb * P;
+            const T* gt = to_chunk_rows(G, gin, n0, nb);
+            if (fresh) chunk_im2col(G, xin, n0, nb, fresh);
+            const T* cols = fresh ? fresh : kept_cols->data();
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(false, true, blas_int(Og), blas_int(K), blas_int(NP), T(1), gt + grp * Og * NP, blas_int(NP),
+                           cols + grp * K * NP, blas_int(NP), n0 == 0 ? T(0) : T(1), out + grp * Og * K);
             }
         }
     }
