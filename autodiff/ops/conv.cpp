@@ -59,8 +59,10 @@ struct ConvGeometry {
     /// A 1x1 kernel at stride 1 without padding: the im2col of x is x itself.
     bool direct() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
     /// The samples each chunked GEMM takes: as many as keep the chunk's
-    /// columns within 2^20 elements (at least one).
-    std::size_t chunk() const { return std::max<std::size_t>(1, (std::size_t(1) << 20) / std::max<std::size_t>(1, groups * k() * p())); }
+    /// columns within 2^18 elements (1 MiB in float, about L2), at least one.
+    std::size_t chunk() const {
+        return std::max<std::size_t>(1, (std::size_t(1) << 18) / std::max<std::size_t>(1, groups * k() * p()));
+    }
     Shape x_shape() const { return {n, c, h, w}; }
     Shape w_shape() const { return {o, cg(), kh, kw}; }
     Shape y_shape() const { return {n, o, oh, ow}; }

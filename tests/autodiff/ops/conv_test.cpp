@@ -335,11 +335,11 @@ TEST_CASE("conv and pooling: float gradients agree with double ones") {
 }
 
 TEST_CASE("conv2d: a batch in several chunks agrees with its samples done one by one") {
-    // 288 x 1024 columns a sample: the GEMMs take 3 samples at a time (2^20
+    // 72 x 1024 columns a sample: the GEMMs take 3 samples at a time (2^18
     // elements), so the batch of 4 goes in chunks of 3 and 1, its columns not
     // kept; a single sample's are kept from the forward for the weight gradient.
-    ConvConfig k{4, 32, 32, 32, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-    Array<double> x = ad::test::uniform({4, 32, 32, 32}, 1), w = ad::test::uniform({4, 32, 3, 3}, 2);
+    ConvConfig k{4, 8, 32, 32, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    Array<double> x = ad::test::uniform({4, 8, 32, 32}, 1), w = ad::test::uniform({4, 8, 3, 3}, 2);
     Array<double> b = ad::test::uniform({4}, 3), seed = ad::test::uniform({4, 4, 32, 32}, 4);
     ad::Tape tape;
     auto xv = ad::param(x), wv = ad::param(w), bv = ad::param(b);
