@@ -243,23 +243,6 @@ OpSpec along_axis(Var (*f)(const Var&, long)) {
     return {1, {"axis"}, [f](const OpCall& call) { return f(call.inputs[0], call.params.at("axis").get<long>()); }};
 }
 
-/// params[key]: one number for both axes, or a [height, width] pair.
-std::array<std::size_t, 2> pair_param(const json& params, const char* key, std::size_t fallback) {
-    if (!params.contains(key)) return {fallback, fallback};
-    const json& v = params.at(key);
-    if (v.is_array()) return {v.at(0).get<std::size_t>(), v.at(1).get<std::size_t>()};
-    return {v.get<std::size_t>(), v.get<std::size_t>()};
-}
-
-ad::Pool2dOptions pool_options(const json& params) {
-    ad::Pool2dOptions options;
-    options.kernel = pair_param(params, "kernel", 2);
-    options.stride = pair_param(params, "stride", 0);  // 0: the kernel, PyTorch's default
-    options.padding = pair_param(params, "padding", 0);
-    options.count_include_pad = params.value("count_include_pad", true);
-    return options;
-}
-
 /// params.reduction: "mean" (the default) or "sum".
 ad::Reduction reduction_param(const json& params) {
     const std::string reduction = params.value("reduction", "mean");
@@ -417,22 +400,36 @@ const std::map<std::string, OpSpec>& op_table() {
         // convolution and pooling
         //
         {"conv1d", {3, {"stride", "padding", "dilation", "groups"}, [](const OpCall& call) {
-             const auto& p = call.params;
-             ad::Conv1dOptions options{p.value("stride", std::size_t(1)), p.value("padding", std::size_t(0)),
-                                       p.value("dilation", std::size_t(1)), p.value("groups", std::size_t(1))};
-             return ad::conv1d(call.inputs[0], call.inputs[1], call.inputs[2], options);
+             const json& p = call.params;
+             return ad::conv1d(call.inputs[0], call.inputs[1], call.inputs[2], p.at("stride").get<long>(),
+                               p.at("padding").get<long>(), p.at("dilation").get<long>(), p.at("groups").get<long>());
          }}},
         {"conv2d", {3, {"stride", "padding", "dilation", "groups"}, [](const OpCall& call) {
-             const auto& p = call.params;
-             ad::Conv2dOptions options{pair_param(p, "stride", 1), pair_param(p, "padding", 0), pair_param(p, "dilation", 1),
-                                       p.value("groups", std::size_t(1))};
-             return ad::conv2d(call.inputs[0], call.inputs[1], call.inputs[2], options);
+             const auto size2 = [](const json& j) {  // an int or a pair
+                 return j.is_array() ? ad::Size2(j.at(0).get<long>(), j.at(1).get<long>()) : ad::Size2(j.get<long>());
+             };
+             const json& p = call.params;
+             return ad::conv2d(call.inputs[0], call.inputs[1], call.inputs[2], size2(p.at("stride")),
+                               size2(p.at("padding")), size2(p.at("dilation")), p.at("groups").get<long>());
          }}},
         {"max_pool2d", {1, {"kernel", "stride", "padding"}, [](const OpCall& call) {
-             return ad::max_pool2d(call.inputs[0], pool_options(call.params));
+             const auto size2 = [](const json& j) {
+                 return j.is_array() ? ad::Size2(j.at(0).get<long>(), j.at(1).get<long>()) : ad::Size2(j.get<long>());
+             };
+             const json& p = call.params;
+             ad::PoolStride stride;
+             if (p.contains("stride") && !p.at("stride").is_null()) stride = size2(p.at("stride"));
+             return ad::max_pool2d(call.inputs[0], size2(p.at("kernel")), stride, size2(p.value("padding", json(0))));
          }}},
         {"avg_pool2d", {1, {"kernel", "stride", "padding", "count_include_pad"}, [](const OpCall& call) {
-             return ad::avg_pool2d(call.inputs[0], pool_options(call.params));
+             const auto size2 = [](const json& j) {
+                 return j.is_array() ? ad::Size2(j.at(0).get<long>(), j.at(1).get<long>()) : ad::Size2(j.get<long>());
+             };
+             const json& p = call.params;
+             ad::PoolStride stride;
+             if (p.contains("stride") && !p.at("stride").is_null()) stride = size2(p.at("stride"));
+             return ad::avg_pool2d(call.inputs[0], size2(p.at("kernel")), stride, size2(p.value("padding", json(0))),
+                                   p.value("count_include_pad", true));
          }}},
 
         // normalization, dropout and losses

@@ -1,23 +1,40 @@
-// Convolution and pooling: each forward beside its VJP (g the cotangent of y).
+// Convolution and pooling: each forward beside its VJP (g the cotangent of the
+// result y). The convolution is bilinear in (x, w), so its three products are
+// each other's VJPs, and double backward needs no other op:
 //
-//   op                  y                                   VJP
-//   conv2d              W * x + b (cross-correlation),      x: conv2d_input_grad(g, W)   W: conv2d_weight_grad(x, g)
-//                       im2col + a GEMM per image, group    b: g summed over N, Ho, Wo
-//   conv2d_input_grad   col2im(W^T g)                       g: conv2d(h, W)              W: conv2d_weight_grad(h, g)
-//   conv2d_weight_grad  sum_n g_n cols(x_n)^T               x: conv2d_input_grad(g, k)   g: conv2d(x, k)
-//   conv1d              conv2d over a height of 1           (reshape)
-//   max_pool2d          max of each window                  g added at each window's first maximum (index_add)
-//   avg_pool2d          sum of each window / divisor        avg_pool2d_spread(g)
-//   avg_pool2d_spread   g / divisor spread over windows     avg_pool2d(h)
+//   op                  y                                     VJP
+//   conv2d              conv(x, w) + b: per batch element     x: conv2d_input_grad(g, w)
+//                       and group, W_g (Og, K) im2col(x_ng)   w: conv2d_weight_grad(x, g)
+//                       (K = C/groups kh kw, P = OH OW)       b: conv2d_bias_grad(g)
+//   conv2d_input_grad   col2im(W_g^T g_ng): the transposed    g: conv2d(h, w)
+//                       convolution, (N, C, H, W)             w: conv2d_weight_grad(h, g)
+//   conv2d_weight_grad  sum_n g_ng im2col(x_ng)^T,            x: conv2d_input_grad(g, h)
+//                       (O, C/groups, kh, kw)                 g: conv2d(x, h)
+//   conv2d_bias_grad    sum of g over N, OH, OW               h broadcast to (N, O, OH, OW)
+//   conv1d              conv2d of (N, C, 1, L) by             through the reshapes
+//                       (O, C/groups, 1, k)
+//   max_pool2d          y = x[argmax of each window]          max_pool2d_backward(g): g added at the
+//                       (padding -inf; first max on ties,       argmaxes (PyTorch's choice at ties)
+//                       NaN wins, as PyTorch)
+//   max_pool2d_backward zeros(x.shape); y[argmax] += g        max_pool2d gather of h at the argmaxes
+//   avg_pool2d          y = window sum / divisor (kh kw, or   avg_pool2d_backward(g): g / divisor
+//                       the real elements without             spread over each window
+//                       count_include_pad)
+//   avg_pool2d_backward x_bar[i] = sum over windows o         avg_pool2d(h) (the adjoint)
+//                       holding i of g[o] / divisor[o]
 //
-// The three convolution ops are the trilinear form <g, W * x> seen from each
-// argument, so each one's VJP is the other two: second derivatives need no
-// rule of their own. Output sizes are PyTorch's: floor((H + 2p - d (k - 1) - 1) / s) + 1.
+// Output sizes are PyTorch's with ceil_mode off:
+// out = floor((in + 2 padding - dilation (kernel - 1) - 1) / stride) + 1.
+// Errors are checked before anything is recorded.
 
 #include "autodiff/ops/conv.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include <fmt/format.h>
@@ -28,80 +45,196 @@
 namespace ad {
 namespace {
 
-std::vector<long> as_long(const Shape& shape) { return std::vector<long>(shape.begin(), shape.end()); }
+using Index = std::ptrdiff_t;
 
-std::string pair_string(const std::array<std::size_t, 2>& p) { return fmt::format("({}, {})", p[0], p[1]); }
+// --- geometry and checks ----------------------------------------------------------
 
-/// The sizes of a convolution, checked.
 struct ConvGeometry {
-    std::size_t n, c, h, w;  // input
-    std::size_t o, kh, kw;   // weight
-    std::size_t ho, wo;      // output
-    std::size_t groups, cg, og;
-    Conv2dOptions opt;
-    std::size_t k() const { return cg * kh * kw; }  // rows of one group's im2col matrix
-    std::size_t spatial() const { return ho * wo; }
-    Shape y_shape() const { return {n, o, ho, wo}; }
+    std::size_t n = 0, c = 0, h = 0, w = 0, o = 0, kh = 1, kw = 1, groups = 1;
+    std::size_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1, oh = 0, ow = 0;
+    std::size_t cg() const { return c / groups; }
+    std::size_t og() const { return o / groups; }
+    std::size_t k() const { return cg() * kh * kw; }
+    std::size_t p() const { return oh * ow; }
+    /// A 1x1 kernel at stride 1 without padding: the im2col of x is x itself.
+    bool direct() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+    /// The samples each chunked GEMM takes: as many as keep the chunk's
+    /// columns within 2^18 elements (1 MiB in float, about L2), at least one.
+    std::size_t chunk() const {
+        return std::max<std::size_t>(1, (std::size_t(1) << 18) / std::max<std::size_t>(1, groups * k() * p()));
+    }
+    Shape x_shape() const { return {n, c, h, w}; }
+    Shape w_shape() const { return {o, cg(), kh, kw}; }
+    Shape y_shape() const { return {n, o, oh, ow}; }
 };
+using SharedConv = std::shared_ptr<const ConvGeometry>;
 
-ConvGeometry conv_geometry(const char* op, const Shape& x, const Shape& w, const Conv2dOptions& opt) {
-    if (x.size() != 4) throw shape_error(fmt::format("{}: the input {} is not (N, C, H, W)", op, shape_string(x)));
-    if (w.size() != 4) throw shape_error(fmt::format("{}: the weight {} is not (O, C / groups, kh, kw)", op, shape_string(w)));
-    for (std::size_t a = 0; a < 2; ++a) {
-        if (opt.stride[a] == 0 || opt.dilation[a] == 0) {
-            throw value_error(fmt::format("{}: stride {} and dilation {} must be positive", op, pair_string(opt.stride),
-                                          pair_string(opt.dilation)));
-        }
+/// "(a, b)" for a 2-D op, "b" for a 1-D one (its h entry is fixed).
+std::string sizes(std::size_t spatial, long a, long b) {
+    return spatial == 2 ? fmt::format("({}, {})", a, b) : fmt::format("{}", b);
+}
+
+void check_positive(const char* op, const char* what, std::size_t spatial, Size2 s) {
+    if (s.h < 1 || s.w < 1) throw value_error(fmt::format("{}: {} {} must be positive", op, what, sizes(spatial, s.h, s.w)));
+}
+
+void check_non_negative(const char* op, const char* what, std::size_t spatial, Size2 s) {
+    if (s.h < 0 || s.w < 0) {
+        throw value_error(fmt::format("{}: {} {} must be non-negative", op, what, sizes(spatial, s.h, s.w)));
     }
-    ConvGeometry g{x[0], x[1], x[2], x[3], w[0], w[2], w[3], 0, 0, opt.groups, 0, 0, opt};
-    if (g.groups == 0 || g.c % g.groups != 0 || g.o % g.groups != 0) {
-        throw value_error(fmt::format("{}: groups {} must divide the {} input channels of {} and the {} output channels of weight {}",
-                                      op, g.groups, g.c, shape_string(x), g.o, shape_string(w)));
+}
+
+std::size_t out_size(std::size_t in, std::size_t pad, std::size_t dilated, std::size_t stride) {
+    return (in + 2 * pad - dilated) / stride + 1;
+}
+
+/// The geometry of conv1d (spatial 1: x (N, C, L), w (O, C/groups, k)) or
+/// conv2d (spatial 2), checked; errors show the shapes as given.
+ConvGeometry conv_geometry(const char* op, std::size_t spatial, const Shape& xs, const Shape& ws, const Shape* bs,
+                           Size2 stride, Size2 padding, Size2 dilation, long groups) {
+    const std::size_t rank = spatial + 2;
+    if (xs.size() != rank) {
+        throw shape_error(fmt::format("{}: input {} must be {}-D {}", op, shape_string(xs), rank,
+                                      spatial == 2 ? "(N, C, H, W)" : "(N, C, L)"));
     }
-    g.cg = g.c / g.groups;
-    g.og = g.o / g.groups;
-    if (w[1] != g.cg) {
-        throw shape_error(fmt::format("{}: weight {} expects {} input channels per group, input {} has {} (groups {})", op,
-                                      shape_string(w), w[1], shape_string(x), g.cg, g.groups));
+    if (ws.size() != rank) {
+        throw shape_error(fmt::format("{}: weight {} must be {}-D {}", op, shape_string(ws), rank,
+                                      spatial == 2 ? "(O, C/groups, kh, kw)" : "(O, C/groups, k)"));
     }
-    if (g.kh == 0 || g.kw == 0) throw shape_error(fmt::format("{}: the weight {} has an empty kernel", op, shape_string(w)));
-    const std::size_t eh = opt.dilation[0] * (g.kh - 1) + 1, ew = opt.dilation[1] * (g.kw - 1) + 1;
-    if (g.h + 2 * opt.padding[0] < eh || g.w + 2 * opt.padding[1] < ew) {
-        throw shape_error(fmt::format("{}: the kernel ({}, {}) (dilated to ({}, {})) is larger than the input {} padded by {}",
-                                      op, g.kh, g.kw, eh, ew, shape_string(x), pair_string(opt.padding)));
+    if (groups < 1) throw value_error(fmt::format("{}: groups {} must be positive", op, groups));
+    check_positive(op, "stride", spatial, stride);
+    check_non_negative(op, "padding", spatial, padding);
+    check_positive(op, "dilation", spatial, dilation);
+    ConvGeometry g;
+    g.groups = static_cast<std::size_t>(groups);
+    g.n = xs[0];
+    g.c = xs[1];
+    g.h = spatial == 2 ? xs[2] : 1;
+    g.w = xs[rank - 1];
+    g.o = ws[0];
+    g.kh = spatial == 2 ? ws[2] : 1;
+    g.kw = ws[rank - 1];
+    if (g.c % g.groups != 0) {
+        throw shape_error(fmt::format("{}: groups {} do not divide the {} channels of input {}", op, groups, g.c,
+                                      shape_string(xs)));
     }
-    g.ho = (g.h + 2 * opt.padding[0] - eh) / opt.stride[0] + 1;
-    g.wo = (g.w + 2 * opt.padding[1] - ew) / opt.stride[1] + 1;
+    if (g.o % g.groups != 0) {
+        throw shape_error(fmt::format("{}: groups {} do not divide the {} output channels of weight {}", op, groups,
+                                      g.o, shape_string(ws)));
+    }
+    if (ws[1] != g.cg()) {
+        throw shape_error(fmt::format("{}: weight {} expects {} input channels per group, input {} has {}{}", op,
+                                      shape_string(ws), ws[1], shape_string(xs), g.cg(),
+                                      groups == 1 ? "" : fmt::format(" ({} channels in {} groups)", g.c, groups)));
+    }
+    if (bs && (bs->size() != 1 || (*bs)[0] != g.o)) {
+        throw shape_error(fmt::format("{}: bias {} must be ({}), one per output channel of weight {}", op,
+                                      shape_string(*bs), g.o, shape_string(ws)));
+    }
+    g.sh = static_cast<std::size_t>(stride.h);
+    g.sw = static_cast<std::size_t>(stride.w);
+    g.ph = static_cast<std::size_t>(padding.h);
+    g.pw = static_cast<std::size_t>(padding.w);
+    g.dh = static_cast<std::size_t>(dilation.h);
+    g.dw = static_cast<std::size_t>(dilation.w);
+    const std::size_t span_h = g.dh * (g.kh - 1) + 1, span_w = g.dw * (g.kw - 1) + 1;
+    const std::size_t padded_h = g.h + 2 * g.ph, padded_w = g.w + 2 * g.pw;
+    if (g.kh == 0 || g.kw == 0) {
+        throw shape_error(fmt::format("{}: weight {} has an empty kernel", op, shape_string(ws)));
+    }
+    if (span_h > padded_h || span_w > padded_w) {
+        const long kh = static_cast<long>(g.kh), kw = static_cast<long>(g.kw);
+        const std::string dilated = dilation.h == 1 && dilation.w == 1
+                                        ? std::string()
+                                        : fmt::format(" dilated by {} spans {},", sizes(spatial, dilation.h, dilation.w),
+                                                      sizes(spatial, static_cast<long>(span_h), static_cast<long>(span_w)));
+        throw shape_error(fmt::format("{}: kernel {} of weight {}{} larger than the padded input {} of input {}", op,
+                                      sizes(spatial, kh, kw), shape_string(ws), dilated.empty() ? " is" : dilated,
+                                      sizes(spatial, static_cast<long>(padded_h), static_cast<long>(padded_w)),
+                                      shape_string(xs)));
+    }
+    g.oh = out_size(g.h, g.ph, span_h, g.sh);
+    g.ow = out_size(g.w, g.pw, span_w, g.sw);
     return g;
 }
 
-/// The input offset of output position `out` and kernel tap `tap` along one
-/// axis; negative or past `extent` in the padding.
-inline long input_at(std::size_t out, std::size_t tap, std::size_t stride, std::size_t dilation, std::size_t padding) {
-    return static_cast<long>(out * stride + tap * dilation) - static_cast<long>(padding);
+// --- im2col and col2im ------------------------------------------------------------
+
+/// [lo, hi): the output positions q in [0, out) whose input position
+/// q s + off lies in [0, in).
+inline void valid_range(Index off, Index s, Index in, Index out, Index& lo, Index& hi) {
+    lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    hi = in - off <= 0 ? 0 : (in - off + s - 1) / s;
+    hi = std::min(hi, out);
+    lo = std::min(lo, hi);
 }
 
-/// Group `gi` of one image (C, H, W) as the (k, Ho Wo) matrix whose column is
-/// the receptive field of one output position (zeros in the padding).
+/// The (K, P) columns of one batch element's group, rows `ld` apart: row
+/// (c, i, j), column (p, q) holds x[c, p sh - ph + i dh, q sw - pw + j dw] (zero outside).
+// Rows of a small image are a few elements: plain loops, which g++ would
+// otherwise turn into a memset / memmove call each (most of the time then).
+#if defined(__GNUC__) && !defined(__clang__)
+#define AD_CONV_PLAIN_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define AD_CONV_PLAIN_LOOPS
+#endif
+
 template <class T>
-void im2col(const ConvGeometry& g, const T* image, std::size_t gi, T* cols) {
-    const auto& o = g.opt;
-    for (std::size_t c = 0; c < g.cg; ++c) {
-        const T* plane = image + (gi * g.cg + c) * g.h * g.w;
-        for (std::size_t i = 0; i < g.kh; ++i) {
-            for (std::size_t j = 0; j < g.kw; ++j) {
-                T* dst = cols + ((c * g.kh + i) * g.kw + j) * g.spatial();
-                for (std::size_t oh = 0; oh < g.ho; ++oh) {
-                    T* row = dst + oh * g.wo;
-                    const long ih = input_at(oh, i, o.stride[0], o.dilation[0], o.padding[0]);
-                    if (ih < 0 || ih >= static_cast<long>(g.h)) {
-                        std::fill(row, row + g.wo, T(0));
-                        continue;
+AD_CONV_PLAIN_LOOPS void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
+    const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow), P = OH * OW;
+    const Index sh = Index(g.sh), sw = Index(g.sw), ph = Index(g.ph), pw = Index(g.pw);
+    const Index dh = Index(g.dh), dw = Index(g.dw);
+    T* row = cols;
+    for (Index c = 0; c < Index(g.cg()); ++c) {
+        const T* plane = x + c * H * W;
+        for (Index i = 0; i < Index(g.kh); ++i) {
+            Index y_lo, y_hi;
+            valid_range(i * dh - ph, sh, H, OH, y_lo, y_hi);
+            for (Index j = 0; j < Index(g.kw); ++j, row += ld) {
+                const Index off = j * dw - pw;
+                Index x_lo, x_hi;
+                valid_range(off, sw, W, OW, x_lo, x_hi);
+                for (Index q = 0; q < y_lo * OW; ++q) row[q] = T(0);
+                for (Index p = y_lo; p < y_hi; ++p) {
+                    T* out = row + p * OW;
+                    const T* src = plane + (p * sh - ph + i * dh) * W;
+                    for (Index q = 0; q < x_lo; ++q) out[q] = T(0);
+                    if (sw == 1) {
+                        for (Index q = x_lo; q < x_hi; ++q) out[q] = src[q + off];
+                    } else {
+                        for (Index q = x_lo; q < x_hi; ++q) out[q] = src[q * sw + off];
                     }
-                    const T* src = plane + static_cast<std::size_t>(ih) * g.w;
-                    for (std::size_t ow = 0; ow < g.wo; ++ow) {
-                        const long iw = input_at(ow, j, o.stride[1], o.dilation[1], o.padding[1]);
-                        row[ow] = iw >= 0 && iw < static_cast<long>(g.w) ? src[iw] : T(0);
+                    for (Index q = x_hi; q < OW; ++q) out[q] = T(0);
+                }
+                for (Index q = y_hi * OW; q < P; ++q) row[q] = T(0);
+            }
+        }
+    }
+}
+
+/// The transpose of im2col: adds each column entry back to where it came from.
+template <class T>
+AD_CONV_PLAIN_LOOPS void col2im(const ConvGeometry& g, const T* cols, T* x, Index ld) {
+    const Index H = Index(g.h), W = Index(g.w), OH = Index(g.oh), OW = Index(g.ow);
+    const Index sh = Index(g.sh), sw = Index(g.sw), ph = Index(g.ph), pw = Index(g.pw);
+    const Index dh = Index(g.dh), dw = Index(g.dw);
+    const T* row = cols;
+    for (Index c = 0; c < Index(g.cg()); ++c) {
+        T* plane = x + c * H * W;
+        for (Index i = 0; i < Index(g.kh); ++i) {
+            Index y_lo, y_hi;
+            valid_range(i * dh - ph, sh, H, OH, y_lo, y_hi);
+            for (Index j = 0; j < Index(g.kw); ++j, row += ld) {
+                const Index off = j * dw - pw;
+                Index x_lo, x_hi;
+                valid_range(off, sw, W, OW, x_lo, x_hi);
+                for (Index p = y_lo; p < y_hi; ++p) {
+                    const T* in = row + p * OW;
+                    T* dst = plane + (p * sh - ph + i * dh) * W;
+                    if (sw == 1) {
+                        for (Index q = x_lo; q < x_hi; ++q) dst[q + off] += in[q];
+                    } else {
+                        for (Index q = x_lo; q < x_hi; ++q) dst[q * sw + off] += in[q];
                     }
                 }
             }
@@ -109,325 +242,459 @@ void im2col(const ConvGeometry& g, const T* image, std::size_t gi, T* cols) {
     }
 }
 
-/// im2col's transpose: adds each column back onto the image positions it was read from.
-template <class T>
-void col2im(const ConvGeometry& g, const T* cols, std::size_t gi, T* image) {
-    const auto& o = g.opt;
-    for (std::size_t c = 0; c < g.cg; ++c) {
-        T* plane = image + (gi * g.cg + c) * g.h * g.w;
-        for (std::size_t i = 0; i < g.kh; ++i) {
-            for (std::size_t j = 0; j < g.kw; ++j) {
-                const T* src = cols + ((c * g.kh + i) * g.kw + j) * g.spatial();
-                for (std::size_t oh = 0; oh < g.ho; ++oh) {
-                    const long ih = input_at(oh, i, o.stride[0], o.dilation[0], o.padding[0]);
-                    if (ih < 0 || ih >= static_cast<long>(g.h)) continue;
-                    T* dst = plane + static_cast<std::size_t>(ih) * g.w;
-                    const T* row = src + oh * g.wo;
-                    for (std::size_t ow = 0; ow < g.wo; ++ow) {
-                        const long iw = input_at(ow, j, o.stride[1], o.dilation[1], o.padding[1]);
-                        if (iw >= 0 && iw < static_cast<long>(g.w)) dst[iw] += row[ow];
-                    }
-                }
-            }
-        }
-    }
+/// A per-thread buffer for one group's columns (reused: a fresh large array
+/// every call costs page faults).
+template <class T, int Slot = 0>
+T* workspace(std::size_t count) {
+    thread_local std::vector<T> buffer;
+    if (buffer.size() < count) buffer.resize(count);
+    return buffer.data();
 }
 
-int blas_size(std::size_t n) {
+int blas_int(std::size_t n) {
     if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-        throw value_error(fmt::format("conv2d: a matrix side of {} is beyond BLAS's int", n));
+        throw shape_error(fmt::format("conv2d: dimension {} is beyond BLAS's int", n));
     }
     return static_cast<int>(n);
 }
 
+// --- the three products -----------------------------------------------------------
+
+template <class T> Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, const Var<T>* bias);
+template <class T> Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w);
 template <class T>
-Array<T> conv_forward(const ConvGeometry& g, const Array<T>& x, const Array<T>& w) {
-    Array<T> y = xt::zeros<T>(g.y_shape());
-    if (y.size() == 0 || g.k() == 0) return y;
-    std::vector<T> cols(g.k() * g.spatial());
-    const int m = blas_size(g.og), n = blas_size(g.spatial()), k = blas_size(g.k());
-    for (std::size_t b = 0; b < g.n; ++b) {
-        for (std::size_t gi = 0; gi < g.groups; ++gi) {
-            im2col(g, x.data() + b * g.c * g.h * g.w, gi, cols.data());
-            blas::gemm(false, false, m, n, k, T(1), w.data() + gi * g.og * g.k(), k, cols.data(), n, T(0),
-                       y.data() + (b * g.o + gi * g.og) * g.spatial());
+using SharedCols = std::shared_ptr<const std::vector<T>>;
+template <class T>
+Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, const Var<T>& g,
+                        const SharedCols<T>& cols = nullptr);
+template <class T> Var<T> conv_bias_grad(const SharedConv& geom, const Var<T>& g);
+
+/// The parameter's free gradient node to compute into (see lend_grad_buffer), if any.
+template <class T>
+Var<T> lend(const Var<T>& w) {
+    return w.defined() && w.requires_grad() && w.is_leaf() ? detail::lend_grad_buffer(w) : Var<T>();
+}
+
+/// Samples [n0, n0 + nb) of g (N, O, P) as (O, nb P) rows, in a workspace:
+/// the layout of the chunked GEMMs.
+template <class T>
+T* to_chunk_rows(const ConvGeometry& G, const T* g, std::size_t n0, std::size_t nb) {
+    const std::size_t P = G.p(), NP = nb * P;
+    T* gt = workspace<T, 1>(G.o * G.chunk() * P);
+    for (std::size_t n = 0; n < nb; ++n) {
+        for (std::size_t o = 0; o < G.o; ++o) std::copy_n(g + ((n0 + n) * G.o + o) * P, P, gt + o * NP + n * P);
+    }
+    return gt;
+}
+
+/// The columns of samples [n0, n0 + nb), each group's (K, nb P) side by side.
+template <class T>
+void chunk_im2col(const ConvGeometry& G, const T* x, std::size_t n0, std::size_t nb, T* cols) {
+    const std::size_t K = G.k(), NP = nb * G.p(), HW = G.h * G.w;
+    for (std::size_t grp = 0; grp < G.groups; ++grp) {
+        for (std::size_t n = 0; n < nb; ++n) {
+            im2col(G, x + ((n0 + n) * G.c + grp * G.cg()) * HW, cols + grp * K * NP + n * G.p(), Index(NP));
         }
     }
-    return y;
 }
 
+// Each product takes the batch in chunks of G.chunk() samples: per chunk and
+// group one GEMM over the chunk's columns (K, nb P), wide enough for BLAS to
+// run near its peak even on small images; a 1x1 kernel at stride 1 (direct)
+// reads x itself as its columns, one GEMM a sample.
+
 template <class T>
-Array<T> conv_input_grad(const ConvGeometry& g, const Array<T>& grad, const Array<T>& w) {
-    Array<T> dx = xt::zeros<T>({g.n, g.c, g.h, g.w});
-    if (grad.size() == 0 || g.k() == 0 || dx.size() == 0) return dx;
-    std::vector<T> cols(g.k() * g.spatial());
-    const int m = blas_size(g.k()), n = blas_size(g.spatial()), k = blas_size(g.og);
-    for (std::size_t b = 0; b < g.n; ++b) {
-        for (std::size_t gi = 0; gi < g.groups; ++gi) {
-            blas::gemm(true, false, m, n, k, T(1), w.data() + gi * g.og * g.k(), m,
-                       grad.data() + (b * g.o + gi * g.og) * g.spatial(), n, T(0), cols.data());
-            col2im(g, cols.data(), gi, dx.data() + b * g.c * g.h * g.w);
+Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, const Var<T>* bias) {
+    const ConvGeometry& G = *geom;
+    const std::size_t P = G.p(), K = G.k(), Og = G.og(), Cg = G.cg(), HW = G.h * G.w;
+    Var<T> y = detail::make_uninitialized<T>(G.y_shape());
+    T* out = y.mutable_value().data();
+    const T* xin = x.value().data();
+    const T* win = w.value().data();
+    const bool add_bias = bias != nullptr;
+    const bool compute = K != 0 && Og != 0 && G.n != 0;
+    if (add_bias) {
+        const T* b = bias->value().data();
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t o = 0; o < G.o; ++o) std::fill_n(out + (n * G.o + o) * P, P, b[o]);
+        }
+    } else if (!compute || !G.direct()) {
+        std::fill_n(out, G.n * G.o * P, T(0));  // the chunked products add into it
+    }
+    // The whole batch in one chunk: its columns are kept for the weight gradient.
+    std::shared_ptr<std::vector<T>> kept_cols;
+    if (compute && G.direct()) {
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(false, false, blas_int(Og), blas_int(P), blas_int(K), T(1), win + grp * Og * K, blas_int(K),
+                           xin + (n * G.c + grp * Cg) * HW, blas_int(P), add_bias ? T(1) : T(0),
+                           out + (n * G.o + grp * Og) * P);
+            }
+        }
+    } else if (compute) {
+        const std::size_t chunk = G.chunk();
+        if (chunk >= G.n && w.requires_grad() && detail::recording()) {
+            kept_cols = std::make_shared<std::vector<T>>(G.groups * K * G.n * P);
+        }
+        T* cols = kept_cols ? kept_cols->data() : workspace<T>(G.groups * K * chunk * P);
+        T* yt = workspace<T, 1>(G.o * chunk * P);
+        for (std::size_t n0 = 0; n0 < G.n; n0 += chunk) {
+            const std::size_t nb = std::min(chunk, G.n - n0), NP = nb * P;
+            chunk_im2col(G, xin, n0, nb, cols);
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(false, false, blas_int(Og), blas_int(NP), blas_int(K), T(1), win + grp * Og * K,
+                           blas_int(K), cols + grp * K * NP, blas_int(NP), T(0), yt + grp * Og * NP);
+            }
+            for (std::size_t n = 0; n < nb; ++n) {
+                for (std::size_t o = 0; o < G.o; ++o) {
+                    T* to = out + ((n0 + n) * G.o + o) * P;
+                    const T* from = yt + o * NP + n * P;
+                    for (std::size_t p = 0; p < P; ++p) to[p] += from[p];
+                }
+            }
         }
     }
-    return dx;
+    auto vjp = [geom, x = detail::kept_for(x, w), w = detail::kept(w),
+                cols = SharedCols<T>(std::move(kept_cols))](std::size_t i, const Var<T>& g) -> Var<T> {
+        if (i == 0) return conv_input_grad(geom, g, w);
+        if (i == 1) return conv_weight_grad(geom, lend(w), x, g, cols);
+        return conv_bias_grad(geom, g);
+    };
+    if (bias) return make_op("conv2d", std::move(y), x, w, *bias, std::move(vjp));
+    return make_op("conv2d", std::move(y), x, w, std::move(vjp));
 }
 
 template <class T>
-Array<T> conv_weight_grad(const ConvGeometry& g, const Array<T>& x, const Array<T>& grad) {
-    Array<T> dw = xt::zeros<T>({g.o, g.cg, g.kh, g.kw});
-    if (grad.size() == 0 || dw.size() == 0) return dw;
-    std::vector<T> cols(g.k() * g.spatial());
-    const int m = blas_size(g.og), n = blas_size(g.k()), k = blas_size(g.spatial());
-    for (std::size_t b = 0; b < g.n; ++b) {
-        for (std::size_t gi = 0; gi < g.groups; ++gi) {
-            im2col(g, x.data() + b * g.c * g.h * g.w, gi, cols.data());
-            blas::gemm(false, true, m, n, k, T(1), grad.data() + (b * g.o + gi * g.og) * g.spatial(), k, cols.data(), k,
-                       T(1), dw.data() + gi * g.og * g.k());
+Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w) {
+    const ConvGeometry& G = *geom;
+    const std::size_t P = G.p(), K = G.k(), Og = G.og(), Cg = G.cg(), HW = G.h * G.w;
+    Var<T> xb = detail::make_uninitialized<T>(G.x_shape());
+    T* out = xb.mutable_value().data();
+    const T* gin = g.value().data();
+    const T* win = w.value().data();
+    const bool compute = K != 0 && Og != 0 && G.n != 0;
+    if (!compute || !G.direct()) std::fill_n(out, G.n * G.c * HW, T(0));
+    if (compute && G.direct()) {
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(true, false, blas_int(K), blas_int(P), blas_int(Og), T(1), win + grp * Og * K, blas_int(K),
+                           gin + (n * G.o + grp * Og) * P, blas_int(P), T(0), out + (n * G.c + grp * Cg) * HW);
+            }
+        }
+    } else if (compute) {
+        const std::size_t chunk = G.chunk();
+        T* cols = workspace<T>(K * chunk * P);
+        for (std::size_t n0 = 0; n0 < G.n; n0 += chunk) {
+            const std::size_t nb = std::min(chunk, G.n - n0), NP = nb * P;
+            const T* gt = to_chunk_rows(G, gin, n0, nb);
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(true, false, blas_int(K), blas_int(NP), blas_int(Og), T(1), win + grp * Og * K, blas_int(K),
+                           gt + grp * Og * NP, blas_int(NP), T(0), cols);
+                for (std::size_t n = 0; n < nb; ++n) {
+                    col2im(G, cols + n * P, out + ((n0 + n) * G.c + grp * Cg) * HW, Index(NP));
+                }
+            }
         }
     }
-    return dw;
+    if (!detail::recording()) return xb;
+    return make_op("conv2d_input_grad", std::move(xb), g, w,
+                   [geom, g = detail::kept_for(g, w), w = detail::kept_for(w, g)](std::size_t i, const Var<T>& h) {
+                       if (i == 0) return conv_forward<T>(geom, h, w, nullptr);
+                       return conv_weight_grad(geom, lend(w), h, g);
+                   });
 }
 
-/// g (N, O, Ho, Wo) summed to the bias's (O).
 template <class T>
-Var<T> bias_grad(const Var<T>& g) {
-    const Shape s = g.shape();
-    Var<T> per_image = sum(reshape(g, {static_cast<long>(s[0]), static_cast<long>(s[1]), -1}), 2);
-    return sum(per_image, 0);
+Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, const Var<T>& g,
+                        const SharedCols<T>& kept_cols) {
+    const ConvGeometry& G = *geom;
+    const std::size_t P = G.p(), K = G.k(), Og = G.og(), Cg = G.cg(), HW = G.h * G.w;
+    const Shape w_shape = G.w_shape();
+    Var<T> wb = detail::fits(buffer, w_shape) ? std::move(buffer) : detail::make_uninitialized<T>(w_shape);
+    T* out = wb.mutable_value().data();
+    const T* xin = x.value().data();
+    const T* gin = g.value().data();
+    const bool compute = K != 0 && Og != 0 && G.n != 0;
+    if (!compute) std::fill_n(out, G.o * K, T(0));
+    if (compute && G.direct()) {
+        for (std::size_t n = 0; n < G.n; ++n) {
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(false, true, blas_int(Og), blas_int(K), blas_int(P), T(1), gin + (n * G.o + grp * Og) * P,
+                           blas_int(P), xin + (n * G.c + grp * Cg) * HW, blas_int(P), n == 0 ? T(0) : T(1),
+                           out + grp * Og * K);
+            }
+        }
+    } else if (compute) {
+        const std::size_t chunk = kept_cols ? G.n : G.chunk();
+        T* fresh = kept_cols ? nullptr : workspace<T>(G.groups * K * chunk * P);
+        for (std::size_t n0 = 0; n0 < G.n; n0 += chunk) {
+            const std::size_t nb = std::min(chunk, G.n - n0), NP = nb * P;
+            const T* gt = to_chunk_rows(G, gin, n0, nb);
+            if (fresh) chunk_im2col(G, xin, n0, nb, fresh);
+            const T* cols = fresh ? fresh : kept_cols->data();
+            for (std::size_t grp = 0; grp < G.groups; ++grp) {
+                blas::gemm(false, true, blas_int(Og), blas_int(K), blas_int(NP), T(1), gt + grp * Og * NP, blas_int(NP),
+                           cols + grp * K * NP, blas_int(NP), n0 == 0 ? T(0) : T(1), out + grp * Og * K);
+            }
+        }
+    }
+    if (!detail::recording()) return wb;
+    return make_op("conv2d_weight_grad", std::move(wb), x, g,
+                   [geom, x = detail::kept_for(x, g), g = detail::kept_for(g, x)](std::size_t i, const Var<T>& h) {
+                       if (i == 0) return conv_input_grad(geom, g, h);
+                       return conv_forward<T>(geom, x, h, nullptr);
+                   });
 }
 
-// --- Pooling ---
+/// b_bar[o] = the sum of g[:, o, :, :]. VJP: h broadcast over N, OH, OW.
+template <class T>
+Var<T> conv_bias_grad(const SharedConv& geom, const Var<T>& g) {
+    const ConvGeometry& G = *geom;
+    const std::size_t P = G.p();
+    Var<T> bb = detail::make_uninitialized<T>(Shape{G.o});
+    T* out = bb.mutable_value().data();
+    std::fill_n(out, G.o, T(0));
+    const T* in = g.value().data();
+    for (std::size_t n = 0; n < G.n; ++n) {
+        for (std::size_t o = 0; o < G.o; ++o) {
+            const T* plane = in + (n * G.o + o) * P;
+            T s = 0;
+            for (std::size_t p = 0; p < P; ++p) s += plane[p];
+            out[o] += s;
+        }
+    }
+    if (!detail::recording()) return bb;
+    return make_op("conv2d_bias_grad", std::move(bb), g, [geom](std::size_t, const Var<T>& h) {
+        const ConvGeometry& G = *geom;
+        return broadcast_to(reshape(h, {1, static_cast<long>(G.o), 1, 1}), G.y_shape());
+    });
+}
+
+// --- pooling ----------------------------------------------------------------------
 
 struct PoolGeometry {
-    std::size_t n, c, h, w;
-    std::size_t kh, kw, sh, sw, ph, pw;
-    std::size_t ho, wo;
-    bool count_include_pad;
-    Shape y_shape() const { return {n, c, ho, wo}; }
+    Shape x_shape, y_shape;
+    std::size_t planes = 0, h = 0, w = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, oh = 0, ow = 0;
+    bool count_include_pad = true;
 };
+using SharedPool = std::shared_ptr<const PoolGeometry>;
+using SharedArgmax = std::shared_ptr<const std::vector<std::size_t>>;
 
-PoolGeometry pool_geometry(const char* op, const Shape& x, const Pool2dOptions& opt) {
-    if (x.size() != 4) throw shape_error(fmt::format("{}: the input {} is not (N, C, H, W)", op, shape_string(x)));
-    if (opt.kernel[0] == 0 || opt.kernel[1] == 0) {
-        throw value_error(fmt::format("{}: the kernel {} is empty", op, pair_string(opt.kernel)));
+PoolGeometry pool_geometry(const char* op, const Shape& xs, Size2 kernel, PoolStride stride, Size2 padding) {
+    if (xs.size() != 3 && xs.size() != 4) {
+        throw shape_error(fmt::format("{}: x {} must be 3-D (C, H, W) or 4-D (N, C, H, W)", op, shape_string(xs)));
     }
-    PoolGeometry g{x[0], x[1], x[2], x[3], opt.kernel[0], opt.kernel[1],
-                   opt.stride[0] ? opt.stride[0] : opt.kernel[0], opt.stride[1] ? opt.stride[1] : opt.kernel[1],
-                   opt.padding[0], opt.padding[1], 0, 0, opt.count_include_pad};
-    if (2 * g.ph > g.kh || 2 * g.pw > g.kw) {
-        throw value_error(fmt::format("{}: padding {} is more than half the kernel {}", op, pair_string(opt.padding),
-                                      pair_string(opt.kernel)));
+    Size2 s = stride.value.value_or(kernel);
+    check_positive(op, "kernel", 2, kernel);
+    check_positive(op, "stride", 2, s);
+    check_non_negative(op, "padding", 2, padding);
+    if (padding.h > kernel.h / 2 || padding.w > kernel.w / 2) {
+        throw value_error(fmt::format("{}: padding ({}, {}) must be at most half the kernel ({}, {})", op, padding.h,
+                                      padding.w, kernel.h, kernel.w));
     }
-    if (g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw) {
-        throw shape_error(fmt::format("{}: the window {} is larger than the input {} padded by {}", op,
-                                      pair_string(opt.kernel), shape_string(x), pair_string(opt.padding)));
+    PoolGeometry g;
+    g.x_shape = xs;
+    const std::size_t r = xs.size();
+    g.h = xs[r - 2];
+    g.w = xs[r - 1];
+    g.planes = xs[r - 3] * (r == 4 ? xs[0] : 1);
+    if (g.h == 0 || g.w == 0) {
+        throw shape_error(fmt::format("{}: x {} has empty planes (H and W must be at least 1)", op, shape_string(xs)));
     }
-    g.ho = (g.h + 2 * g.ph - g.kh) / g.sh + 1;
-    g.wo = (g.w + 2 * g.pw - g.kw) / g.sw + 1;
+    g.kh = static_cast<std::size_t>(kernel.h);
+    g.kw = static_cast<std::size_t>(kernel.w);
+    g.sh = static_cast<std::size_t>(s.h);
+    g.sw = static_cast<std::size_t>(s.w);
+    g.ph = static_cast<std::size_t>(padding.h);
+    g.pw = static_cast<std::size_t>(padding.w);
+    if (g.kh > g.h + 2 * g.ph || g.kw > g.w + 2 * g.pw) {
+        throw shape_error(fmt::format("{}: kernel ({}, {}) is larger than the padded input ({}, {}) of x {}", op, g.kh,
+                                      g.kw, g.h + 2 * g.ph, g.w + 2 * g.pw, shape_string(xs)));
+    }
+    g.oh = out_size(g.h, g.ph, g.kh, g.sh);
+    g.ow = out_size(g.w, g.pw, g.kw, g.sw);
+    g.y_shape = xs;
+    g.y_shape[r - 2] = g.oh;
+    g.y_shape[r - 1] = g.ow;
     return g;
 }
 
-/// Calls f(oh, ow, h0, h1, w0, w1, divisor) for each output position: the
-/// window's rows [h0, h1) and columns [w0, w1) inside the input.
+/// Calls f(p, q, y0, y1, x0, x1, divisor) for every output position: the
+/// window clipped to the input is rows [y0, y1) and columns [x0, x1).
 template <class F>
 void for_each_window(const PoolGeometry& g, F f) {
-    for (std::size_t oh = 0; oh < g.ho; ++oh) {
-        const long hs = static_cast<long>(oh * g.sh) - static_cast<long>(g.ph);
-        const std::size_t h0 = static_cast<std::size_t>(std::max(hs, 0L));
-        const std::size_t h1 = static_cast<std::size_t>(std::min(hs + static_cast<long>(g.kh), static_cast<long>(g.h)));
-        for (std::size_t ow = 0; ow < g.wo; ++ow) {
-            const long ws = static_cast<long>(ow * g.sw) - static_cast<long>(g.pw);
-            const std::size_t w0 = static_cast<std::size_t>(std::max(ws, 0L));
-            const std::size_t w1 = static_cast<std::size_t>(std::min(ws + static_cast<long>(g.kw), static_cast<long>(g.w)));
-            const std::size_t divisor = g.count_include_pad ? g.kh * g.kw : (h1 - h0) * (w1 - w0);
-            f(oh, ow, h0, h1, w0, w1, divisor);
+    const Index H = Index(g.h), W = Index(g.w);
+    for (Index p = 0; p < Index(g.oh); ++p) {
+        const Index ys = p * Index(g.sh) - Index(g.ph), ye = std::min(ys + Index(g.kh), H + Index(g.ph));
+        const Index y0 = std::max<Index>(ys, 0), y1 = std::min(ye, H);
+        for (Index q = 0; q < Index(g.ow); ++q) {
+            const Index xs = q * Index(g.sw) - Index(g.pw), xe = std::min(xs + Index(g.kw), W + Index(g.pw));
+            const Index x0 = std::max<Index>(xs, 0), x1 = std::min(xe, W);
+            const Index divisor = g.count_include_pad ? (ye - ys) * (xe - xs) : (y1 - y0) * (x1 - x0);
+            f(p, q, y0, y1, x0, x1, divisor);
         }
     }
 }
 
-template <class T>
-Var<T> avg_pool2d_spread(const Var<T>& g, const PoolGeometry& geo, const Pool2dOptions& options);
+template <class T> Var<T> pool_gather(const SharedPool& geom, const SharedArgmax& argmax, const Var<T>& x);
+template <class T> Var<T> pool_scatter(const SharedPool& geom, const SharedArgmax& argmax, const Var<T>& g);
 
 template <class T>
-Var<T> avg_pool2d_with(const Var<T>& x, const PoolGeometry& geo, const Pool2dOptions& options) {
-    Array<T> y = Array<T>::from_shape(geo.y_shape());
+Var<T> pool_gather(const SharedPool& geom, const SharedArgmax& argmax, const Var<T>& x) {
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    Var<T> y = detail::make_uninitialized<T>(G.y_shape);
+    T* out = y.mutable_value().data();
     const T* in = x.value().data();
-    for (std::size_t p = 0; p < geo.n * geo.c; ++p) {
-        const T* plane = in + p * geo.h * geo.w;
-        T* out = y.data() + p * geo.ho * geo.wo;
-        for_each_window(geo, [&](std::size_t oh, std::size_t ow, std::size_t h0, std::size_t h1, std::size_t w0,
-                                 std::size_t w1, std::size_t divisor) {
-            T total = 0;
-            for (std::size_t ih = h0; ih < h1; ++ih) {
-                for (std::size_t iw = w0; iw < w1; ++iw) total += plane[ih * geo.w + iw];
-            }
-            out[oh * geo.wo + ow] = total / T(divisor);
-        });
+    const std::size_t* at = argmax->data();
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        for (std::size_t i = 0; i < P; ++i) out[pl * P + i] = in[pl * HW + at[pl * P + i]];
     }
-    return make_op("avg_pool2d", std::move(y), x,
-                   [geo, options](std::size_t, const Var<T>& g) { return avg_pool2d_spread(g, geo, options); });
-}
-
-template <class T>
-Var<T> avg_pool2d_spread(const Var<T>& g, const PoolGeometry& geo, const Pool2dOptions& options) {
-    Array<T> dx = xt::zeros<T>({geo.n, geo.c, geo.h, geo.w});
-    const T* in = g.value().data();
-    for (std::size_t p = 0; p < geo.n * geo.c; ++p) {
-        T* plane = dx.data() + p * geo.h * geo.w;
-        const T* grad = in + p * geo.ho * geo.wo;
-        for_each_window(geo, [&](std::size_t oh, std::size_t ow, std::size_t h0, std::size_t h1, std::size_t w0,
-                                 std::size_t w1, std::size_t divisor) {
-            const T share = grad[oh * geo.wo + ow] / T(divisor);
-            for (std::size_t ih = h0; ih < h1; ++ih) {
-                for (std::size_t iw = w0; iw < w1; ++iw) plane[ih * geo.w + iw] += share;
-            }
-        });
-    }
-    return make_op("avg_pool2d_spread", std::move(dx), g,
-                   [geo, options](std::size_t, const Var<T>& h) { return avg_pool2d_with(h, geo, options); });
-}
-
-}  // namespace
-
-namespace detail {
-
-template <class T>
-Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& weight, const Shape& x_shape, const Conv2dOptions& options) {
-    check_defined("conv2d_input_grad", g);
-    check_defined("conv2d_input_grad", weight);
-    const Shape w_shape = weight.shape();
-    const ConvGeometry geo = conv_geometry("conv2d_input_grad", x_shape, w_shape, options);
-    if (g.shape() != geo.y_shape()) {
-        throw shape_error(fmt::format("conv2d_input_grad: the cotangent {} is not the output shape {}",
-                                      shape_string_of(g.value()), shape_string(geo.y_shape())));
-    }
-    return make_op("conv2d_input_grad", conv_input_grad(geo, g.value(), weight.value()), g, weight,
-                   [g, weight, w_shape, options](std::size_t i, const Var<T>& h) {
-                       return i == 0 ? conv2d(h, weight, Var<T>(), options) : conv2d_weight_grad(h, g, w_shape, options);
-                   });
-}
-
-template <class T>
-Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape, const Conv2dOptions& options) {
-    check_defined("conv2d_weight_grad", x);
-    check_defined("conv2d_weight_grad", g);
-    const Shape x_shape = x.shape();
-    const ConvGeometry geo = conv_geometry("conv2d_weight_grad", x_shape, w_shape, options);
-    if (g.shape() != geo.y_shape()) {
-        throw shape_error(fmt::format("conv2d_weight_grad: the cotangent {} is not the output shape {}",
-                                      shape_string_of(g.value()), shape_string(geo.y_shape())));
-    }
-    return make_op("conv2d_weight_grad", conv_weight_grad(geo, x.value(), g.value()), x, g,
-                   [x, g, x_shape, options](std::size_t i, const Var<T>& k) {
-                       return i == 0 ? conv2d_input_grad(g, k, x_shape, options) : conv2d(x, k, Var<T>(), options);
-                   });
-}
-
-}  // namespace detail
-
-template <class T>
-Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const Conv2dOptions& options) {
-    detail::check_defined("conv2d", x);
-    detail::check_defined("conv2d", weight);
-    const Shape x_shape = x.shape(), w_shape = weight.shape();
-    const ConvGeometry geo = conv_geometry("conv2d", x_shape, w_shape, options);
-    if (bias.defined() && bias.shape() != Shape{geo.o}) {
-        throw shape_error(fmt::format("conv2d: bias {} does not match the {} output channels of weight {}",
-                                      shape_string_of(bias.value()), geo.o, shape_string(w_shape)));
-    }
-    Array<T> y = conv_forward(geo, x.value(), weight.value());
-    auto vjp = [x = detail::kept_for(x, weight), weight = detail::kept_for(weight, x), x_shape, w_shape, options](
-                   std::size_t i, const Var<T>& g) {
-        if (i == 0) return detail::conv2d_input_grad(g, weight, x_shape, options);
-        if (i == 1) return detail::conv2d_weight_grad(x, g, w_shape, options);
-        return bias_grad(g);
-    };
-    if (!bias.defined()) return make_op("conv2d", std::move(y), x, weight, std::move(vjp));
-    const T* b = bias.value().data();
-    for (std::size_t n = 0; n < geo.n; ++n) {
-        for (std::size_t o = 0; o < geo.o; ++o) {
-            T* out = y.data() + (n * geo.o + o) * geo.spatial();
-            for (std::size_t s = 0; s < geo.spatial(); ++s) out[s] += b[o];
-        }
-    }
-    return make_op("conv2d", std::move(y), x, weight, bias, std::move(vjp));
-}
-
-template <class T>
-Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const Conv1dOptions& options) {
-    detail::check_defined("conv1d", x);
-    detail::check_defined("conv1d", weight);
-    const Shape xs = x.shape(), ws = weight.shape();
-    if (xs.size() != 3) throw shape_error(fmt::format("conv1d: the input {} is not (N, C, L)", shape_string(xs)));
-    if (ws.size() != 3) throw shape_error(fmt::format("conv1d: the weight {} is not (O, C / groups, k)", shape_string(ws)));
-    Conv2dOptions o2{{1, options.stride}, {0, options.padding}, {1, options.dilation}, options.groups};
-    auto as_2d = [](const Shape& s) { return std::vector<long>{long(s[0]), long(s[1]), 1, long(s[2])}; };
-    // Checked before anything is recorded, so that a failure leaves the tape as it was.
-    try {
-        const std::vector<long> x_long = as_2d(xs), w_long = as_2d(ws);
-        const Shape x2(x_long.begin(), x_long.end()), w2(w_long.begin(), w_long.end());
-        const ConvGeometry geo = conv_geometry("conv2d", x2, w2, o2);
-        if (bias.defined() && bias.shape() != Shape{geo.o}) {
-            throw shape_error(fmt::format("bias {} does not match the {} output channels", shape_string_of(bias.value()), geo.o));
-        }
-    } catch (const shape_error& e) {
-        throw shape_error(fmt::format("conv1d (as conv2d over a height of 1) of input {} and weight {}: {}",
-                                      shape_string(xs), shape_string(ws), e.what()));
-    } catch (const value_error& e) {
-        throw value_error(fmt::format("conv1d (as conv2d over a height of 1) of input {} and weight {}: {}",
-                                      shape_string(xs), shape_string(ws), e.what()));
-    }
-    Var<T> y = conv2d(reshape(x, as_2d(xs)), reshape(weight, as_2d(ws)), bias, o2);
-    const Shape ys = y.shape();
-    return reshape(y, {long(ys[0]), long(ys[1]), long(ys[3])});
-}
-
-template <class T>
-Var<T> max_pool2d(const Var<T>& x, const Pool2dOptions& options) {
-    detail::check_defined("max_pool2d", x);
-    const Shape x_shape = x.shape();
-    const PoolGeometry geo = pool_geometry("max_pool2d", x_shape, options);
-    Array<T> y = Array<T>::from_shape(geo.y_shape());
-    IndexArray argmax = IndexArray::from_shape({y.size()});
-    const T* in = x.value().data();
-    for (std::size_t p = 0; p < geo.n * geo.c; ++p) {
-        const std::size_t base = p * geo.h * geo.w;
-        T* out = y.data() + p * geo.ho * geo.wo;
-        std::int64_t* at = argmax.data() + p * geo.ho * geo.wo;
-        for_each_window(geo, [&](std::size_t oh, std::size_t ow, std::size_t h0, std::size_t h1, std::size_t w0,
-                                 std::size_t w1, std::size_t) {
-            std::size_t best = base + h0 * geo.w + w0;
-            for (std::size_t ih = h0; ih < h1 && !std::isnan(in[best]); ++ih) {
-                for (std::size_t iw = w0; iw < w1; ++iw) {
-                    const std::size_t i = base + ih * geo.w + iw;
-                    if (in[i] > in[best] || std::isnan(in[i])) {
-                        best = i;
-                        if (std::isnan(in[i])) break;
-                    }
-                }
-            }
-            out[oh * geo.wo + ow] = in[best];
-            at[oh * geo.wo + ow] = static_cast<std::int64_t>(best);
-        });
-    }
-    return make_op("max_pool2d", std::move(y), x, [argmax = std::move(argmax), x_shape](std::size_t, const Var<T>& g) {
-        return reshape(index_add(Shape{element_count(x_shape)}, 0, argmax, reshape(g, {-1})), as_long(x_shape));
+    return make_op("max_pool2d", std::move(y), x, [geom, argmax](std::size_t, const Var<T>& g) {
+        return pool_scatter(geom, argmax, g);
     });
 }
 
 template <class T>
-Var<T> avg_pool2d(const Var<T>& x, const Pool2dOptions& options) {
-    detail::check_defined("avg_pool2d", x);
-    return avg_pool2d_with(x, pool_geometry("avg_pool2d", x.shape(), options), options);
+Var<T> pool_scatter(const SharedPool& geom, const SharedArgmax& argmax, const Var<T>& g) {
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    Var<T> xb = detail::make_uninitialized<T>(G.x_shape);
+    T* out = xb.mutable_value().data();
+    std::fill_n(out, G.planes * HW, T(0));
+    const T* in = g.value().data();
+    const std::size_t* at = argmax->data();
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        for (std::size_t i = 0; i < P; ++i) out[pl * HW + at[pl * P + i]] += in[pl * P + i];
+    }
+    if (!detail::recording()) return xb;
+    return make_op("max_pool2d_backward", std::move(xb), g, [geom, argmax](std::size_t, const Var<T>& h) {
+        return pool_gather(geom, argmax, h);
+    });
 }
 
-#define AD_INSTANTIATE(T)                                                                                        \
-    template Var<T> conv2d(const Var<T>&, const Var<T>&, const Var<T>&, const Conv2dOptions&);                   \
-    template Var<T> conv1d(const Var<T>&, const Var<T>&, const Var<T>&, const Conv1dOptions&);                   \
-    template Var<T> max_pool2d(const Var<T>&, const Pool2dOptions&);                                             \
-    template Var<T> avg_pool2d(const Var<T>&, const Pool2dOptions&);                                             \
-    template Var<T> detail::conv2d_input_grad(const Var<T>&, const Var<T>&, const Shape&, const Conv2dOptions&); \
-    template Var<T> detail::conv2d_weight_grad(const Var<T>&, const Var<T>&, const Shape&, const Conv2dOptions&);
+template <class T> Var<T> avg_forward(const SharedPool& geom, const Var<T>& x);
+template <class T> Var<T> avg_backward(const SharedPool& geom, const Var<T>& g);
+
+template <class T>
+Var<T> avg_forward(const SharedPool& geom, const Var<T>& x) {
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    Var<T> y = detail::make_uninitialized<T>(G.y_shape);
+    T* out = y.mutable_value().data();
+    const T* in = x.value().data();
+    const Index W = Index(G.w), OW = Index(G.ow);
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        const T* plane = in + pl * HW;
+        T* o = out + pl * P;
+        for_each_window(G, [&](Index p, Index q, Index y0, Index y1, Index x0, Index x1, Index divisor) {
+            T s = 0;
+            for (Index a = y0; a < y1; ++a) {
+                for (Index b = x0; b < x1; ++b) s += plane[a * W + b];
+            }
+            o[p * OW + q] = s / T(divisor);
+        });
+    }
+    return make_op("avg_pool2d", std::move(y), x, [geom](std::size_t, const Var<T>& g) { return avg_backward(geom, g); });
+}
+
+template <class T>
+Var<T> avg_backward(const SharedPool& geom, const Var<T>& g) {
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    Var<T> xb = detail::make_uninitialized<T>(G.x_shape);
+    T* out = xb.mutable_value().data();
+    std::fill_n(out, G.planes * HW, T(0));
+    const T* in = g.value().data();
+    const Index W = Index(G.w), OW = Index(G.ow);
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        T* plane = out + pl * HW;
+        const T* gp = in + pl * P;
+        for_each_window(G, [&](Index p, Index q, Index y0, Index y1, Index x0, Index x1, Index divisor) {
+            const T v = gp[p * OW + q] / T(divisor);
+            for (Index a = y0; a < y1; ++a) {
+                for (Index b = x0; b < x1; ++b) plane[a * W + b] += v;
+            }
+        });
+    }
+    if (!detail::recording()) return xb;
+    return make_op("avg_pool2d_backward", std::move(xb), g,
+                   [geom](std::size_t, const Var<T>& h) { return avg_forward(geom, h); });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, Size2 stride, Size2 padding, Size2 dilation,
+              long groups) {
+    detail::check_defined("conv2d", x);
+    detail::check_defined("conv2d", weight);
+    Shape bs = bias.defined() ? bias.shape() : Shape();
+    auto geom = std::make_shared<const ConvGeometry>(conv_geometry("conv2d", 2, x.shape(), weight.shape(),
+                                                                   bias.defined() ? &bs : nullptr, stride, padding,
+                                                                   dilation, groups));
+    return conv_forward(geom, x, weight, bias.defined() ? &bias : nullptr);
+}
+
+template <class T>
+Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, long stride, long padding, long dilation,
+              long groups) {
+    detail::check_defined("conv1d", x);
+    detail::check_defined("conv1d", weight);
+    Shape bs = bias.defined() ? bias.shape() : Shape();
+    const Shape xs = x.shape(), ws = weight.shape();
+    auto geom = std::make_shared<const ConvGeometry>(conv_geometry("conv1d", 1, xs, ws, bias.defined() ? &bs : nullptr,
+                                                                   {1, stride}, {0, padding}, {1, dilation}, groups));
+    const auto l = [](std::size_t v) { return static_cast<long>(v); };
+    Var<T> y = conv_forward(geom, reshape(x, {l(xs[0]), l(xs[1]), 1, l(xs[2])}),
+                            reshape(weight, {l(ws[0]), l(ws[1]), 1, l(ws[2])}), bias.defined() ? &bias : nullptr);
+    return reshape(y, {l(geom->n), l(geom->o), l(geom->ow)});
+}
+
+template <class T>
+Var<T> max_pool2d(const Var<T>& x, Size2 kernel, PoolStride stride, Size2 padding) {
+    detail::check_defined("max_pool2d", x);
+    auto geom = std::make_shared<const PoolGeometry>(pool_geometry("max_pool2d", x.shape(), kernel, stride, padding));
+    const PoolGeometry& G = *geom;
+    const std::size_t P = G.oh * G.ow, HW = G.h * G.w;
+    auto argmax = std::make_shared<std::vector<std::size_t>>(G.planes * P);
+    const T* in = x.value().data();
+    const Index W = Index(G.w), OW = Index(G.ow);
+    for (std::size_t pl = 0; pl < G.planes; ++pl) {
+        const T* plane = in + pl * HW;
+        std::size_t* at = argmax->data() + pl * P;
+        for_each_window(G, [&](Index p, Index q, Index y0, Index y1, Index x0, Index x1, Index) {
+            // PyTorch's scan: the first strict maximum, a NaN replacing any value.
+            Index best = y0 * W + x0;
+            T value = -std::numeric_limits<T>::infinity();
+            for (Index a = y0; a < y1; ++a) {
+                for (Index b = x0; b < x1; ++b) {
+                    const T v = plane[a * W + b];
+                    if (v > value || std::isnan(v)) {
+                        value = v;
+                        best = a * W + b;
+                    }
+                }
+            }
+            at[p * OW + q] = static_cast<std::size_t>(best);
+        });
+    }
+    return pool_gather<T>(geom, std::move(argmax), x);
+}
+
+template <class T>
+Var<T> avg_pool2d(const Var<T>& x, Size2 kernel, PoolStride stride, Size2 padding, bool count_include_pad) {
+    detail::check_defined("avg_pool2d", x);
+    PoolGeometry g = pool_geometry("avg_pool2d", x.shape(), kernel, stride, padding);
+    g.count_include_pad = count_include_pad;
+    return avg_forward(std::make_shared<const PoolGeometry>(std::move(g)), x);
+}
+
+#define AD_INSTANTIATE(T)                                                                                   \
+    template Var<T> conv2d(const Var<T>&, const Var<T>&, const Var<T>&, Size2, Size2, Size2, long);          \
+    template Var<T> conv1d(const Var<T>&, const Var<T>&, const Var<T>&, long, long, long, long);             \
+    template Var<T> max_pool2d(const Var<T>&, Size2, PoolStride, Size2);                          \
+    template Var<T> avg_pool2d(const Var<T>&, Size2, PoolStride, Size2, bool);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

@@ -1,72 +1,60 @@
 #pragma once
 // Convolution and pooling over NCL / NCHW batches, with PyTorch's semantics
-// and output sizes (F.conv1d, F.conv2d, F.max_pool2d, F.avg_pool2d).
+// (F.conv1d, F.conv2d, F.max_pool2d, F.avg_pool2d; ceil_mode off) and output
+// sizes: out = floor((in + 2 padding - dilation (kernel - 1) - 1) / stride) + 1.
 
-#include <array>
-#include <cstddef>
+#include <optional>
 
 #include "autodiff/var.hpp"
 
 namespace ad {
 
-/// Of a 2-D convolution: (height, width) pairs, and the channel groups.
-struct Conv2dOptions {
-    std::array<std::size_t, 2> stride{1, 1};
-    std::array<std::size_t, 2> padding{0, 0};  // zeros on both sides
-    std::array<std::size_t, 2> dilation{1, 1};
-    std::size_t groups = 1;
+/// A per-axis size of a 2-D op (stride, padding, dilation, kernel): one int
+/// for both axes, or {h, w}.
+struct Size2 {
+    long h = 0, w = 0;
+    Size2(long both) : h(both), w(both) {}  // NOLINT: implicit, as PyTorch takes an int or a pair
+    Size2(long h_, long w_) : h(h_), w(w_) {}
 };
 
-/// The cross-correlation of x (N, C, H, W) with weight (O, C / groups, kh, kw),
-/// plus bias (O) (an empty Var for none): y (N, O, Ho, Wo),
-/// Ho = (H + 2 padding - dilation (kh - 1) - 1) / stride + 1.
-/// By im2col and one GEMM per image and group. VJP: x_bar = conv2d_input_grad
-/// (col2im of W^T g), weight_bar = conv2d_weight_grad (g cols^T summed over
-/// the batch), bias_bar = g summed over N, Ho, Wo; each of the three is an op
-/// whose VJP is written with the others, so conv2d differentiates again.
-template <class T>
-Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>(), const Conv2dOptions& options = {});
-
-/// Of a 1-D convolution.
-struct Conv1dOptions {
-    std::size_t stride = 1;
-    std::size_t padding = 0;
-    std::size_t dilation = 1;
-    std::size_t groups = 1;
+/// A pooling stride: like Size2, or std::nullopt (the default) for the kernel.
+struct PoolStride {
+    std::optional<Size2> value;
+    PoolStride() = default;
+    PoolStride(std::nullopt_t) {}                       // NOLINT: implicit, as PyTorch's stride=None
+    PoolStride(long both) : value(Size2(both)) {}       // NOLINT
+    PoolStride(long h, long w) : value(Size2(h, w)) {}
+    PoolStride(Size2 s) : value(s) {}                   // NOLINT
 };
 
-/// The cross-correlation of x (N, C, L) with weight (O, C / groups, k), plus
-/// bias (O): conv2d over a height of 1.
+/// F.conv2d: x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or an
+/// empty Var; y (N, O, OH, OW) with
+///   y[n, o, p, q] = b[o] + sum_{c, i, j} w[o, c, i, j] x[n, g C/groups + c, p sh - ph + i dh, q sw - pw + j dw]
+/// (g = o / (O/groups); x is zero outside). One GEMM per batch element and
+/// group on the im2col of x. VJP: x_bar = the transposed convolution of g by w
+/// (col2im of w^T g); w_bar = sum_n g_n cols_n^T; b_bar = sum of g over N, OH, OW.
 template <class T>
-Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>(), const Conv1dOptions& options = {});
+Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>(), Size2 stride = 1,
+              Size2 padding = 0, Size2 dilation = 1, long groups = 1);
 
-/// Of a 2-D pooling window: stride 0 means the kernel size (PyTorch's default).
-struct Pool2dOptions {
-    std::array<std::size_t, 2> kernel{2, 2};
-    std::array<std::size_t, 2> stride{0, 0};
-    std::array<std::size_t, 2> padding{0, 0};
-    /// avg_pool2d: padded zeros count in the divisor (PyTorch's default).
-    bool count_include_pad = true;
-};
-
-/// The maximum of each window of x (N, C, H, W) (padding counts as -inf; NaN
-/// propagates), y (N, C, Ho, Wo), Ho = (H + 2 padding - kernel) / stride + 1
-/// (ceil_mode off). x_bar: g at each window's maximum (the first at ties),
-/// summed where windows overlap (index_add, whose VJP is index_select).
-template <class T> Var<T> max_pool2d(const Var<T>& x, const Pool2dOptions& options);
-
-/// The mean of each window of x, divided by kh kw (count_include_pad) or by
-/// the number of elements of x the window covers. x_bar: g / divisor spread
-/// over each window (an op whose VJP is avg_pool2d again).
-template <class T> Var<T> avg_pool2d(const Var<T>& x, const Pool2dOptions& options);
-
-namespace detail {
-/// The VJPs of conv2d as ops (see conv2d): the gradient with respect to the
-/// input, of shape x_shape, and to the weight, of shape w_shape.
+/// F.conv1d: x (N, C, L), weight (O, C/groups, k), bias (O) or empty; conv2d
+/// with H = 1 (reshaped). VJP: conv2d's.
 template <class T>
-Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& weight, const Shape& x_shape, const Conv2dOptions& options);
+Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>(), long stride = 1,
+              long padding = 0, long dilation = 1, long groups = 1);
+
+/// F.max_pool2d: x (N, C, H, W) or (C, H, W); y = the max of each window
+/// (padding is -inf); stride defaults to the kernel; padding <= kernel / 2.
+/// NaN wins (PyTorch). VJP: x_bar = g scattered to each window's argmax (the
+/// first max on ties, as PyTorch), an op whose VJP gathers at the argmaxes.
 template <class T>
-Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape, const Conv2dOptions& options);
-}  // namespace detail
+Var<T> max_pool2d(const Var<T>& x, Size2 kernel, PoolStride stride = std::nullopt, Size2 padding = 0);
+
+/// F.avg_pool2d: y = the sum of each window / divisor, the divisor kh kw
+/// (count_include_pad, padding counts as zeros) or the number of real
+/// elements in the window. VJP: x_bar[i] = sum over windows holding i of g / divisor.
+template <class T>
+Var<T> avg_pool2d(const Var<T>& x, Size2 kernel, PoolStride stride = std::nullopt, Size2 padding = 0,
+                  bool count_include_pad = true);
 
 }  // namespace ad

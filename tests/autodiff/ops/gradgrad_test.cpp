@@ -175,11 +175,15 @@ const std::vector<OpCase>& op_cases() {
 
         // convolution and pooling
         //
-        {"conv2d", [](const Vars& x) { return ad::tanh(ad::conv2d(x[0], x[1], x[2], {{2, 1}, {1, 1}, {1, 2}, 1})); }, {{1, 2, 4, 4}, {3, 2, 2, 2}, {3}}},
-        {"conv2d groups", [](const Vars& x) { return ad::tanh(ad::conv2d(x[0], x[1], ad::Var<double>(), {{1, 1}, {0, 1}, {1, 1}, 2})); }, {{2, 4, 3, 3}, {2, 2, 2, 2}}},
-        {"conv1d", [](const Vars& x) { return ad::tanh(ad::conv1d(x[0], x[1], x[2], {2, 1, 1, 1})); }, {{2, 2, 5}, {3, 2, 2}, {3}}},
-        {"max_pool2d", [](const Vars& x) { return ad::square(ad::max_pool2d(x[0], {{2, 2}, {1, 1}, {1, 1}, true})); }, {{1, 2, 3, 3}}},
-        {"avg_pool2d", [](const Vars& x) { return ad::square(ad::avg_pool2d(x[0], {{3, 2}, {2, 2}, {1, 1}, false})); }, {{1, 2, 4, 3}}},
+        {"conv2d", [](const Vars& x) { return ad::conv2d(x[0], x[1], x[2], {2, 1}, {1, 0}, {1, 2}, 2); },
+         {{2, 4, 5, 6}, {4, 2, 2, 3}, {4}}},
+        {"conv2d 1x1", [](const Vars& x) { return ad::conv2d(x[0], x[1]); }, {{2, 3, 2, 3}, {2, 3, 1, 1}}},
+        {"conv1d", [](const Vars& x) { return ad::conv1d(x[0], x[1], x[2], 2, 1, 1, 1); }, {{2, 2, 7}, {3, 2, 3}, {3}}},
+        {"max_pool2d", [](const Vars& x) { return ad::square(ad::max_pool2d(x[0], 3, 2, 1)); }, {{2, 2, 5, 6}}},
+        {"avg_pool2d", [](const Vars& x) { return ad::square(ad::avg_pool2d(x[0], {3, 2}, {2, 1}, {1, 0})); },
+         {{2, 2, 5, 6}}},
+        {"avg_pool2d exclude pad", [](const Vars& x) { return ad::square(ad::avg_pool2d(x[0], 3, 2, 1, false)); },
+         {{1, 2, 5, 5}}},
 
         // normalization, dropout and losses
         //
