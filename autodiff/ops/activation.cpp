@@ -31,16 +31,6 @@ constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 constexpr double kSqrt2OverPi = 0.79788456080286535588;
 constexpr double kGeluCubic = 0.044715;
 
-/// f(x) elementwise into a fresh node.
-template <class T, class F>
-Var<T> mapped(const Var<T>& x, F f) {
-    Var<T> y = detail::make_uninitialized<T>(x.value().shape());
-    const T* in = x.value().data();
-    T* out = y.mutable_value().data();
-    for (std::size_t i = 0, n = x.size(); i < n; ++i) out[i] = f(in[i]);
-    return y;
-}
-
 /// [predicate(x)] as a constant, for VJPs that are piecewise.
 template <class T, class P>
 Var<T> indicator(const Var<T>& x, P predicate) {
@@ -60,7 +50,7 @@ template <class T>
 Var<T> leaky_relu(const Var<T>& x, same_t<T> negative_slope) {
     detail::check_defined("leaky_relu", x);
     const T a = negative_slope;
-    return make_op("leaky_relu", mapped(x, [a](T v) { return v > 0 ? v : a * v; }), x,
+    return make_op("leaky_relu", detail::mapped(x, [a](T v) { return v > 0 ? v : a * v; }), x,
                    [x, a](std::size_t, const Var<T>& g) {
                        return g * indicator(x, [a](T v) { return v > 0 ? T(1) : a; });
                    });
@@ -70,7 +60,7 @@ template <class T>
 Var<T> elu(const Var<T>& x, same_t<T> alpha) {
     detail::check_defined("elu", x);
     const T a = alpha;
-    return make_op("elu", mapped(x, [a](T v) { return v > 0 ? v : a * std::expm1(v); }), x,
+    return make_op("elu", detail::mapped(x, [a](T v) { return v > 0 ? v : a * std::expm1(v); }), x,
                    [x, a](std::size_t, const Var<T>& g) {
                        // The negative branch's slope a e^x through exp, so that it differentiates again.
                        return g * (indicator(x, [](T v) { return v > 0; }) +
@@ -85,7 +75,7 @@ Var<T> gelu(const Var<T>& x, GeluApproximation approximate) {
         auto forward = [](T v) {
             return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v)));
         };
-        return make_op("gelu", mapped(x, forward), x, [x](std::size_t, const Var<T>& g) {
+        return make_op("gelu", detail::mapped(x, forward), x, [x](std::size_t, const Var<T>& g) {
             Var<T> x2 = square(x);
             Var<T> t = tanh((x + x * x2 * T(kGeluCubic)) * T(kSqrt2OverPi));
             Var<T> du = (x2 * T(3 * kGeluCubic) + T(1)) * T(kSqrt2OverPi);
@@ -93,7 +83,7 @@ Var<T> gelu(const Var<T>& x, GeluApproximation approximate) {
         });
     }
     auto forward = [](T v) { return v * T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2))); };
-    return make_op("gelu", mapped(x, forward), x, [x](std::size_t, const Var<T>& g) {
+    return make_op("gelu", detail::mapped(x, forward), x, [x](std::size_t, const Var<T>& g) {
         Var<T> cdf = (erf(x * T(kInvSqrt2)) + T(1)) * T(0.5);
         Var<T> pdf = exp(square(x) * T(-0.5)) * T(kInvSqrt2Pi);
         return g * (cdf + x * pdf);
@@ -103,7 +93,7 @@ Var<T> gelu(const Var<T>& x, GeluApproximation approximate) {
 template <class T>
 Var<T> silu(const Var<T>& x) {
     detail::check_defined("silu", x);
-    return make_op("silu", mapped(x, [](T v) { return v / (T(1) + std::exp(-v)); }), x,
+    return make_op("silu", detail::mapped(x, [](T v) { return v / (T(1) + std::exp(-v)); }), x,
                    [x](std::size_t, const Var<T>& g) {
                        Var<T> s = sigmoid(x);
                        return g * s * (x * (T(1) - s) + T(1));
@@ -113,21 +103,21 @@ Var<T> silu(const Var<T>& x) {
 template <class T>
 Var<T> softsign(const Var<T>& x) {
     detail::check_defined("softsign", x);
-    return make_op("softsign", mapped(x, [](T v) { return v / (T(1) + std::abs(v)); }), x,
+    return make_op("softsign", detail::mapped(x, [](T v) { return v / (T(1) + std::abs(v)); }), x,
                    [x](std::size_t, const Var<T>& g) { return g / square(abs(x) + T(1)); });
 }
 
 template <class T>
 Var<T> log_sigmoid(const Var<T>& x) {
     detail::check_defined("log_sigmoid", x);
-    return make_op("log_sigmoid", mapped(x, [](T v) { return -softplus_of(-v); }), x,
+    return make_op("log_sigmoid", detail::mapped(x, [](T v) { return -softplus_of(-v); }), x,
                    [x](std::size_t, const Var<T>& g) { return g * sigmoid(-x); });
 }
 
 template <class T>
 Var<T> mish(const Var<T>& x) {
     detail::check_defined("mish", x);
-    return make_op("mish", mapped(x, [](T v) { return v * std::tanh(softplus_of(v)); }), x,
+    return make_op("mish", detail::mapped(x, [](T v) { return v * std::tanh(softplus_of(v)); }), x,
                    [x](std::size_t, const Var<T>& g) {
                        Var<T> t = tanh(softplus(x));
                        return g * (t + x * (T(1) - square(t)) * sigmoid(x));
@@ -139,7 +129,7 @@ Var<T> hardtanh(const Var<T>& x, same_t<T> min_val, same_t<T> max_val) {
     detail::check_defined("hardtanh", x);
     const T lo = min_val, hi = max_val;
     if (!(lo <= hi)) throw value_error(fmt::format("hardtanh: min_val {} is above max_val {}", lo, hi));
-    return make_op("hardtanh", mapped(x, [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
+    return make_op("hardtanh", detail::mapped(x, [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
                    [x, lo, hi](std::size_t, const Var<T>& g) {
                        return g * indicator(x, [lo, hi](T v) { return v > lo && v < hi; });
                    });

@@ -77,17 +77,6 @@ Array<T> map(const Array<T>& x, F f) {
     return y;
 }
 
-/// f(x) elementwise into a fresh (recycled) node: the forward of the
-/// elementwise ops xtensor lacks.
-template <class T, class F>
-Var<T> mapped(const Var<T>& x, F f) {
-    Var<T> y = detail::make_uninitialized<T>(x.value().shape());
-    const T* in = x.value().data();
-    T* out = y.mutable_value().data();
-    for (std::size_t i = 0, n = x.size(); i < n; ++i) out[i] = f(in[i]);
-    return y;
-}
-
 /// make_op for the arithmetic ops: y = f(a, b) elementwise. When the shapes
 /// agree, or one side is a single element that broadcasts to the other
 /// (scaling by a loss's cotangent, by 1 / n), one pass straight into the
@@ -189,7 +178,7 @@ Var<T> pow(const Var<T>& x, T p) {
 template <class T>
 Var<T> affine(const Var<T>& x, T a, T b) {
     detail::check_defined("affine", x);
-    return make_op("affine", mapped(x, [a, b](T v) { return a * v + b; }), x,
+    return make_op("affine", detail::mapped(x, [a, b](T v) { return a * v + b; }), x,
                    [a](std::size_t, const Var<T>& g) { return a == T(1) ? g : g * a; });
 }
 
@@ -289,7 +278,7 @@ Var<T> tanh(const Var<T>& x) {
 template <class T>
 Var<T> relu(const Var<T>& x) {
     detail::check_defined("relu", x);
-    return make_op("relu", mapped(x, [](T v) { return v > 0 ? v : T(0); }), x,
+    return make_op("relu", detail::mapped(x, [](T v) { return v > 0 ? v : T(0); }), x,
                    [x](std::size_t, const Var<T>& g) {
                        return g * constant(map(x.value(), [](T v) { return T(v > 0); }));
                    });
@@ -300,7 +289,7 @@ Var<T> softplus(const Var<T>& x) {
     detail::check_defined("softplus", x);
     // max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
     return make_op("softplus",
-                   mapped(x, [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); }), x,
+                   detail::mapped(x, [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); }), x,
                    [x](std::size_t, const Var<T>& g) { return g * sigmoid(x); });
 }
 
@@ -308,7 +297,7 @@ template <class T>
 Var<T> clamp(const Var<T>& x, T lo, T hi) {
     detail::check_defined("clamp", x);
     if (!(lo <= hi)) throw value_error(fmt::format("clamp: the bounds [{}, {}] are empty", lo, hi));
-    return make_op("clamp", mapped(x, [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
+    return make_op("clamp", detail::mapped(x, [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
                    [x, lo, hi](std::size_t, const Var<T>& g) {
                        return g * constant(map(x.value(), [lo, hi](T v) { return T(v >= lo && v <= hi); }));
                    });
@@ -320,7 +309,7 @@ namespace {
 template <class T, class F, class Vjp>
 Var<T> unary(const char* op, const Var<T>& x, F f, Vjp vjp) {
     detail::check_defined(op, x);
-    return make_op(op, mapped(x, f), x, std::move(vjp));
+    return make_op(op, detail::mapped(x, f), x, std::move(vjp));
 }
 
 /// The VJP of a piecewise-constant op: zeros of the cotangent's shape.

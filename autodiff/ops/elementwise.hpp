@@ -106,6 +106,17 @@ template <class T> Var<T> operator/(same_t<T> s, const Var<T>& x) { return scale
 
 namespace detail {
 
+/// f(x) elementwise into a fresh (recycled) node: the forward of the
+/// elementwise ops and activations that xtensor lacks.
+template <class T, class F>
+Var<T> mapped(const Var<T>& x, F f) {
+    Var<T> y = make_uninitialized<T>(x.value().shape());
+    const T* in = x.value().data();
+    T* out = y.mutable_value().data();
+    for (std::size_t i = 0, n = x.size(); i < n; ++i) out[i] = f(in[i]);
+    return y;
+}
+
 /// sigmoid_backward(g, y) inside a sweep, for a VJP whose cotangent g is
 /// read by no other part of the VJP (sigmoid's, linear_sigmoid's first
 /// stage): without create_graph, a g that nothing else holds is overwritten
