@@ -6,7 +6,8 @@
 //   max           max over all / one axis    g broadcast back, times [x == y] / (number of ties);
 //                 NaN if the slice has one   a NaN slice sends g to its first NaN
 //   min           min, as max                as max
-//   prod          product                    g prod_{j != i} x_j (exclusive products: exact with zeros)
+//   prod          product                    g prod_{j != i} x_j (exclusive products: exact with zeros;
+//                                            recorded: g y / x, a tape_error where x has a zero)
 //   logsumexp     m + log sum e^(x - m)      g e^(x - y) = g softmax(x); an all -inf slice gives -inf
 //   var           sum (x - mean)^2 / (n - c) composed of mean, sub, square, sum: 2 g (x - mean) / (n - c)
 //   std           sqrt(var)                  g / (2 y) times var's VJP; 0 where y = 0 (PyTorch)
@@ -282,12 +283,15 @@ Var<T> prod_impl(const Var<T>& x, std::optional<long> axis_arg, bool keepdims) {
         }
     }
     return make_op("prod", std::move(y), x, [x, x_shape, axis, b](std::size_t, const Var<T>& g, const Var<T>& y) {
-        const bool has_zero = xt::any(xt::equal(x.value(), T(0)));
-        if (detail::recording() && !has_zero) {
-            // Recorded (a second derivative): y / x, which engine ops differentiate again.
-            return spread(g, x_shape, axis) * spread(y, x_shape, axis) / x;
+        if (!detail::recording()) return spread(g, x_shape, axis) * constant(products_of_others(x.value(), b));
+        // Recorded (for a second derivative): y / x, which engine ops differentiate
+        // again. At a zero of x that formula fails, and the exclusive products as a
+        // constant would give a second derivative of zero without a word: refuse.
+        if (xt::any(xt::equal(x.value(), T(0)))) {
+            throw tape_error(fmt::format("prod: a second derivative through a product of {} with zeros in it is not supported",
+                                         shape_string(x_shape)));
         }
-        return spread(g, x_shape, axis) * constant(products_of_others(x.value(), b));
+        return spread(g, x_shape, axis) * spread(y, x_shape, axis) / x;
     });
 }
 

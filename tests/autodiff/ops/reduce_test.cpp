@@ -450,6 +450,10 @@ TEST_CASE("prod: the gradient is the product of the others, exact where x has ze
     ad::sum(ad::prod(two_zeros, 1)).backward();
     CHECK(two_zeros.grad() == Array<double>{{0.0, 0.0, 0.0}, {6.0, 3.0, 2.0}});
     CHECK(ad::prod(ad::constant(Array<double>(xt::zeros<double>({0})))).value()() == 1.0);  // the product of nothing
+    // A second derivative at a zero is refused rather than returned wrong.
+    auto z = ad::param(Array<double>{2.0, 0.0});
+    CHECK_THROWS_WITH_AS(ad::grad(ad::prod(z), {z}, {.create_graph = true}),
+                         "prod: a second derivative through a product of (2,) with zeros in it is not supported", ad::tape_error);
 }
 
 TEST_CASE("logsumexp: stable for large values and -inf") {
