@@ -104,6 +104,14 @@ void reject_not_fresh(const char* op, const std::string& shape) {
         op, shape));
 }
 
+void reject_first_order(const char* op) {
+    throw tape_error(fmt::format(
+        "{}: its VJP is declared first-order (ad::first_order), so a sweep that records it for a second "
+        "derivative (create_graph, hessian, jvp, gradgradcheck) cannot go through it; write the VJP with "
+        "engine ops to differentiate it again",
+        op));
+}
+
 void reject_empty(const char* op) {
     throw tape_error(fmt::format("{}: an input is an empty Var", op));
 }

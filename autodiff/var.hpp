@@ -217,6 +217,21 @@ StagedVjp<Through, PerInput> staged_vjp(Through through, PerInput per_input) {
     return {std::move(through), std::move(per_input)};
 }
 
+/// A VJP declared first-order, like PyTorch's once_differentiable: for a
+/// custom op whose VJP computes with plain arrays (its derivative is then
+/// invisible to the tape). A sweep that records (create_graph: a second
+/// derivative, hessian, jvp, gradgradcheck) reaching its record throws a
+/// tape_error naming the op, instead of differentiating a constant to zero.
+template <class Vjp>
+struct FirstOrderVjp {
+    Vjp vjp;
+};
+
+template <class Vjp>
+FirstOrderVjp<Vjp> first_order(Vjp vjp) {
+    return {std::move(vjp)};
+}
+
 namespace detail {
 
 /// Throws the tape_error of check_same_tape.
@@ -483,6 +498,23 @@ struct IsStagedVjp : std::false_type {};
 template <class Through, class PerInput>
 struct IsStagedVjp<StagedVjp<Through, PerInput>> : std::true_type {};
 
+/// The callable inside a VJP declared first_order; any other VJP itself.
+template <class Vjp>
+struct FirstOrder {
+    static constexpr bool value = false;
+    using Inner = Vjp;
+    static Vjp& inner(Vjp& vjp) { return vjp; }
+};
+template <class Vjp>
+struct FirstOrder<FirstOrderVjp<Vjp>> {
+    static constexpr bool value = true;
+    using Inner = Vjp;
+    static Vjp& inner(FirstOrderVjp<Vjp>& vjp) { return vjp.vjp; }
+};
+
+/// Throws the tape_error of a recorded sweep that reaches a first-order VJP.
+[[noreturn]] void reject_first_order(const char* op);
+
 /// The record an op appends. Its VJP is `vjp(i, grad) -> input i's
 /// cotangent`, or `vjp(i, grad, result)` when it reads the op's result (the
 /// record then keeps the result alive), or a StagedVjp; it is called only for
@@ -491,8 +523,9 @@ struct IsStagedVjp<StagedVjp<Through, PerInput>> : std::true_type {};
 template <class T, class Inputs, class Vjp>
 struct OpRecord {
     static constexpr bool staged = IsStagedVjp<Vjp>::value;
+    static constexpr bool first_order_only = FirstOrder<Vjp>::value;
     static constexpr bool reads_result =
-        staged || std::is_invocable_v<Vjp&, std::size_t, const Var<T>&, const Var<T>&>;
+        staged || std::is_invocable_v<typename FirstOrder<Vjp>::Inner&, std::size_t, const Var<T>&, const Var<T>&>;
 
     const char* op;
     CotangentSlot<T> slot;
@@ -512,6 +545,9 @@ struct OpRecord {
             // so it goes with `grad` at the end of this call: its node is
             // recycled for the cotangents still to come, instead of all of
             // them living until the sweep ends.
+            if constexpr (first_order_only) {
+                if (recording()) reject_first_order(op);
+            }
             Var<T> grad(std::move(slot));
             if constexpr (staged) grad = vjp.through(grad, result);  // once, for every input's part
             for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -522,9 +558,9 @@ struct OpRecord {
                     if constexpr (staged) {
                         return vjp.per_input(i, grad);
                     } else if constexpr (reads_result) {
-                        return vjp(i, grad, result);
+                        return FirstOrder<Vjp>::inner(vjp)(i, grad, result);
                     } else {
-                        return vjp(i, grad);
+                        return FirstOrder<Vjp>::inner(vjp)(i, grad);
                     }
                 }();
                 fit_gradient(op, input_grad, in.shape);

@@ -232,3 +232,36 @@ TEST_CASE("var: mutable_grad() changes a parameter's gradient in place (clipping
     auto y = ad::exp(w);
     CHECK_THROWS_AS(y.mutable_grad(), ad::tape_error);
 }
+
+namespace {
+
+/// A custom op whose VJP computes with plain arrays: y = x^3, x_bar = g 3 x^2 as a constant.
+ad::Var<double> cube_first_order(const ad::Var<double>& x) {
+    Array<double> y = x.value() * x.value() * x.value();
+    return ad::make_op("cube", std::move(y), x, ad::first_order([x](std::size_t, const ad::Var<double>& g) {
+                           return g * ad::constant(Array<double>(3.0 * x.value() * x.value()));
+                       }));
+}
+
+}  // namespace
+
+TEST_CASE("var: a VJP declared first_order gives first derivatives, and a second derivative names the op instead of returning zeros") {
+    std::vector<Array<double>> x{Array<double>{0.5, -1.5, 2.0}};
+    auto f = [](const ad::test::Vars& v) { return ad::sum(cube_first_order(v[0])); };
+    CHECK_GRADCHECK(f, x);
+    ad::Tape tape;
+    auto p = ad::param(x[0]);
+    ad::sum(cube_first_order(p)).backward();
+    CHECK(p.grad() == Array<double>{0.75, 6.75, 12.0});
+    const char* message = "cube: its VJP is declared first-order (ad::first_order)";
+    CHECK_THROWS_WITH_AS(ad::grad(ad::sum(cube_first_order(p)), {p}, {.create_graph = true}), doctest::Contains(message),
+                         ad::tape_error);
+    CHECK_THROWS_WITH_AS(ad::hessian<double>([](const ad::Var<double>& v) { return ad::sum(cube_first_order(v)); }, x[0]),
+                         doctest::Contains(message), ad::tape_error);
+    CHECK_THROWS_WITH_AS(ad::gradgradcheck(f, x), doctest::Contains(message), ad::tape_error);
+    // The tape still walks back after the refused sweep.
+    tape.clear();
+    p.zero_grad();
+    ad::sum(cube_first_order(p) * 2.0).backward();
+    CHECK(p.grad() == Array<double>{1.5, 13.5, 24.0});
+}
