@@ -137,7 +137,7 @@ int run(const Options& options) {
     // trained weights, widened, in a double copy of the network.
     nn::MLP<double> reference({2, options.hidden, 1}, nn::Activation::sigmoid, options.seed);
     std::map<std::string, ad::Array<double>> weights;
-    for (const auto& p : model.parameters()) weights[p.name] = xt::cast<double>(p.var.value());
+    for (const auto& p : model.named_parameters()) weights[p.name] = xt::cast<double>(p.var.value());
     nn::assign_parameters(reference, weights);
     const ad::Array<double> x64 = xt::cast<double>(inputs), y64 = xt::cast<double>(targets);
     auto comparison = nn::compare_with_textbook(reference, x64, y64, ad::Reduction::sum);

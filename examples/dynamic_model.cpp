@@ -17,37 +17,34 @@
 namespace nn = ad::nn;
 using ad::Var;
 
-/// The recurrent cell and its read-out as a Module: parameters() and
-/// zero_grad() work as for any model, and forward runs one sequence (rows are time steps).
+/// The recurrent cell and its read-out as a Module: each layer is registered
+/// once, so parameters, zero_grad and checkpoints see them by name
+/// ("input.weight", ...), and forward runs one sequence (rows are time steps).
 class RecurrentNet final : public nn::Module<double> {
 public:
     RecurrentNet(std::size_t hidden, std::uint64_t seed)
-        : input_(1, hidden, nn::derive_seed(seed, 0)),
-          recurrent_(hidden, hidden, nn::derive_seed(seed, 1)),
-          readout_(hidden, 1, nn::derive_seed(seed, 2)),
+        : input_(register_module("input", nn::Linear<double>(1, hidden, nn::derive_seed(seed, 0)))),
+          // No bias: input_ has one, and a second would add nothing but a redundant parameter.
+          recurrent_weight_(register_parameter(
+              "recurrent_weight", nn::init_weight<double>(hidden, hidden, nn::Init::xavier_uniform, nn::derive_seed(seed, 1)))),
+          readout_(register_module("readout", nn::Linear<double>(hidden, 1, nn::derive_seed(seed, 2)))),
           hidden_(hidden) {}
 
     Var<double> forward(const Var<double>& sequence) override {
         Var<double> h = ad::constant(ad::Array<double>(xt::zeros<double>({std::size_t(1), hidden_})));
         for (std::size_t t = 0; t < sequence.shape()[0]; ++t) {  // as many steps as the input has
             Var<double> x_t = ad::rows(sequence, t, t + 1);
-            h = ad::tanh(input_(x_t) + ad::matmul(h, recurrent_.weight(), false, true));
+            h = ad::tanh((*input_)(x_t) + ad::matmul(h, recurrent_weight_, false, true));
         }
-        return readout_(h);
+        return (*readout_)(h);
     }
 
-    std::vector<nn::NamedParameter<double>> parameters() const override {
-        std::vector<nn::NamedParameter<double>> all;
-        for (auto& [prefix, layer] : {std::pair{"input", &input_}, std::pair{"readout", &readout_}}) {
-            for (auto& p : layer->parameters()) all.push_back({std::string(prefix) + "." + p.name, p.var});
-        }
-        all.push_back({"recurrent.weight", recurrent_.weight()});  // its bias is unused: input_ has one
-        return all;
-    }
     std::string describe() const override { return fmt::format("RecurrentNet(hidden={})", hidden_); }
 
 private:
-    nn::Linear<double> input_, recurrent_, readout_;
+    std::shared_ptr<nn::Linear<double>> input_;
+    Var<double> recurrent_weight_;
+    std::shared_ptr<nn::Linear<double>> readout_;
     std::size_t hidden_;
 };
 

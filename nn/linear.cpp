@@ -23,8 +23,8 @@ Linear<T>::Linear(std::size_t in, std::size_t out, std::uint64_t seed, Init init
     if (in == 0 || out == 0) {
         throw value_error(fmt::format("Linear({}, {}): a layer needs at least one input and one output", in, out));
     }
-    weight_ = param(init_weight<T>(out, in, init, seed));
-    bias_ = param(Array<T>(xt::zeros<T>({out})));
+    weight_ = this->register_parameter("weight", init_weight<T>(out, in, init, seed));
+    bias_ = this->register_parameter("bias", Array<T>(xt::zeros<T>({out})));
 }
 
 template <class T>
@@ -36,8 +36,8 @@ Linear<T>::Linear(Array<T> weight, Array<T> bias) {
     }
     out_ = weight.shape()[0];
     in_ = weight.shape()[1];
-    weight_ = param(std::move(weight));
-    bias_ = param(std::move(bias));
+    weight_ = this->register_parameter("weight", std::move(weight));
+    bias_ = this->register_parameter("bias", std::move(bias));
 }
 
 template <class T>
@@ -63,11 +63,6 @@ template <class T>
 Var<T> Linear<T>::forward_sigmoid(const Var<T>& x) {
     check_input(x);
     return linear_sigmoid(x, weight_, bias_);
-}
-
-template <class T>
-std::vector<NamedParameter<T>> Linear<T>::parameters() const {
-    return {{"weight", weight_}, {"bias", bias_}};
 }
 
 template <class T>

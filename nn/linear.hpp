@@ -33,7 +33,6 @@ public:
     /// sigmoid(forward(x)) as one op (ad::linear_sigmoid): what Sequential
     /// runs for this layer when a Sigmoid follows it.
     Var<T> forward_sigmoid(const Var<T>& x);
-    std::vector<NamedParameter<T>> parameters() const override;
     std::string describe() const override;
 
     std::size_t in_features() const { return in_; }

@@ -67,7 +67,7 @@ template <class T>
 class SGD final : public Optimizer<T> {
 public:
     SGD(std::vector<NamedParameter<T>> parameters, SGDOptions options = {});
-    SGD(const Module<T>& model, SGDOptions options = {}) : SGD(model.parameters(), options) {}
+    SGD(const Module<T>& model, SGDOptions options = {}) : SGD(model.named_parameters(), options) {}
     void step() override;
     const SGDOptions& options() const { return options_; }
 
@@ -88,7 +88,7 @@ template <class T>
 class Adam final : public Optimizer<T> {
 public:
     Adam(std::vector<NamedParameter<T>> parameters, AdamOptions options = {});
-    Adam(const Module<T>& model, AdamOptions options = {}) : Adam(model.parameters(), options) {}
+    Adam(const Module<T>& model, AdamOptions options = {}) : Adam(model.named_parameters(), options) {}
     void step() override;
     const AdamOptions& options() const { return options_; }
 

@@ -7,16 +7,17 @@
 namespace ad::nn {
 
 template <class T>
-Sequential<T>::Sequential(std::vector<ModulePtr<T>> layers) : layers_(std::move(layers)) {
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-        if (!layers_[i]) throw value_error(fmt::format("Sequential: layer {} is null", i));
+Sequential<T>::Sequential(std::vector<ModulePtr<T>> layers) {
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        if (!layers[i]) throw value_error(fmt::format("Sequential: layer {} is null", i));
     }
-    find_fusions();
+    for (auto& layer : layers) add(std::move(layer));
 }
 
 template <class T>
 Sequential<T>& Sequential<T>::add(ModulePtr<T> layer) {
     if (!layer) throw value_error("Sequential::add: the module is null");
+    list_->push_back(layer);
     layers_.push_back(std::move(layer));
     find_fusions();
     return *this;
@@ -68,17 +69,6 @@ Var<T> Sequential<T>::forward(const Var<T>& x) {
         }
     }
     return a;
-}
-
-template <class T>
-std::vector<NamedParameter<T>> Sequential<T>::parameters() const {
-    std::vector<NamedParameter<T>> all;
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-        for (auto& p : layers_[i]->parameters()) {
-            all.push_back({fmt::format("layers.{}.{}", i, p.name), p.var});
-        }
-    }
-    return all;
 }
 
 template <class T>

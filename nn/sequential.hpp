@@ -33,7 +33,6 @@ public:
     /// Runs the layers in order. An error inside a layer is rethrown, same
     /// type, with the layer's name in front: "layers.2 (Linear(3, 1)): ...".
     Var<T> forward(const Var<T>& x) override;
-    std::vector<NamedParameter<T>> parameters() const override;
     std::string describe() const override;
 
     std::size_t size() const { return layers_.size(); }
@@ -42,6 +41,8 @@ public:
 
 private:
     std::vector<ModulePtr<T>> layers_;
+    // The same modules, registered as the child "layers": what names them.
+    std::shared_ptr<ModuleList<T>> list_ = this->register_module("layers", std::make_shared<ModuleList<T>>());
     // fused_with_next_[i]: layer i is a Linear and layer i + 1 a Sigmoid, run
     // as one op (Linear::forward_sigmoid). Found when layers are added, not
     // in every forward.

@@ -528,6 +528,24 @@ Array<T> read_entry(const char* op, const ManifestEntry& entry) {
 
 std::string joined(const std::vector<std::string>& names) { return fmt::format("{}", fmt::join(names, ", ")); }
 
+/// What a checkpoint holds of a model: its parameters, then its buffers, by name.
+template <class T>
+struct StateEntry {
+    std::string name;
+    Var<T> parameter;                   // defined for a parameter
+    std::shared_ptr<Array<T>> buffer;   // set for a buffer
+    const Array<T>& value() const { return buffer ? *buffer : parameter.value(); }
+    Array<T>& mutable_value() const { return buffer ? *buffer : parameter.mutable_value(); }
+};
+
+template <class T>
+std::vector<StateEntry<T>> state_of(const Module<T>& model) {
+    std::vector<StateEntry<T>> state;
+    for (auto& p : model.named_parameters()) state.push_back({std::move(p.name), std::move(p.var), nullptr});
+    for (auto& b : model.named_buffers()) state.push_back({std::move(b.name), Var<T>(), std::move(b.value)});
+    return state;
+}
+
 }  // namespace
 
 template <class T>
@@ -539,9 +557,9 @@ std::string npy_dtype(const fs::path& file) { return NpyFile("npy_dtype", file).
 
 template <class T>
 void save_parameters(const Module<T>& model, const fs::path& folder) {
-    auto parameters = model.parameters();
+    auto state = state_of(model);
     std::vector<NamedArray<T>> arrays;
-    for (const auto& p : parameters) arrays.push_back({p.name, &p.var.value()});
+    for (const auto& e : state) arrays.push_back({e.name, &e.value()});
     try {
         save_checkpoint("save_parameters", arrays, folder);
     } catch (const fs::filesystem_error& e) {
@@ -551,7 +569,7 @@ void save_parameters(const Module<T>& model, const fs::path& folder) {
 
 template <class T>
 void assign_parameters(const Module<T>& model, const std::map<std::string, Array<T>>& values) {
-    auto parameters = model.parameters();
+    auto parameters = model.named_parameters();
     std::set<std::string> names;
     for (const auto& p : parameters) {
         names.insert(p.name);
@@ -577,7 +595,7 @@ void assign_parameters(const Module<T>& model, const std::map<std::string, Array
 template <class T>
 LoadReport load_parameters(const Module<T>& model, const fs::path& folder, LoadOptions options) {
     const char* op = "load_parameters";
-    auto parameters = model.parameters();
+    auto state = state_of(model);
     std::map<std::string, ManifestEntry> entries;
     try {
         entries = read_manifest(op, folder);
@@ -587,9 +605,9 @@ LoadReport load_parameters(const Module<T>& model, const fs::path& folder, LoadO
 
     LoadReport report;
     std::set<std::string> names;
-    for (const auto& p : parameters) {
-        names.insert(p.name);
-        if (!entries.count(p.name)) report.missing.push_back(fmt::format("{} (shape {})", p.name, shape_string(p.var.shape())));
+    for (const auto& e : state) {
+        names.insert(e.name);
+        if (!entries.count(e.name)) report.missing.push_back(fmt::format("{} (shape {})", e.name, shape_string_of(e.value())));
     }
     for (const auto& entry : entries) {
         if (!names.count(entry.first)) report.unexpected.push_back(entry.first);
@@ -601,20 +619,21 @@ LoadReport load_parameters(const Module<T>& model, const fs::path& folder, LoadO
         throw io_error(fmt::format("{}: the checkpoint {} does not match the model{}", op, folder.string(), what));
     }
 
-    std::vector<std::pair<const NamedParameter<T>*, Array<T>>> values;
-    for (const auto& p : parameters) {
-        auto it = entries.find(p.name);
+    std::vector<std::pair<const StateEntry<T>*, Array<T>>> values;
+    for (const auto& e : state) {
+        auto it = entries.find(e.name);
         if (it == entries.end()) continue;
         Array<T> value = read_entry<T>(op, it->second);
-        if (!equal_shapes(value, p.var.value())) {
-            throw shape_error(fmt::format("{}: parameter '{}' has shape {} but {} holds shape {}", op, p.name,
-                                          shape_string(p.var.shape()), it->second.file.string(), shape_string_of(value)));
+        if (!equal_shapes(value, e.value())) {
+            throw shape_error(fmt::format("{}: {} '{}' has shape {} but {} holds shape {}", op,
+                                          e.buffer ? "buffer" : "parameter", e.name, shape_string_of(e.value()),
+                                          it->second.file.string(), shape_string_of(value)));
         }
-        values.emplace_back(&p, std::move(value));
+        values.emplace_back(&e, std::move(value));
     }
     // Everything read and checked: copying cannot fail any more. In place, so
     // that pointers into a parameter (an optimizer's) stay valid.
-    for (auto& [p, value] : values) std::copy(value.begin(), value.end(), p->var.mutable_value().begin());
+    for (auto& [e, value] : values) std::copy(value.begin(), value.end(), e->mutable_value().begin());
     return report;
 }
 

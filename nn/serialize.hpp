@@ -26,7 +26,8 @@
 
 namespace ad::nn {
 
-/// Writes every parameter of `model` as a checkpoint in `folder` (created,
+/// Writes every parameter and buffer of `model` (Module::named_parameters,
+/// named_buffers) as a checkpoint in `folder` (created,
 /// with its parents, if missing). An existing `folder` must be a checkpoint
 /// (it holds a manifest.json, or only .npy files): anything else is an
 /// io_error, so that a mistyped path never replaces a folder of other files.
@@ -47,7 +48,7 @@ struct LoadReport {
     std::vector<std::string> unexpected;  // arrays of the checkpoint the model lacks
 };
 
-/// Reads the parameters of `model` from the checkpoint in `folder` (a folder
+/// Reads the parameters and buffers of `model` from the checkpoint in `folder` (a folder
 /// of .npy files without a manifest, as numpy or an older tapegrad wrote it,
 /// is read too, without checksums). Throws io_error for a file that is not
 /// what it claims, a dtype other than T's, or (strict) names that do not

@@ -136,7 +136,7 @@ GradientComparison compare_with_textbook(MLP<T>& model, const Array<T>& inputs, 
 
     Tape tape;  // our own: the caller's tape (if any) is current again when it goes
     EnableGrad recording;  // the comparison needs the tape even when called under NoGrad
-    auto params = model.parameters();
+    auto params = model.named_parameters();
     std::vector<Var<T>> vars;
     for (const auto& p : params) vars.push_back(p.var);
     Var<T> loss = nn::half_sse(model(inputs), targets, reduction);

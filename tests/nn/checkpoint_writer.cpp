@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
     try {
         ad::nn::MLP<double> model({128, 128, 128, 64}, ad::nn::Activation::tanh, 0);
         for (double k = 1;; ++k) {
-            for (auto& p : model.parameters()) p.var.mutable_value().fill(k);
+            for (auto& p : model.named_parameters()) p.var.mutable_value().fill(k);
             ad::nn::save_parameters(model, argv[1]);
             std::printf("%.0f\n", k);
             std::fflush(stdout);

@@ -15,7 +15,7 @@ TEST_CASE("Linear: shapes and y = x W^T + b") {
     Array<double> x{{1, 0, -1}, {2, 1, 0}};
     auto y = layer(x);
     CHECK(y.value() == Array<double>{{1 - 3 + 0.5, 4 - 6 - 0.5}, {2 + 2 + 0.5, 8 + 5 - 0.5}});
-    auto params = layer.parameters();
+    auto params = layer.named_parameters();
     REQUIRE(params.size() == 2);
     CHECK(params[0].name == "weight");
     CHECK(params[0].var.shape() == Shape{2, 3});

@@ -6,10 +6,19 @@ using namespace ad;
 
 /// A user's own module: y = a * x with one learnable scalar per column.
 struct ColumnScale final : nn::Module<double> {
-    Var<double> a = param(Array<double>{2.0, -1.0});
+    Var<double> a = register_parameter("a", Array<double>{2.0, -1.0});
     Var<double> forward(const Var<double>& x) override { return x * a; }
-    std::vector<nn::NamedParameter<double>> parameters() const override { return {{"a", a}}; }
-    std::string describe() const override { return "ColumnScale"; }
+};
+
+/// A model with submodules, a direct parameter, a buffer and a tied layer.
+struct Net final : nn::Module<double> {
+    std::shared_ptr<nn::Linear<double>> encoder = register_module("encoder", nn::Linear<double>(3, 4, 1));
+    std::shared_ptr<nn::MLP<double>> head = register_module("head", nn::MLP<double>({4, 2, 1}));
+    Var<double> scale = register_parameter("scale", Array<double>{1.5});
+    std::shared_ptr<Array<double>> steps = register_buffer("steps", Array<double>{0.0});
+    std::shared_ptr<nn::Linear<double>> tied = register_module("tied", encoder);  // weights shared with encoder
+
+    Var<double> forward(const Var<double>& x) override { return (*head)((*encoder)(x)) * scale; }
 };
 
 TEST_CASE("Module: a user's module plugs into parameters, zero_grad and Sequential naming") {
@@ -18,7 +27,7 @@ TEST_CASE("Module: a user's module plugs into parameters, zero_grad and Sequenti
     nn::Sequential<double> model;
     model.add(std::make_shared<nn::Identity<double>>()).add(scale);
 
-    auto params = model.parameters();
+    auto params = model.named_parameters();
     REQUIRE(params.size() == 1);
     CHECK(params[0].name == "layers.1.a");
     CHECK(model.parameter_count() == 2);
@@ -36,9 +45,94 @@ TEST_CASE("Module: a user's module plugs into parameters, zero_grad and Sequenti
 
 TEST_CASE("Module: parameters are shared handles, not copies") {
     nn::Linear<double> layer(3, 2, 7);
-    auto p = layer.parameters();
+    auto p = layer.named_parameters();
     p[0].var.mutable_value().fill(0.5);
     CHECK(layer.weight().value() == Array<double>(xt::full_like(layer.weight().value(), 0.5)));
+}
+
+}  // namespace
+
+namespace {
+
+using namespace ad;
+
+TEST_CASE("Module: registration gives dotted names, counts, buffers and a summary") {
+    Net net;
+    std::vector<std::string> names;
+    for (const auto& p : net.named_parameters()) names.push_back(p.name);
+    // Registration order; the tied layer's parameters are listed once, under their first name.
+    CHECK(names == std::vector<std::string>{"scale", "encoder.weight", "encoder.bias", "head.layers.0.weight",
+                                            "head.layers.0.bias", "head.layers.2.weight", "head.layers.2.bias"});
+    CHECK(net.parameters().size() == names.size());
+    CHECK(net.named_parameters(false).size() == 1);
+    CHECK(net.parameter_count() == 1 + (3 * 4 + 4) + (4 * 2 + 2) + (2 * 1 + 1));
+
+    auto buffers = net.named_buffers();
+    REQUIRE(buffers.size() == 1);
+    CHECK(buffers[0].name == "steps");
+    CHECK(buffers[0].value == net.steps);
+
+    std::vector<std::string> modules;
+    for (const auto& m : net.named_modules()) modules.push_back(m.name);
+    CHECK(modules == std::vector<std::string>{"encoder", "head", "head.layers", "head.layers.0", "head.layers.1",
+                                              "head.layers.2", "head.layers.3", "tied"});
+
+    CHECK(net.summary() ==
+          "Net(\n"
+          "  (encoder): Linear(3, 4)\n"
+          "  (head): MLP(\n"
+          "    (layers): ModuleList(\n"
+          "      (0): Linear(4, 2)\n"
+          "      (1): Sigmoid\n"
+          "      (2): Linear(2, 1)\n"
+          "      (3): Sigmoid\n"
+          "    )\n"
+          "  )\n"
+          "  (tied): Linear(3, 4)\n"
+          ")\n"
+          "parameters: 30\n");
+}
+
+TEST_CASE("Module: train and eval reach every submodule, new children follow their parent") {
+    Net net;
+    CHECK(net.is_training());
+    net.eval();
+    CHECK_FALSE(net.is_training());
+    for (const auto& m : net.named_modules()) CHECK_FALSE(m.module->is_training());
+    net.train();
+    for (const auto& m : net.named_modules()) CHECK(m.module->is_training());
+}
+
+TEST_CASE("Module: zero_grad reaches parameters at every depth") {
+    Tape tape;
+    Net net;
+    sum(net(Array<double>{{1.0, 2.0, 3.0}})).backward();
+    bool any_nonzero = false;
+    for (const auto& p : net.named_parameters()) any_nonzero = any_nonzero || xt::any(xt::not_equal(p.var.grad(), 0.0));
+    CHECK(any_nonzero);
+    net.zero_grad();
+    for (const auto& p : net.named_parameters()) CHECK(xt::all(xt::equal(p.var.grad(), 0.0)));
+}
+
+struct BadNames final : nn::Module<double> {
+    void add(const std::string& name) { register_parameter(name, Array<double>{1.0}); }
+    void add_constant() { register_parameter("c", constant(Array<double>{1.0})); }
+    void add_null() { register_module("m", std::shared_ptr<nn::Linear<double>>()); }
+};
+
+TEST_CASE("Module: bad registrations are value_errors naming the module") {
+    BadNames m;
+    m.add("w");
+    CHECK_THROWS_WITH_AS(m.add("w"), "BadNames: the name 'w' is registered already", value_error);
+    CHECK_THROWS_WITH_AS(m.add("a.b"), "BadNames: parameter name 'a.b' must be non-empty and without dots", value_error);
+    CHECK_THROWS_WITH_AS(m.add(""), "BadNames: parameter name '' must be non-empty and without dots", value_error);
+    CHECK_THROWS_WITH_AS(m.add_constant(), "BadNames: 'c' is not a parameter (make it with ad::param)", value_error);
+    CHECK_THROWS_WITH_AS(m.add_null(), "BadNames: module 'm' is null", value_error);
+    CHECK(m.named_parameters().size() == 1);
+    // A module without a one-input forward says so.
+    nn::ModuleList<double> list;
+    CHECK_THROWS_WITH_AS(list(Array<double>{1.0}), "ModuleList: has no forward of one input; call its own forward",
+                         value_error);
 }
 
 }  // namespace

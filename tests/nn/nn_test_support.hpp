@@ -16,7 +16,7 @@ inline std::vector<Array<double>> numeric_parameter_grads(const nn::Module<doubl
                                                           const std::function<double()>& loss,
                                                           double eps = 1e-6) {
     std::vector<Array<double>> grads;
-    for (auto& p : model.parameters()) {
+    for (auto& p : model.named_parameters()) {
         Array<double>& value = p.var.mutable_value();
         Array<double> g = xt::zeros<double>(value.shape());
         for (std::size_t i = 0; i < value.size(); ++i) {
@@ -50,13 +50,13 @@ inline double max_abs(const Array<double>& a) {
 template <class T>
 std::vector<Array<T>> snapshot(const nn::Module<T>& model) {
     std::vector<Array<T>> values;
-    for (const auto& p : model.parameters()) values.push_back(p.var.value());
+    for (const auto& p : model.named_parameters()) values.push_back(p.var.value());
     return values;
 }
 
 template <class T>
 bool unchanged(const nn::Module<T>& model, const std::vector<Array<T>>& before) {
-    auto params = model.parameters();
+    auto params = model.named_parameters();
     if (params.size() != before.size()) return false;
     for (std::size_t i = 0; i < params.size(); ++i) {
         if (!equal_shapes(params[i].var.value(), before[i]) || params[i].var.value() != before[i]) return false;

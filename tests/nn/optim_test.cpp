@@ -144,7 +144,7 @@ TEST_CASE("optimizers: a parameter that changed shape is rejected by name, param
     nn::SGD<double> sgd(model, {0.5, 0.9});
     nn::half_sse(model(data.x), data.y).backward();
     tape.clear();
-    auto params = model.parameters();
+    auto params = model.named_parameters();
     SUBCASE("the same size in another shape") { params[0].var.mutable_value().reshape({2, 3}); }
     SUBCASE("another size") { params[0].var.mutable_value() = xt::zeros<double>({3, 3}); }
     auto before = test::snapshot(model);
@@ -171,7 +171,7 @@ TEST_CASE("optimizers: a non-finite gradient leaves parameters and state unchang
     nn::half_sse(model(x), y).backward();
     tape.clear();
     // Poison one gradient, as an overflow would.
-    auto params = model.parameters();
+    auto params = model.named_parameters();
     const_cast<Array<double>&>(params[2].var.grad())(0, 1) = std::numeric_limits<double>::infinity();
     std::string m = message_of<value_error>([&] { sgd.step(); });
     CHECK(m.find("SGD::step") == 0);

@@ -10,7 +10,7 @@ TEST_CASE("MLP: layers, names like PyTorch's nn.Sequential, activations") {
     nn::MLP<double> model({2, 3, 1});
     CHECK(model.size() == 4);  // Linear, Sigmoid, Linear, Sigmoid
     CHECK(model.describe() == "Sequential(Linear(2, 3), Sigmoid, Linear(3, 1), Sigmoid)");
-    auto params = model.parameters();
+    auto params = model.named_parameters();
     REQUIRE(params.size() == 4);
     CHECK(params[0].name == "layers.0.weight");
     CHECK(params[1].name == "layers.0.bias");
@@ -66,7 +66,7 @@ TEST_CASE("Sequential: a Linear followed by a Sigmoid runs as one op, with the l
         auto loss = nn::half_sse(out, y);
         loss.backward();
         std::vector<Array<double>> g{out.value()};
-        for (const auto& p : model.parameters()) g.push_back(p.var.grad());
+        for (const auto& p : model.named_parameters()) g.push_back(p.var.grad());
         return g;
     };
     auto layers = grads_of(true);
@@ -129,7 +129,7 @@ TEST_CASE("MLP: gradients of a deep mixed net match finite differences") {
     };
     auto numeric = test::numeric_parameter_grads(model, loss_value);
     nn::half_sse(model(x), y).backward();
-    auto params = model.parameters();
+    auto params = model.named_parameters();
     for (std::size_t i = 0; i < params.size(); ++i) {
         CAPTURE(params[i].name);
         CHECK(test::max_abs_diff(params[i].var.grad(), numeric[i]) < 1e-7);

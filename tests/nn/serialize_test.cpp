@@ -107,7 +107,7 @@ TEST_CASE("save_parameters / load_parameters: a round trip restores every parame
     CHECK(report.missing.empty());
     CHECK(report.unexpected.empty());
     CHECK(fresh.linear(0).weight().value().data() == storage);  // loaded in place
-    auto a = trained.parameters(), b = fresh.parameters();
+    auto a = trained.named_parameters(), b = fresh.named_parameters();
     for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i].var.value() == b[i].var.value());
 
     nn::MLP<float> single({3, 4, 2}, nn::Activation::tanh, 1);
@@ -116,6 +116,39 @@ TEST_CASE("save_parameters / load_parameters: a round trip restores every parame
     nn::MLP<float> single2({3, 4, 2}, nn::Activation::tanh, 5);
     nn::load_parameters(single2, folder.path / "float");
     CHECK(single2.linear(1).weight().value() == single.linear(1).weight().value());
+}
+
+/// A module with a buffer beside its parameters, as batch norm keeps running statistics.
+struct WithBuffer final : nn::Module<double> {
+    std::shared_ptr<nn::Linear<double>> fc;
+    std::shared_ptr<Array<double>> running;
+    explicit WithBuffer(std::uint64_t seed)
+        : fc(register_module("fc", nn::Linear<double>(2, 3, seed))),
+          running(register_buffer("running", Array<double>{double(seed), 2.0 * double(seed)})) {}
+};
+
+TEST_CASE("save_parameters / load_parameters: buffers are saved and loaded by name, with the parameters") {
+    TemporaryFolder folder("buffers");
+    WithBuffer saved(3), fresh(4);
+    nn::save_parameters(saved, folder.path / "checkpoint");
+    CHECK(fs::exists(folder.path / "checkpoint" / "running.npy"));
+    CHECK(fs::exists(folder.path / "checkpoint" / "fc.weight.npy"));
+    const double* storage = fresh.running->data();
+    nn::load_parameters(fresh, folder.path / "checkpoint");
+    CHECK(*fresh.running == Array<double>{3.0, 6.0});
+    CHECK(fresh.running->data() == storage);  // in place
+    CHECK(fresh.fc->weight().value() == saved.fc->weight().value());
+
+    // A buffer of another shape is a shape_error that names it and loads nothing.
+    *saved.running = Array<double>{1.0, 2.0, 3.0};
+    nn::save_parameters(saved, folder.path / "other");
+    WithBuffer third(5);
+    auto before = third.fc->weight().value();
+    CHECK_THROWS_AS(nn::load_parameters(third, folder.path / "other"), shape_error);
+    CHECK(message_of([&] { nn::load_parameters(third, folder.path / "other"); })
+              .rfind("load_parameters: buffer 'running' has shape (2,) but ", 0) == 0);
+    CHECK(third.fc->weight().value() == before);
+    CHECK(*third.running == Array<double>{5.0, 10.0});
 }
 
 TEST_CASE("read_npy reads what numpy writes: 0-d, size-0 and 1-D shapes, format 2.0, float32") {
@@ -343,7 +376,7 @@ TEST_CASE("save_parameters: a save that fails (a file size limit, as a full disk
     CHECK(siblings(checkpoint) == std::vector<std::string>{"ckpt"});  // the partial save is gone
     nn::MLP<double> reloaded({64, 64, 1}, nn::Activation::tanh, 3);
     nn::load_parameters(reloaded, checkpoint);
-    auto a = old_model.parameters(), b = reloaded.parameters();
+    auto a = old_model.named_parameters(), b = reloaded.named_parameters();
     for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i].var.value() == b[i].var.value());
 }
 
@@ -415,9 +448,9 @@ TEST_CASE("save_parameters: killed at random instants, it leaves the old or the 
         REQUIRE(fs::exists(checkpoint));
         nn::MLP<double> model({128, 128, 128, 64}, nn::Activation::tanh, 1);
         nn::load_parameters(model, checkpoint);
-        double k = model.parameters().front().var.value().flat(0);
+        double k = model.named_parameters().front().var.value().flat(0);
         bool one_version = true;
-        for (const auto& p : model.parameters()) one_version = one_version && xt::all(xt::equal(p.var.value(), k));
+        for (const auto& p : model.named_parameters()) one_version = one_version && xt::all(xt::equal(p.var.value(), k));
         CHECK(one_version);
         CHECK(k >= completed);  // the completed saves are never lost
         whole += one_version;
