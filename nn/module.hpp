@@ -25,6 +25,23 @@
 
 #include "autodiff/autodiff.hpp"
 
+/// Declares an option of a layer's options struct with a chained setter and a
+/// getter, as torch::nn's TORCH_ARG does, so options read like PyTorch's:
+///   nn::Conv2d<float> conv(nn::Conv2dOptions(1, 8, 3).padding(1).bias(false));
+/// Use: `TAPEGRAD_ARG(Size2, stride) = 1;` inside the struct.
+#define TAPEGRAD_ARG(TYPE, NAME)          \
+public:                                   \
+    auto& NAME(const TYPE& new_value) {   \
+        NAME##_ = new_value;              \
+        return *this;                     \
+    }                                     \
+    const TYPE& NAME() const noexcept {   \
+        return NAME##_;                   \
+    }                                     \
+                                          \
+private:                                  \
+    TYPE NAME##_
+
 namespace ad::nn {
 
 using ad::Reduction;

@@ -4,6 +4,7 @@
 // std::uniform_real_distribution's and std::shuffle's are not, so we map the
 // raw 64-bit draws ourselves.
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <random>
@@ -20,6 +21,13 @@ inline double uniform01(std::mt19937_64& rng) {
 /// from one seed hold the same weights up to rounding.
 inline double uniform(std::mt19937_64& rng, double lo, double hi) {
     return lo + (hi - lo) * uniform01(rng);
+}
+
+/// Standard normal, by Box-Muller from two uniform01 draws (std::normal_distribution's
+/// sequence is not fixed by the standard). 1 - u keeps the logarithm's argument in (0, 1].
+inline double normal(std::mt19937_64& rng) {
+    double u = 1.0 - uniform01(rng), v = uniform01(rng);
+    return std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v);
 }
 
 /// Uniform integer in [0, n) without modulo bias (rejection of the short tail).

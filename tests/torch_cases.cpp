@@ -35,6 +35,7 @@
 #include <xtensor/xnpy.hpp>
 
 #include "autodiff/autodiff.hpp"
+#include "nn/nn.hpp"
 
 namespace {
 
@@ -700,6 +701,15 @@ Differences run_jacobian_case(const Case& c) {
     return differences;
 }
 
+// --- kind "cnn": the nn layers of a small CNN ---------------------------------------
+
+
+// --- kinds "gru", "lstm": the nn recurrent cells over a sequence -----------------
+
+
+// --- kind "attention": nn::MultiheadAttention, a residual and nn::LayerNorm ------
+
+
 // --- Kinds and the run ------------------------------------------------------------
 
 using Runner = Differences (*)(const Case&);
@@ -713,6 +723,12 @@ const std::map<std::string, Runner>& kind_runners() {
         {"jvp", run_jvp_case},
         {"mlp", run_mlp_case},
         {"op", run_op_case},
+        // cnn
+
+        // gru, lstm
+
+        // attention
+
     };
     return runners;
 }
