@@ -72,6 +72,52 @@ void sigmoid(const T* x, T* y, std::size_t n) {
     transform(n, y, [](const Batch<T>& v) { return sigmoid_batch(v); }, x);
 }
 
+namespace {
+
+/// e^x for a batch, safe for any input: xsimd::exp converts x / ln 2 to an
+/// integer (undefined for NaN and beyond int's range), so x is clamped where
+/// the result is 0 or infinity already and NaN is passed through at the end.
+/// Results below the smallest normal number are computed as the square of
+/// e^(x/2), which xsimd::exp would flush to zero.
+template <class T>
+Batch<T> exp_batch(const Batch<T>& x) {
+    const Batch<T> limit(kZeroExp<T>);
+    const Batch<T> a = xsimd::max(xsimd::min(x, limit), -limit);  // NaN -> a bound, restored below
+    Batch<T> e = xsimd::exp(a);
+    const auto subnormal = a < Batch<T>(-kSubnormalExp<T>);
+    if (xsimd::any(subnormal)) {
+        const Batch<T> h = xsimd::exp(a * Batch<T>(0.5));
+        e = xsimd::select(subnormal, h * h, e);
+    }
+    return xsimd::select(xsimd::isnan(x), x, e);
+}
+
+/// tanh for a batch: beyond |x| = 20 (float) or 40 (double) tanh x rounds to
+/// +-1, so x is clamped there before xsimd's exp-based formula sees it.
+template <class T>
+Batch<T> tanh_batch(const Batch<T>& x) {
+    const Batch<T> limit(std::is_same_v<T, float> ? T(20) : T(40));
+    const Batch<T> a = xsimd::max(xsimd::min(x, limit), -limit);
+    return xsimd::select(xsimd::isnan(x), x, xsimd::tanh(a));
+}
+
+}  // namespace
+
+template <class T>
+void exp(const T* x, T* y, std::size_t n) {
+    transform(n, y, [](const Batch<T>& v) { return exp_batch(v); }, x);
+}
+
+template <class T>
+void log(const T* x, T* y, std::size_t n) {
+    transform(n, y, [](const Batch<T>& v) { return xsimd::log(v); }, x);
+}
+
+template <class T>
+void tanh(const T* x, T* y, std::size_t n) {
+    transform(n, y, [](const Batch<T>& v) { return tanh_batch(v); }, x);
+}
+
 template <class T>
 void sigmoid_backward(const T* g, const T* y, T* out, std::size_t n) {
     transform(n, out, [](const Batch<T>& gv, const Batch<T>& yv) { return gv * yv * (Batch<T>(1) - yv); }, g, y);
@@ -126,6 +172,12 @@ bool all_finite_long(const T* x, std::size_t n) {
 
 template void sigmoid(const float*, float*, std::size_t);
 template void sigmoid(const double*, double*, std::size_t);
+template void exp(const float*, float*, std::size_t);
+template void exp(const double*, double*, std::size_t);
+template void log(const float*, float*, std::size_t);
+template void log(const double*, double*, std::size_t);
+template void tanh(const float*, float*, std::size_t);
+template void tanh(const double*, double*, std::size_t);
 template void sigmoid_backward(const float*, const float*, float*, std::size_t);
 template void sigmoid_backward(const double*, const double*, double*, std::size_t);
 template void axpy(std::size_t, float, const float*, float*);

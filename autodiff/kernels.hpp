@@ -25,6 +25,21 @@ namespace ad::kernels {
 template <class T>
 void sigmoid(const T* x, T* y, std::size_t n);
 
+/// y[i] = e^x[i], log x[i], tanh x[i] for i < n; y may alias x. In xsimd
+/// batches from element 0 with the tail in a padded batch, so every element
+/// goes through the same arithmetic wherever the arrays sit in memory:
+/// xtensor's own loop starts with scalar std:: calls up to the first aligned
+/// address, and those round differently from the batch functions, which made
+/// a model's output depend on its arrays' addresses in the last bit (and a
+/// resumed run differ from an uninterrupted one). Infinities, NaN, zeros and
+/// subnormal results as std::exp, std::log and std::tanh give them.
+template <class T>
+void exp(const T* x, T* y, std::size_t n);
+template <class T>
+void log(const T* x, T* y, std::size_t n);
+template <class T>
+void tanh(const T* x, T* y, std::size_t n);
+
 /// out[i] = g[i] y[i] (1 - y[i]) for i < n: sigmoid's VJP x_bar = y_bar sigma'(x)
 /// written with the forward's result y = sigma(x), so the backward pass needs
 /// neither x nor another exp. out may alias g or y.

@@ -9,32 +9,63 @@
 
 namespace ad::nn {
 
+namespace {
+
+void check_sizes(std::size_t samples, std::size_t batch_size) {
+    if (samples == 0) throw value_error("DataLoader: the data set is empty (0 samples)");
+    if (batch_size == 0) throw value_error("DataLoader: the batch size is 0");
+}
+
+}  // namespace
+
 template <class T>
 DataLoader<T>::DataLoader(Array<T> inputs, Array<T> targets, std::size_t batch_size, bool shuffle,
                           std::uint64_t seed)
-    : batch_size_(batch_size), shuffle_(shuffle), rng_(seed) {
+    : batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
     if (inputs.dimension() == 0 || targets.dimension() == 0 || inputs.shape()[0] != targets.shape()[0]) {
         throw shape_error(fmt::format("DataLoader: inputs have shape {} and targets shape {}; they need the same "
                                       "number of rows (one per sample)",
                                       shape_string_of(inputs), shape_string_of(targets)));
     }
-    if (inputs.shape()[0] == 0) throw value_error("DataLoader: the data set is empty (0 rows)");
-    if (batch_size == 0) throw value_error("DataLoader: the batch size is 0");
-    order_.resize(inputs.shape()[0]);
-    std::iota(order_.begin(), order_.end(), std::size_t(0));
+    check_sizes(inputs.shape()[0], batch_size);
     inputs_ = constant(std::move(inputs));
     targets_ = constant(std::move(targets));
 }
 
 template <class T>
+DataLoader<T>::DataLoader(Array<T> inputs, std::vector<std::size_t> labels, std::size_t batch_size, bool shuffle,
+                          std::uint64_t seed)
+    : labels_(std::move(labels)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
+    if (inputs.dimension() == 0 || inputs.shape()[0] != labels_.size()) {
+        throw shape_error(fmt::format("DataLoader: inputs have shape {} and there are {} labels; they need one "
+                                      "label per sample",
+                                      shape_string_of(inputs), labels_.size()));
+    }
+    check_sizes(inputs.shape()[0], batch_size);
+    inputs_ = constant(std::move(inputs));
+}
+
+template <class T>
 std::vector<Batch<T>> DataLoader<T>::epoch() {
-    if (shuffle_) nn::shuffle(order_, rng_);
+    std::vector<std::size_t> order(samples());
+    std::iota(order.begin(), order.end(), std::size_t(0));
+    if (shuffle_) {
+        std::mt19937_64 rng(derive_seed(seed_, epoch_));
+        nn::shuffle(order, rng);
+    }
+    ++epoch_;
     std::vector<Batch<T>> batches;
-    for (std::size_t begin = 0; begin < order_.size(); begin += batch_size_) {
-        std::size_t end = std::min(order_.size(), begin + batch_size_);
-        std::vector<std::size_t> rows(order_.begin() + long(begin), order_.begin() + long(end));
+    for (std::size_t begin = 0; begin < order.size(); begin += batch_size_) {
+        std::size_t end = std::min(order.size(), begin + batch_size_);
+        std::vector<std::size_t> rows(order.begin() + long(begin), order.begin() + long(end));
         // Constants: take_rows records nothing, the batch is plain data.
-        batches.push_back({take_rows(inputs_, rows), take_rows(targets_, rows), rows});
+        Batch<T> batch{take_rows(inputs_, rows), Var<T>(), rows, {}};
+        if (labels_.empty()) {
+            batch.targets = take_rows(targets_, rows);
+        } else {
+            for (std::size_t r : rows) batch.labels.push_back(labels_[r]);
+        }
+        batches.push_back(std::move(batch));
     }
     return batches;
 }

@@ -31,12 +31,30 @@ void check_learning_rate(const char* who, double lr) {
 }  // namespace
 
 template <class T>
-Optimizer<T>::Optimizer(std::vector<NamedParameter<T>> parameters) : parameters_(std::move(parameters)) {
-    for (const auto& p : parameters_) {
-        if (!p.var.defined() || !p.var.is_leaf() || !p.var.requires_grad()) {
-            throw value_error(fmt::format("optimizer: parameter '{}' is not a parameter (ad::param)", p.name));
+Optimizer<T>::Optimizer(const char* who, std::vector<ParameterGroup<T>> groups, double learning_rate,
+                        double weight_decay) {
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        auto& group = groups[g];
+        double lr = group.learning_rate.value_or(learning_rate);
+        double wd = group.weight_decay.value_or(weight_decay);
+        check_learning_rate(who, lr);
+        check_option(who, "weight_decay", wd, 0, HUGE_VAL, true);
+        Group made{{}, T(lr), T(wd)};
+        for (auto& p : group.parameters) {
+            if (!p.var.defined() || !p.var.is_leaf() || !p.var.requires_grad()) {
+                throw value_error(fmt::format("{}: parameter '{}' is not a parameter (ad::param)", who, p.name));
+            }
+            for (const auto& q : parameters_) {
+                if (q.var.node_ptr() == p.var.node_ptr()) {
+                    throw value_error(fmt::format("{}: parameter '{}' is given twice (also as '{}')", who, p.name, q.name));
+                }
+            }
+            made.members.push_back(parameters_.size());
+            group_of_.push_back(g);
+            shapes_.emplace_back(p.var.value().shape());
+            parameters_.push_back(std::move(p));
         }
-        shapes_.emplace_back(p.var.value().shape());
+        groups_.push_back(std::move(made));
     }
 }
 
@@ -48,7 +66,77 @@ void Optimizer<T>::zero_grad() {
 template <class T>
 void Optimizer<T>::set_learning_rate(T learning_rate) {
     check_learning_rate("optimizer", double(learning_rate));
-    learning_rate_ = learning_rate;
+    for (auto& g : groups_) g.learning_rate = learning_rate;
+}
+
+template <class T>
+void Optimizer<T>::set_learning_rate(std::size_t group, T learning_rate) {
+    check_learning_rate("optimizer", double(learning_rate));
+    schedule_learning_rate(group, learning_rate);
+}
+
+template <class T>
+void Optimizer<T>::schedule_learning_rate(std::size_t group, T learning_rate) {
+    if (!std::isfinite(double(learning_rate)) || learning_rate < T(0)) {
+        throw value_error(fmt::format("optimizer: scheduled learning rate is {}; it must be finite and not negative",
+                                      double(learning_rate)));
+    }
+    if (group >= groups_.size()) {
+        throw value_error(fmt::format("optimizer: no parameter group {} (it has {})", group, groups_.size()));
+    }
+    groups_[group].learning_rate = learning_rate;
+}
+
+template <class T>
+void Optimizer<T>::make_state() {
+    if (!state_.empty()) return;
+    std::size_t slots = slot_names().size();
+    std::vector<Array<T>> zeros;
+    zeros.reserve(slots * parameters_.size());
+    for (std::size_t s = 0; s < slots; ++s) {
+        for (const auto& p : parameters_) zeros.push_back(xt::zeros<T>(p.var.value().shape()));
+    }
+    state_.swap(zeros);
+}
+
+template <class T>
+std::vector<std::pair<std::string, const Array<T>*>> Optimizer<T>::state_arrays() const {
+    std::vector<std::pair<std::string, const Array<T>*>> arrays;
+    if (state_.empty()) return arrays;
+    auto slots = slot_names();
+    for (std::size_t s = 0; s < slots.size(); ++s) {
+        for (std::size_t i = 0; i < parameters_.size(); ++i) {
+            arrays.emplace_back(parameters_[i].name + "." + slots[s], &state_[s * parameters_.size() + i]);
+        }
+    }
+    return arrays;
+}
+
+template <class T>
+void Optimizer<T>::restore(std::size_t steps, const std::vector<T>& learning_rates, std::vector<Array<T>> state) {
+    if (learning_rates.size() != groups_.size()) {
+        throw value_error(fmt::format("{}: {} learning rates for {} parameter groups", kind(), learning_rates.size(),
+                                      groups_.size()));
+    }
+    for (T lr : learning_rates) check_learning_rate(kind(), double(lr));
+    const std::size_t slots = slot_names().size();
+    if (!state.empty()) {
+        if (state.size() != slots * parameters_.size()) {
+            throw value_error(fmt::format("{}: {} state arrays for {} parameters and {} slots", kind(), state.size(),
+                                          parameters_.size(), slots));
+        }
+        for (std::size_t k = 0; k < state.size(); ++k) {
+            const auto& p = parameters_[k % parameters_.size()];
+            if (!equal_shapes(state[k], p.var.value())) {
+                throw shape_error(fmt::format("{}: state '{}.{}' has shape {}; the parameter has shape {}", kind(), p.name,
+                                              slot_names()[k / parameters_.size()], shape_string_of(state[k]),
+                                              shape_string_of(p.var.value())));
+            }
+        }
+    }
+    for (std::size_t g = 0; g < groups_.size(); ++g) groups_[g].learning_rate = learning_rates[g];
+    steps_ = steps;
+    state_ = std::move(state);
 }
 
 template <class T>
@@ -84,20 +172,15 @@ void Optimizer<T>::reject_not_finite(const char* who, std::size_t i) const {
 }
 
 template <class T>
-std::vector<Array<T>> Optimizer<T>::zeros_like_parameters() const {
-    std::vector<Array<T>> zeros;
-    zeros.reserve(parameters_.size());
-    for (const auto& p : parameters_) zeros.push_back(xt::zeros<T>(p.var.value().shape()));
-    return zeros;
+SGD<T>::SGD(std::vector<ParameterGroup<T>> groups, SGDOptions options)
+    : Optimizer<T>("SGD", std::move(groups), options.learning_rate, options.weight_decay), options_(options) {
+    check_option("SGD", "momentum", options.momentum, 0, 1, true);
 }
 
 template <class T>
-SGD<T>::SGD(std::vector<NamedParameter<T>> parameters, SGDOptions options)
-    : Optimizer<T>(std::move(parameters)), options_(options) {
-    check_learning_rate("SGD", options.learning_rate);
-    check_option("SGD", "momentum", options.momentum, 0, 1, true);
-    check_option("SGD", "weight_decay", options.weight_decay, 0, HUGE_VAL, true);
-    this->learning_rate_ = T(options.learning_rate);
+std::vector<std::string> SGD<T>::slot_names() const {
+    if (options_.momentum == 0) return {};
+    return {"momentum_buffer"};
 }
 
 template <class T>
@@ -105,30 +188,26 @@ void SGD<T>::step() {
     // Once the gradients pass the checks, and the state is made, nothing
     // below can fail: the update runs in place, with no arrays made per step.
     this->check_gradients("SGD::step");
-    const T lr = this->learning_rate_, mu = T(options_.momentum), wd = T(options_.weight_decay);
+    const T mu = T(options_.momentum);
     const bool use_momentum = options_.momentum != 0;
-    if (!use_momentum && wd == T(0)) {
-        // Plain SGD: one axpy per parameter (shapes checked above), on
-        // OpenBLAS's threads for a large layer; xtensor's assignment cost
-        // more than the update itself on a small one.
-        for (const auto& parameter : this->parameters_) {
-            auto& node = *parameter.var.node_ptr();
-            kernels::axpy(node.value.size(), -lr, this->gradient(node).data(), node.value.data());
-        }
-        ++this->steps_;
-        return;
-    }
-    // The velocity starts at zero, so the first step's v = mu 0 + g is g.
-    // One loop per parameter: g++ vectorises it, and it took two thirds of
-    // the time of xtensor's two assignments (mnist, momentum and decay).
-    if (use_momentum && velocity_.empty()) velocity_ = this->zeros_like_parameters();
+    if (use_momentum) this->make_state();
     for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
         auto& node = *this->parameters_[i].var.node_ptr();
+        const auto& group = this->groups_[this->group_of_[i]];
+        const T lr = group.learning_rate, wd = group.weight_decay;
+        if (!use_momentum && wd == T(0)) {
+            // Plain SGD: one axpy, on OpenBLAS's threads for a large layer;
+            // xtensor's assignment cost more than the update itself on a small one.
+            kernels::axpy(node.value.size(), -lr, this->gradient(node).data(), node.value.data());
+            continue;
+        }
+        // The velocity starts at zero, so the first step's v = mu 0 + g is g.
+        // One loop: g++ vectorises it, in two thirds of the time of xtensor's
+        // two assignments (see benchmarks/README, mnist with momentum).
         const T* grad = this->gradient(node).data();
-        Array<T>& value = node.value;
-        T* p = value.data();
-        T* v = use_momentum ? velocity_[i].data() : nullptr;
-        for (std::size_t k = 0, n = value.size(); k < n; ++k) {
+        T* p = node.value.data();
+        T* v = use_momentum ? this->state(0, i).data() : nullptr;
+        for (std::size_t k = 0, n = node.value.size(); k < n; ++k) {
             const T g = grad[k] + wd * p[k];
             if (use_momentum) {
                 v[k] = mu * v[k] + g;
@@ -142,40 +221,36 @@ void SGD<T>::step() {
 }
 
 template <class T>
-Adam<T>::Adam(std::vector<NamedParameter<T>> parameters, AdamOptions options)
-    : Optimizer<T>(std::move(parameters)), options_(options) {
-    check_learning_rate("Adam", options.learning_rate);
-    check_option("Adam", "beta1", options.beta1, 0, 1, true);
-    check_option("Adam", "beta2", options.beta2, 0, 1, true);
-    check_option("Adam", "weight_decay", options.weight_decay, 0, HUGE_VAL, true);
+Adam<T>::Adam(const char* who, std::vector<ParameterGroup<T>> groups, AdamOptions options, bool decoupled)
+    : Optimizer<T>(who, std::move(groups), options.learning_rate, options.weight_decay),
+      options_(options),
+      decoupled_(decoupled) {
+    check_option(who, "beta1", options.beta1, 0, 1, true);
+    check_option(who, "beta2", options.beta2, 0, 1, true);
     if (!std::isfinite(options.eps) || options.eps <= 0) {
-        throw value_error(fmt::format("Adam: eps is {}; it must be finite and positive", options.eps));
+        throw value_error(fmt::format("{}: eps is {}; it must be finite and positive", who, options.eps));
     }
-    this->learning_rate_ = T(options.learning_rate);
 }
 
 template <class T>
 void Adam<T>::step() {
-    this->check_gradients("Adam::step");
+    this->check_gradients(decoupled_ ? "AdamW::step" : "Adam::step");
     // The moments start at zero (the first step's m is then (1 - b1) g), made
     // before anything changes; after that nothing can fail, and each
     // parameter and its moments are updated in place.
-    if (m_.empty()) {
-        std::vector<Array<T>> m = this->zeros_like_parameters(), v = this->zeros_like_parameters();
-        m_.swap(m);
-        v_.swap(v);
-    }
-    const T lr = this->learning_rate_, b1 = T(options_.beta1), b2 = T(options_.beta2), eps = T(options_.eps),
-            wd = T(options_.weight_decay);
+    this->make_state();
+    const T b1 = T(options_.beta1), b2 = T(options_.beta2), eps = T(options_.eps);
     const double t = double(this->steps_ + 1);
     const T correction1 = T(1 - std::pow(options_.beta1, t));
     const T correction2 = T(1 - std::pow(options_.beta2, t));
     for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
         auto& node = *this->parameters_[i].var.node_ptr();
+        const auto& group = this->groups_[this->group_of_[i]];
+        const T lr = group.learning_rate, wd = group.weight_decay;
         const Array<T>& grad = this->gradient(node);
         Array<T>& p = node.value;
-        Array<T>& m = m_[i];
-        Array<T>& v = v_[i];
+        Array<T>& m = this->state(0, i);
+        Array<T>& v = this->state(1, i);
         // Three vectorised passes into the existing arrays: a fused loop like
         // SGD's took twice as long, as g++ does not vectorise its sqrt (errno).
         auto update = [&](const auto& g) {
@@ -183,11 +258,13 @@ void Adam<T>::step() {
             xt::noalias(v) = b2 * v + (T(1) - b2) * g * g;
             xt::noalias(p) -= lr * (m / correction1) / (xt::sqrt(v / correction2) + eps);
         };
-        // Without weight decay g is the gradient itself: no pass reads p for 0 p.
-        if (wd != T(0)) {
+        if (decoupled_) {
+            if (wd != T(0)) p *= T(1) - lr * wd;
+            update(grad);
+        } else if (wd != T(0)) {
             update(grad + wd * p);  // read by the first two passes, before p changes
         } else {
-            update(grad);
+            update(grad);  // without decay no pass reads p for 0 p
         }
     }
     ++this->steps_;
@@ -199,5 +276,7 @@ template class SGD<float>;
 template class SGD<double>;
 template class Adam<float>;
 template class Adam<double>;
+template class AdamW<float>;
+template class AdamW<double>;
 
 }  // namespace ad::nn

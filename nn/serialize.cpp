@@ -197,7 +197,8 @@ fs::path swap_into_place(const char* op, const fs::path& staging, const fs::path
 }
 
 template <class T>
-void save_checkpoint(const char* op, const std::vector<NamedArray<T>>& arrays, fs::path folder) {
+void write_checkpoint(const char* op, const std::vector<NamedArray<T>>& arrays, fs::path folder,
+                      const json& training = json()) {
     if (folder.filename().empty()) folder = folder.parent_path();  // "ckpt/" names the folder "ckpt"
     std::set<std::string> names;
     for (const auto& a : arrays) {
@@ -229,6 +230,7 @@ void save_checkpoint(const char* op, const std::vector<NamedArray<T>>& arrays, f
     bool placed = false;
     try {
         json manifest = {{"format", manifest_format}, {"version", manifest_version}, {"arrays", json::array()}};
+        if (!training.is_null()) manifest["training"] = training;
         for (const auto& a : arrays) {
             fs::path file = file_of(op, staging, a.name);
             Shape shape = shape_of(*a.value);
@@ -471,7 +473,7 @@ struct ManifestEntry {
 
 /// The arrays of the checkpoint in `folder` by name: from its manifest, or,
 /// without one, from the .npy files it holds.
-std::map<std::string, ManifestEntry> read_manifest(const char* op, const fs::path& folder) {
+std::map<std::string, ManifestEntry> read_manifest(const char* op, const fs::path& folder, json* training = nullptr) {
     std::error_code ec;
     if (!fs::is_directory(folder, ec)) throw io_error(fmt::format("{}: {} is not a folder", op, folder.string()));
     std::map<std::string, ManifestEntry> entries;
@@ -500,6 +502,7 @@ std::map<std::string, ManifestEntry> read_manifest(const char* op, const fs::pat
                                 a.at("bytes").get<std::size_t>(), a.at("fnv1a64").get<std::string>()};
             if (!entries.emplace(name, std::move(entry)).second) fail(fmt::format("lists '{}' twice", name));
         }
+        if (training && manifest.contains("training")) *training = manifest["training"];
     } catch (const json::exception& e) {
         fail(fmt::format("is malformed: {}", e.what()));
     }
@@ -561,7 +564,7 @@ void save_parameters(const Module<T>& model, const fs::path& folder) {
     std::vector<NamedArray<T>> arrays;
     for (const auto& e : state) arrays.push_back({e.name, &e.value()});
     try {
-        save_checkpoint("save_parameters", arrays, folder);
+        write_checkpoint("save_parameters", arrays, folder);
     } catch (const fs::filesystem_error& e) {
         throw io_error(fmt::format("save_parameters: {}", e.what()));
     }
@@ -637,11 +640,133 @@ LoadReport load_parameters(const Module<T>& model, const fs::path& folder, LoadO
     return report;
 }
 
+namespace {
+
+constexpr const char* optimizer_prefix = "optimizer.";
+
+}  // namespace
+
+template <class T>
+void save_checkpoint(const fs::path& folder, const Module<T>& model, const Optimizer<T>& optimizer, std::size_t step,
+                     const LRScheduler<T>* scheduler) {
+    auto state = state_of(model);
+    std::vector<NamedArray<T>> arrays;
+    for (const auto& e : state) arrays.push_back({e.name, &e.value()});
+    auto optimizer_state = optimizer.state_arrays();
+    for (const auto& [name, value] : optimizer_state) arrays.push_back({optimizer_prefix + name, value});
+    json rates = json::array();
+    for (std::size_t g = 0; g < optimizer.group_count(); ++g) rates.push_back(double(optimizer.learning_rate(g)));
+    json training = {{"step", step},
+                     {"optimizer", {{"kind", optimizer.kind()},
+                                    {"steps", optimizer.steps()},
+                                    {"learning_rates", rates},
+                                    {"has_state", !optimizer_state.empty()}}}};
+    if (scheduler) training["scheduler"] = {{"last_step", scheduler->last_step()}};
+    try {
+        write_checkpoint("save_checkpoint", arrays, folder, training);
+    } catch (const fs::filesystem_error& e) {
+        throw io_error(fmt::format("save_checkpoint: {}", e.what()));
+    }
+}
+
+template <class T>
+std::size_t load_checkpoint(const fs::path& folder, const Module<T>& model, Optimizer<T>& optimizer,
+                            LRScheduler<T>* scheduler) {
+    const char* op = "load_checkpoint";
+    std::map<std::string, ManifestEntry> entries;
+    json training;
+    try {
+        entries = read_manifest(op, folder, &training);
+    } catch (const fs::filesystem_error& e) {
+        throw io_error(fmt::format("{}: {}", op, e.what()));
+    }
+    auto fail = [&](const std::string& what) {
+        throw io_error(fmt::format("{}: {} {}", op, folder.string(), what));
+    };
+    if (training.is_null()) fail("holds parameters only (save_parameters), not a training checkpoint");
+
+    std::size_t step = 0, optimizer_steps = 0, scheduler_step = 0;
+    std::vector<T> rates;
+    bool has_state = false;
+    try {
+        step = training.at("step").get<std::size_t>();
+        const json& o = training.at("optimizer");
+        if (o.at("kind").get<std::string>() != optimizer.kind()) {
+            fail(fmt::format("was saved by a {} optimizer, not {}", o.at("kind").get<std::string>(), optimizer.kind()));
+        }
+        optimizer_steps = o.at("steps").get<std::size_t>();
+        for (const auto& r : o.at("learning_rates")) rates.push_back(T(r.get<double>()));
+        has_state = o.at("has_state").get<bool>();
+        if (scheduler && !training.contains("scheduler")) fail("holds no learning-rate schedule");
+        if (scheduler) scheduler_step = training.at("scheduler").at("last_step").get<std::size_t>();
+    } catch (const json::exception& e) {
+        fail(fmt::format("has a malformed training record: {}", e.what()));
+    }
+    if (rates.size() != optimizer.group_count()) {
+        fail(fmt::format("holds {} parameter groups; the optimizer has {}", rates.size(), optimizer.group_count()));
+    }
+
+    // Exactly the model's state and (once it stepped) the optimizer's arrays.
+    auto state = state_of(model);
+    std::vector<std::string> expected;
+    for (const auto& e : state) expected.push_back(e.name);
+    const auto slots = optimizer.slot_names();
+    if (has_state) {
+        for (const auto& slot : slots) {
+            for (const auto& p : optimizer.parameters()) expected.push_back(optimizer_prefix + p.name + "." + slot);
+        }
+    }
+    std::vector<std::string> missing, unexpected;
+    for (const auto& name : expected) {
+        if (!entries.count(name)) missing.push_back(name);
+    }
+    for (const auto& entry : entries) {
+        if (std::find(expected.begin(), expected.end(), entry.first) == expected.end()) unexpected.push_back(entry.first);
+    }
+    if (!missing.empty() || !unexpected.empty()) {
+        std::string what;
+        if (!missing.empty()) what += fmt::format("; missing from it: {}", joined(missing));
+        if (!unexpected.empty()) what += fmt::format("; not in the model or optimizer: {}", joined(unexpected));
+        fail(fmt::format("does not match the model and optimizer{}", what));
+    }
+
+    std::vector<Array<T>> values;
+    for (const auto& e : state) {
+        Array<T> value = read_entry<T>(op, entries.at(e.name));
+        if (!equal_shapes(value, e.value())) {
+            throw shape_error(fmt::format("{}: {} '{}' has shape {} but the checkpoint holds shape {}", op,
+                                          e.buffer ? "buffer" : "parameter", e.name, shape_string_of(e.value()),
+                                          shape_string_of(value)));
+        }
+        values.push_back(std::move(value));
+    }
+    std::vector<Array<T>> optimizer_arrays;
+    if (has_state) {
+        for (const auto& slot : slots) {
+            for (const auto& p : optimizer.parameters()) {
+                optimizer_arrays.push_back(read_entry<T>(op, entries.at(optimizer_prefix + p.name + "." + slot)));
+            }
+        }
+    }
+    // Everything read. The schedule first (it may reject its step; it sets the
+    // rates, which restore then sets to the saved ones exactly), then the
+    // optimizer (all or nothing), then the model, which cannot fail.
+    if (scheduler) scheduler->set_last_step(scheduler_step);
+    optimizer.restore(optimizer_steps, rates, std::move(optimizer_arrays));
+    for (std::size_t i = 0; i < state.size(); ++i) {
+        std::copy(values[i].begin(), values[i].end(), state[i].mutable_value().begin());
+    }
+    return step;
+}
+
 #define NN_SERIALIZE_INSTANTIATE(T)                                                            \
     template void save_parameters(const Module<T>&, const fs::path&);                          \
     template LoadReport load_parameters(const Module<T>&, const fs::path&, LoadOptions);       \
     template void assign_parameters(const Module<T>&, const std::map<std::string, Array<T>>&); \
-    template Array<T> read_npy(const fs::path&);
+    template Array<T> read_npy(const fs::path&);                                               \
+    template void save_checkpoint(const fs::path&, const Module<T>&, const Optimizer<T>&, std::size_t,  \
+                                  const LRScheduler<T>*);                                      \
+    template std::size_t load_checkpoint(const fs::path&, const Module<T>&, Optimizer<T>&, LRScheduler<T>*);
 
 NN_SERIALIZE_INSTANTIATE(float)
 NN_SERIALIZE_INSTANTIATE(double)

@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "nn/module.hpp"
+#include "nn/optim.hpp"
+#include "nn/scheduler.hpp"
 
 namespace ad::nn {
 
@@ -63,6 +65,25 @@ LoadReport load_parameters(const Module<T>& model, const std::filesystem::path& 
 /// error too (a typo would otherwise silently keep the old weights).
 template <class T>
 void assign_parameters(const Module<T>& model, const std::map<std::string, Array<T>>& values);
+
+/// A training checkpoint, to stop and resume a run: the model's parameters
+/// and buffers, the optimizer's state (its step count, each group's learning
+/// rate, and its per-parameter arrays, saved as "optimizer.<parameter>.<slot>",
+/// e.g. "optimizer.layers.0.weight.exp_avg"), the schedule's step, and the
+/// caller's training step, in one atomic save like save_parameters'. A run
+/// resumed from it continues bitwise as the uninterrupted run would (the data
+/// order is the caller's: DataLoader::set_epoch restores it).
+template <class T>
+void save_checkpoint(const std::filesystem::path& folder, const Module<T>& model, const Optimizer<T>& optimizer,
+                     std::size_t step, const LRScheduler<T>* scheduler = nullptr);
+
+/// Loads a save_checkpoint into the model, the optimizer (of the same kind and
+/// groups, made for the same model) and the schedule, and returns the saved
+/// step. Names must match exactly; all or nothing, with save_parameters'
+/// checks; a folder of parameters only is an io_error.
+template <class T>
+std::size_t load_checkpoint(const std::filesystem::path& folder, const Module<T>& model, Optimizer<T>& optimizer,
+                            LRScheduler<T>* scheduler = nullptr);
 
 /// The array in an .npy file of dtype T ("<f4" for float, "<f8" for double),
 /// C order. The header and the shape are checked against the file's size

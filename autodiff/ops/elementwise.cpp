@@ -161,8 +161,18 @@ template <class T>
 Var<T> pow(const Var<T>& a, const Var<T>& b) {
     detail::check_defined("pow", a);
     detail::check_defined("pow", b);
-    if (!equal_shapes(a.value(), b.value())) check_broadcast("pow", a, b);
-    return make_op("pow", Array<T>(xt::pow(a.value(), b.value())), a, b,
+    Array<T> y;
+    if (equal_shapes(a.value(), b.value())) {
+        // std::pow element by element: xtensor's batched pow rounds
+        // differently from its scalar start (see kernels.hpp, exp).
+        y = Array<T>::from_shape(a.value().shape());
+        const T *pa = a.value().data(), *pb = b.value().data();
+        for (std::size_t i = 0; i < y.size(); ++i) y.data()[i] = std::pow(pa[i], pb[i]);
+    } else {
+        check_broadcast("pow", a, b);
+        y = xt::pow(a.value(), b.value());  // broadcast: xtensor steps element by element
+    }
+    return make_op("pow", std::move(y), a, b,
                    [a = detail::kept(a), b = detail::kept(b)](std::size_t i, const Var<T>& g, const Var<T>& y) {
                        return i == 0 ? g * b * pow(a, b - T(1)) : g * y * log(a);
                    });
@@ -171,7 +181,11 @@ Var<T> pow(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> pow(const Var<T>& x, T p) {
     detail::check_defined("pow", x);
-    return make_op("pow", Array<T>(xt::pow(x.value(), p)), x,
+    Var<T> y = detail::make_uninitialized<T>(x.value().shape());
+    const T* in = x.value().data();
+    T* out = y.mutable_value().data();
+    for (std::size_t i = 0; i < y.size(); ++i) out[i] = std::pow(in[i], p);
+    return make_op("pow", std::move(y), x,
                    [x, p](std::size_t, const Var<T>& g) { return g * pow(x, p - T(1)) * p; });
 }
 
@@ -189,18 +203,30 @@ Var<T> neg(const Var<T>& x) {
                    [](std::size_t, const Var<T>& g) { return -g; });
 }
 
+namespace {
+
+/// kernel applied to x's elements, into a fresh (recycled) value: the kernels
+/// give each element the same bits wherever the arrays sit (kernels.hpp).
+template <class T>
+Var<T> mapped(const Var<T>& x, void (*kernel)(const T*, T*, std::size_t)) {
+    Var<T> out = detail::make_uninitialized<T>(x.value().shape());
+    kernel(x.value().data(), out.mutable_value().data(), out.size());
+    return out;
+}
+
+}  // namespace
+
 template <class T>
 Var<T> exp(const Var<T>& x) {
     detail::check_defined("exp", x);
-    return make_op("exp", Array<T>(xt::exp(x.value())), x,
+    return make_op("exp", mapped(x, kernels::exp<T>), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * y; });
 }
 
 template <class T>
 Var<T> log(const Var<T>& x) {
     detail::check_defined("log", x);
-    return make_op("log", Array<T>(xt::log(x.value())), x,
-                   [x](std::size_t, const Var<T>& g) { return g / x; });
+    return make_op("log", mapped(x, kernels::log<T>), x, [x](std::size_t, const Var<T>& g) { return g / x; });
 }
 
 template <class T>
@@ -271,7 +297,7 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
 template <class T>
 Var<T> tanh(const Var<T>& x) {
     detail::check_defined("tanh", x);
-    return make_op("tanh", Array<T>(xt::tanh(x.value())), x,
+    return make_op("tanh", mapped(x, kernels::tanh<T>), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * (T(1) - square(y)); });
 }
 

@@ -32,23 +32,68 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
 
+#include "autodiff/kernels.hpp"
 #include "autodiff/ops/all.hpp"
 
 namespace ad {
 namespace {
 
-/// x - max along axis, and log sum exp of that: the stable pieces of softmax.
+/// The stable pieces of softmax along `axis`, x seen as row-major (outer, n,
+/// inner) blocks: shifted = x - max and, per lane, the sum of e^shifted
+/// (computed by kernels::exp, whose bits do not depend on where the arrays
+/// sit). NaN propagates through the max.
+template <class T>
+struct SoftmaxPieces {
+    Array<T> shifted;      // x - max, x's shape
+    Array<T> exp_shifted;  // e^shifted, x's shape
+    Array<T> sums;         // sum of e^shifted along axis, kept as a 1
+};
+
+template <class T>
+SoftmaxPieces<T> softmax_pieces(const Array<T>& x, std::size_t axis) {
+    Shape kept = shape_of(x);
+    const std::size_t n = kept[axis];
+    kept[axis] = 1;
+    SoftmaxPieces<T> p{Array<T>::from_shape(x.shape()), Array<T>::from_shape(x.shape()), Array<T>::from_shape(kept)};
+    std::size_t outer = 1, inner = 1;
+    for (std::size_t d = 0; d < axis; ++d) outer *= x.shape()[d];
+    for (std::size_t d = axis + 1; d < x.dimension(); ++d) inner *= x.shape()[d];
+    if (x.size() == 0) {
+        std::fill(p.sums.begin(), p.sums.end(), T(0));
+        return p;
+    }
+    const std::size_t block = n * inner;
+    for (std::size_t o = 0; o < outer; ++o) {
+        const T* in = x.data() + o * block;
+        T* shifted = p.shifted.data() + o * block;
+        T* sums = p.sums.data() + o * inner;
+        // The lanes' maxima, kept in `sums` until the sums replace them.
+        std::copy(in, in + inner, sums);
+        for (std::size_t k = 1; k < n; ++k) {
+            for (std::size_t i = 0; i < inner; ++i) {
+                const T v = in[k * inner + i];
+                if (v > sums[i] || std::isnan(v)) sums[i] = v;
+            }
+        }
+        for (std::size_t k = 0; k < n; ++k) {
+            for (std::size_t i = 0; i < inner; ++i) shifted[k * inner + i] = in[k * inner + i] - sums[i];
+        }
+        T* e = p.exp_shifted.data() + o * block;
+        kernels::exp(shifted, e, block);
+        std::copy(e, e + inner, sums);
+        for (std::size_t k = 1; k < n; ++k) {
+            for (std::size_t i = 0; i < inner; ++i) sums[i] += e[k * inner + i];
+        }
+    }
+    return p;
+}
+
+/// x - max along axis, and log sum exp of that (kept as a 1).
 template <class T>
 std::pair<Array<T>, Array<T>> shifted_and_log_norm(const Array<T>& x, std::size_t axis) {
-    if (x.size() == 0) {
-        // xtensor's immediate reducers read out of bounds on an empty value.
-        Shape kept = shape_of(x);
-        kept[axis] = 1;
-        return {x, xt::zeros<T>(kept)};
-    }
-    Array<T> shifted = x - xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
-    Array<T> log_norm = xt::log(xt::sum(xt::exp(shifted), {axis}, xt::keep_dims | xt::evaluation_strategy::immediate));
-    return {std::move(shifted), std::move(log_norm)};
+    SoftmaxPieces<T> p = softmax_pieces(x, axis);
+    kernels::log(p.sums.data(), p.sums.data(), p.sums.size());
+    return {std::move(p.shifted), std::move(p.sums)};
 }
 
 template <class T>
@@ -128,8 +173,19 @@ template <class T>
 Var<T> softmax(const Var<T>& x, long axis) {
     detail::check_defined("softmax", x);
     std::size_t ax = normalize_axis("softmax", axis, x.dim());
-    auto [shifted, log_norm] = shifted_and_log_norm(x.value(), ax);
-    Array<T> y = xt::exp(shifted - log_norm);
+    SoftmaxPieces<T> p = softmax_pieces(x.value(), ax);
+    // y = e^shifted / sum: divide lane by lane, the sums seen as (outer, 1, inner).
+    Array<T>& y = p.exp_shifted;
+    std::size_t inner = 1;
+    for (std::size_t d = ax + 1; d < x.dim(); ++d) inner *= x.value().shape()[d];
+    const std::size_t n = x.value().shape()[ax], outer = n == 0 ? 0 : y.size() / (n * inner);
+    T* out = y.data();
+    for (std::size_t o = 0; o < outer; ++o) {
+        const T* sums = p.sums.data() + o * inner;
+        for (std::size_t k = 0; k < n; ++k, out += inner) {
+            for (std::size_t i = 0; i < inner; ++i) out[i] /= sums[i];
+        }
+    }
     return make_op("softmax", std::move(y), x, [ax](std::size_t, const Var<T>& g, const Var<T>& y) {
         return y * (g - sum(g * y, static_cast<long>(ax), true));
     });

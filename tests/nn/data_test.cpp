@@ -66,3 +66,33 @@ TEST_CASE("DataLoader: mismatched rows, empty data and batch size 0 are rejected
 }
 
 }  // namespace
+
+namespace {
+
+using namespace ad;
+
+TEST_CASE("DataLoader: class labels as targets, images as inputs, and an epoch's order resumable by number") {
+    Array<float> images = xt::arange<float>(0, 6 * 4).reshape({6, 1, 2, 2});
+    std::vector<std::size_t> labels{0, 1, 2, 0, 1, 2};
+    nn::DataLoader<float> loader(images, labels, 4, true, 9);
+    auto first = loader.epoch(), second = loader.epoch();
+    CHECK(loader.next_epoch() == 2);
+    for (const auto& b : first) {
+        CHECK(b.inputs.shape()[1] == 1);
+        CHECK(!b.targets.defined());
+        REQUIRE(b.labels.size() == b.rows.size());
+        for (std::size_t i = 0; i < b.rows.size(); ++i) {
+            CHECK(b.labels[i] == labels[b.rows[i]]);
+            CHECK(b.inputs.value()(i, 0, 1, 1) == float(4 * b.rows[i] + 3));
+        }
+    }
+    nn::DataLoader<float> resumed(images, labels, 4, true, 9);
+    resumed.set_epoch(1);
+    CHECK(resumed.epoch()[0].rows == second[0].rows);
+    CHECK(first[0].rows != second[0].rows);
+    CHECK_THROWS_WITH_AS(nn::DataLoader<float>(images, std::vector<std::size_t>{0, 1}, 2),
+                         "DataLoader: inputs have shape (6, 1, 2, 2) and there are 2 labels; they need one label per sample",
+                         shape_error);
+}
+
+}  // namespace

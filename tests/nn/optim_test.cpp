@@ -209,3 +209,75 @@ TEST_CASE("optimizers update parameters in place, as torch.optim does: data poin
 }
 
 }  // namespace
+
+namespace {
+
+using namespace ad;
+
+/// PyTorch's AdamW, one parameter element at a time, written from its documentation.
+struct ReferenceAdamW {
+    double lr, b1, b2, eps, wd;
+    double m = 0, v = 0;
+    int t = 0;
+    double step(double p, double g) {
+        ++t;
+        p *= 1 - lr * wd;
+        m = b1 * m + (1 - b1) * g;
+        v = b2 * v + (1 - b2) * g * g;
+        double m_hat = m / (1 - std::pow(b1, t)), v_hat = v / (1 - std::pow(b2, t));
+        return p - lr * m_hat / (std::sqrt(v_hat) + eps);
+    }
+};
+
+TEST_CASE("AdamW: decoupled weight decay, against the algorithm written out") {
+    Array<double> w0{1.0, -2.0, 0.5};
+    Array<double> g{0.5, -0.25, 1e-3};
+    auto p = with_grad(w0, g);
+    nn::AdamWOptions o;
+    CHECK(o.weight_decay == 0.01);  // PyTorch's default
+    o.learning_rate = 0.05;
+    o.weight_decay = 0.1;
+    nn::AdamW<double> adamw({{"p", p}}, o);
+    CHECK(std::string(adamw.kind()) == "AdamW");
+    std::vector<ReferenceAdamW> ref(3, ReferenceAdamW{0.05, 0.9, 0.999, 1e-8, 0.1});
+    Array<double> expected = w0;
+    for (int k = 0; k < 3; ++k) {
+        adamw.step();  // the same gradient each step
+        for (std::size_t i = 0; i < 3; ++i) expected(i) = ref[i].step(expected(i), g(i));
+        CHECK(test::max_abs_diff(p.value(), expected) < 1e-15);
+    }
+    // Adam's L2 decay differs from AdamW's: the decay is not decoupled there.
+    auto q = with_grad(w0, g);
+    nn::Adam<double> adam({{"q", q}}, o);
+    adam.step();
+    auto r = with_grad(w0, g);
+    nn::AdamW<double> once({{"r", r}}, o);
+    once.step();
+    CHECK(test::max_abs_diff(q.value(), r.value()) > 1e-6);
+}
+
+TEST_CASE("parameter groups: each group steps with its own rate and decay, unset values take the options'") {
+    Array<double> w0{1.0, -2.0};
+    Array<double> g{0.5, 0.25};
+    auto a = with_grad(w0, g), b = with_grad(w0, g), c = with_grad(w0, g);
+    nn::SGD<double> sgd({{{{"a", a}}, 0.5, std::nullopt}, {{{"b", b}, {"c", c}}, std::nullopt, 0.1}}, {0.1});
+    CHECK(sgd.group_count() == 2);
+    CHECK(sgd.learning_rate(0) == 0.5);
+    CHECK(sgd.learning_rate(1) == 0.1);
+    CHECK(sgd.weight_decay(1) == 0.1);
+    CHECK(sgd.group_members(1) == std::vector<std::size_t>{1, 2});
+    sgd.step();
+    CHECK(test::max_abs_diff(a.value(), w0 - 0.5 * g) < 1e-16);
+    CHECK(test::max_abs_diff(b.value(), w0 - 0.1 * (g + 0.1 * w0)) < 1e-16);
+    CHECK(c.value() == b.value());
+    sgd.set_learning_rate(1, 0.2);
+    CHECK(sgd.learning_rate(0) == 0.5);
+    CHECK_THROWS_WITH_AS(sgd.set_learning_rate(2, 0.1), "optimizer: no parameter group 2 (it has 2)", value_error);
+
+    // A parameter in two groups would be stepped twice: rejected by name.
+    CHECK_THROWS_WITH_AS(nn::Adam<double>({{{{"a", a}}, {}, {}}, {{{"again", a}}, {}, {}}}),
+                         "Adam: parameter 'again' is given twice (also as 'a')", value_error);
+    CHECK_THROWS_AS(nn::SGD<double>({{{{"a", a}}, -1.0, {}}}), value_error);
+}
+
+}  // namespace

@@ -482,3 +482,106 @@ TEST_CASE("assign_parameters: by name, all or nothing") {
 }
 
 }  // namespace
+
+namespace {
+
+using namespace ad;
+namespace fs = std::filesystem;
+
+/// A classification run to stop and resume: model, AdamW over two groups
+/// (no decay on biases), a warmup-cosine schedule and shuffled labelled data.
+struct Run {
+    nn::MLP<double> model{{3, 8, 4}, nn::Activation::tanh, 11};
+    nn::AdamW<double> optimizer{std::vector<nn::ParameterGroup<double>>{
+                                    {{model.named_parameters()[0], model.named_parameters()[2]}, {}, {}},
+                                    {{model.named_parameters()[1], model.named_parameters()[3]}, 3e-2, 0.0}},
+                                [] {
+                                    nn::AdamWOptions o;
+                                    o.learning_rate = 5e-2;
+                                    return o;
+                                }()};
+    nn::WarmupCosineLR<double> schedule{optimizer, 3, 12};
+    nn::DataLoader<double> loader;
+    std::size_t step = 0;
+
+    static nn::DataLoader<double> data() {
+        Array<double> x = Array<double>::from_shape({20, 3});
+        std::vector<std::size_t> labels;
+        for (std::size_t i = 0; i < 20; ++i) {
+            for (std::size_t j = 0; j < 3; ++j) x(i, j) = std::sin(double(7 * i + 3 * j));
+            labels.push_back(i % 4);
+        }
+        return nn::DataLoader<double>(x, labels, 8, true, 5);
+    }
+    Run() : loader(data()) {}
+
+    void epoch() {
+        for (auto& batch : loader.epoch()) {
+            Tape tape;
+            optimizer.zero_grad();
+            nn::softmax_cross_entropy(model(batch.inputs), batch.labels).backward();
+            nn::clip_grad_norm(model, 1.0);
+            optimizer.step();
+            schedule.step();
+            ++step;
+        }
+    }
+};
+
+TEST_CASE("save_checkpoint / load_checkpoint: stopping and resuming gives bitwise the parameters of not stopping") {
+    TemporaryFolder folder("resume");
+    Run straight;
+    for (int e = 0; e < 4; ++e) straight.epoch();
+
+    Run first;
+    first.epoch();
+    first.epoch();
+    nn::save_checkpoint(folder.path / "ckpt", first.model, first.optimizer, first.step, &first.schedule);
+    CHECK(fs::exists(folder.path / "ckpt" / "optimizer.layers.0.weight.exp_avg_sq.npy"));
+
+    Run resumed;  // a new process: fresh objects, other state
+    std::size_t step = nn::load_checkpoint(folder.path / "ckpt", resumed.model, resumed.optimizer, &resumed.schedule);
+    CHECK(step == 6);
+    CHECK(resumed.optimizer.steps() == 6);
+    CHECK(resumed.schedule.last_step() == 6);
+    CHECK(resumed.optimizer.learning_rate(1) == first.optimizer.learning_rate(1));
+    resumed.step = step;
+    resumed.loader.set_epoch(step / resumed.loader.batches_per_epoch());
+    resumed.epoch();
+    resumed.epoch();
+
+    auto a = straight.model.named_parameters(), b = resumed.model.named_parameters();
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        INFO(a[i].name);
+        CHECK(xt::all(xt::equal(a[i].var.value(), b[i].var.value())));  // bitwise, not approximately
+    }
+    auto sa = straight.optimizer.state_arrays(), sb = resumed.optimizer.state_arrays();
+    for (std::size_t i = 0; i < sa.size(); ++i) CHECK(xt::all(xt::equal(*sa[i].second, *sb[i].second)));
+}
+
+TEST_CASE("load_checkpoint: another optimizer kind, a parameters-only folder, a damaged file: errors that change nothing") {
+    TemporaryFolder folder("resume_errors");
+    Run run;
+    run.epoch();
+    nn::save_checkpoint(folder.path / "ckpt", run.model, run.optimizer, run.step, &run.schedule);
+    nn::save_parameters(run.model, folder.path / "params");
+
+    Run other;
+    auto before = test::snapshot(other.model);
+    nn::SGD<double> sgd(other.model);
+    CHECK_THROWS_WITH_AS(nn::load_checkpoint(folder.path / "ckpt", other.model, sgd),
+                         ("load_checkpoint: " + (folder.path / "ckpt").string() +
+                          " was saved by a AdamW optimizer, not SGD").c_str(),
+                         io_error);
+    CHECK_THROWS_AS(nn::load_checkpoint(folder.path / "params", other.model, other.optimizer), io_error);
+    write_bytes(folder.path / "ckpt" / "optimizer.layers.2.bias.exp_avg.npy",
+                read_bytes(folder.path / "ckpt" / "optimizer.layers.2.bias.exp_avg_sq.npy"));
+    CHECK_THROWS_AS(nn::load_checkpoint(folder.path / "ckpt", other.model, other.optimizer, &other.schedule), io_error);
+    CHECK(test::unchanged(other.model, before));
+    CHECK(other.optimizer.steps() == 0);
+    CHECK(other.optimizer.state_arrays().empty());
+    CHECK(other.schedule.last_step() == 0);
+}
+
+}  // namespace
