@@ -71,10 +71,11 @@ Var<T> BatchNormBase<T>::forward(const Var<T>& x) {
     const Shape per_channel{s[1]};
     if (shape_of(*running_mean_) != per_channel || shape_of(*running_var_) != per_channel ||
         num_batches_tracked_->size() != 1) {
-        throw shape_error(fmt::format("{}: buffers running_mean {}, running_var {}, num_batches_tracked {}; expected "
-                                      "({}), ({}) and ()",
-                                      describe(), shape_string_of(*running_mean_), shape_string_of(*running_var_),
-                                      shape_string_of(*num_batches_tracked_), s[1], s[1]));
+        throw shape_error(
+            fmt::format("{}: buffers running_mean {}, running_var {}, num_batches_tracked {}; expected "
+                        "({}), ({}) and ()",
+                        describe(), shape_string_of(*running_mean_), shape_string_of(*running_var_),
+                        shape_string_of(*num_batches_tracked_), s[1], s[1]));
     }
     const bool training = this->is_training();
     T& tracked = num_batches_tracked_->flat(0);
@@ -98,8 +99,7 @@ std::string BatchNormBase<T>::describe() const {
 }
 
 template <class T>
-BatchNorm1d<T>::BatchNorm1d(BatchNormOptions options)
-    : BatchNormBase<T>(std::move(options), "BatchNorm1d") {}
+BatchNorm1d<T>::BatchNorm1d(BatchNormOptions options) : BatchNormBase<T>(std::move(options), "BatchNorm1d") {}
 
 template <class T>
 std::string BatchNorm1d<T>::expected_shape() const {
@@ -107,8 +107,7 @@ std::string BatchNorm1d<T>::expected_shape() const {
 }
 
 template <class T>
-BatchNorm2d<T>::BatchNorm2d(BatchNormOptions options)
-    : BatchNormBase<T>(std::move(options), "BatchNorm2d") {}
+BatchNorm2d<T>::BatchNorm2d(BatchNormOptions options) : BatchNormBase<T>(std::move(options), "BatchNorm2d") {}
 
 template <class T>
 std::string BatchNorm2d<T>::expected_shape() const {

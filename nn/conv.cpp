@@ -54,8 +54,8 @@ void check_conv_options(const std::string& layer, long in, long out, long kh, lo
     if (dilation.h < 1 || dilation.w < 1) throw value_error(fmt::format("{}: dilation must be positive", layer));
     if (groups < 1) throw value_error(fmt::format("{}: groups must be positive", layer));
     if (in % groups != 0 || out % groups != 0) {
-        throw value_error(fmt::format("{}: groups {} must divide in_channels {} and out_channels {}", layer, groups, in,
-                                      out));
+        throw value_error(
+            fmt::format("{}: groups {} must divide in_channels {} and out_channels {}", layer, groups, in, out));
     }
 }
 
@@ -97,7 +97,8 @@ Conv2d<T>::Conv2d(Conv2dOptions options) : options_(std::move(options)) {
                        o.padding(), o.dilation(), o.groups());
     const std::size_t out = static_cast<std::size_t>(o.out_channels());
     const std::size_t per_group = static_cast<std::size_t>(o.in_channels() / o.groups());
-    const std::size_t kh = static_cast<std::size_t>(o.kernel_size().h), kw = static_cast<std::size_t>(o.kernel_size().w);
+    const std::size_t kh = static_cast<std::size_t>(o.kernel_size().h),
+                      kw = static_cast<std::size_t>(o.kernel_size().w);
     const double fan_in = double(per_group * kh * kw);
     weight_ = this->register_parameter("weight",
                                        fan_in_uniform<T>({out, per_group, kh, kw}, fan_in, derive_seed(o.seed(), 0)));
@@ -119,13 +120,13 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
     }
     const long reach_h = o.dilation().h * (o.kernel_size().h - 1) + 1;
     const long reach_w = o.dilation().w * (o.kernel_size().w - 1) + 1;
-    if (static_cast<long>(s[2]) + 2 * o.padding().h < reach_h || static_cast<long>(s[3]) + 2 * o.padding().w < reach_w) {
+    if (static_cast<long>(s[2]) + 2 * o.padding().h < reach_h ||
+        static_cast<long>(s[3]) + 2 * o.padding().w < reach_w) {
         throw shape_error(fmt::format("{}: input {} is smaller than the dilated kernel ({}, {}) (with padding {})",
                                       describe(), shape_string_of(x.value()), reach_h, reach_w, pair(o.padding())));
     }
-    return named(describe(), [&] {
-        return conv2d(x, weight_, bias_, o.stride(), o.padding(), o.dilation(), o.groups());
-    });
+    return named(describe(),
+                 [&] { return conv2d(x, weight_, bias_, o.stride(), o.padding(), o.dilation(), o.groups()); });
 }
 
 template <class T>
@@ -151,7 +152,8 @@ Conv1d<T>::Conv1d(Conv1dOptions options) : options_(std::move(options)) {
     const std::size_t per_group = static_cast<std::size_t>(o.in_channels() / o.groups());
     const std::size_t k = static_cast<std::size_t>(o.kernel_size());
     const double fan_in = double(per_group * k);
-    weight_ = this->register_parameter("weight", fan_in_uniform<T>({out, per_group, k}, fan_in, derive_seed(o.seed(), 0)));
+    weight_ =
+        this->register_parameter("weight", fan_in_uniform<T>({out, per_group, k}, fan_in, derive_seed(o.seed(), 0)));
     if (o.bias()) bias_ = this->register_parameter("bias", fan_in_uniform<T>({out}, fan_in, derive_seed(o.seed(), 1)));
 }
 
@@ -170,12 +172,11 @@ Var<T> Conv1d<T>::forward(const Var<T>& x) {
     }
     const long reach = o.dilation() * (o.kernel_size() - 1) + 1;
     if (static_cast<long>(s[2]) + 2 * o.padding() < reach) {
-        throw shape_error(fmt::format("{}: input {} is shorter than the dilated kernel {} (with padding {})", describe(),
-                                      shape_string_of(x.value()), reach, o.padding()));
+        throw shape_error(fmt::format("{}: input {} is shorter than the dilated kernel {} (with padding {})",
+                                      describe(), shape_string_of(x.value()), reach, o.padding()));
     }
-    return named(describe(), [&] {
-        return conv1d(x, weight_, bias_, o.stride(), o.padding(), o.dilation(), o.groups());
-    });
+    return named(describe(),
+                 [&] { return conv1d(x, weight_, bias_, o.stride(), o.padding(), o.dilation(), o.groups()); });
 }
 
 template <class T>
@@ -221,9 +222,8 @@ template <class T>
 Var<T> AvgPool2d<T>::forward(const Var<T>& x) {
     const auto& o = options_;
     check_pool_input(describe(), x, o.kernel_size(), o.padding());
-    return named(describe(), [&] {
-        return avg_pool2d(x, o.kernel_size(), o.stride(), o.padding(), o.count_include_pad());
-    });
+    return named(describe(),
+                 [&] { return avg_pool2d(x, o.kernel_size(), o.stride(), o.padding(), o.count_include_pad()); });
 }
 
 template <class T>
@@ -252,12 +252,13 @@ Var<T> Flatten<T>::forward(const Var<T>& x) {
         throw shape_error(fmt::format("{}: input has shape {}; dims {}..{} must lie in [{}, {}) in order", describe(),
                                       shape_string_of(x.value()), start_dim_, end_dim_, -rank, rank));
     }
-    std::vector<long> shape;
-    for (long d = 0; d < start; ++d) shape.push_back(static_cast<long>(s[static_cast<std::size_t>(d)]));
+    // Axes before start, their product start..end, axes after end.
+    std::vector<long> shape(s.begin(), s.end());
+    if (shape.empty()) shape.push_back(1);
     long merged = 1;
-    for (long d = start; d <= end && s.size() > 0; ++d) merged *= static_cast<long>(s[static_cast<std::size_t>(d)]);
-    shape.push_back(merged);
-    for (long d = end + 1; d < static_cast<long>(s.size()); ++d) shape.push_back(static_cast<long>(s[static_cast<std::size_t>(d)]));
+    for (long d = start; d <= end; ++d) merged *= shape[static_cast<std::size_t>(d)];
+    shape.erase(shape.begin() + start + 1, shape.begin() + end + 1);
+    shape[static_cast<std::size_t>(start)] = merged;
     return reshape(x, shape);
 }
 

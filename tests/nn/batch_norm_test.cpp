@@ -71,8 +71,8 @@ TEST_CASE("BatchNorm: PyTorch's parameters, buffers, initial values and descript
     CHECK((*buffers[2].value)() == 0);
     CHECK(bn.describe() == "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)");
 
-    nn::BatchNorm1d<float> plain(nn::BatchNormOptions(4).affine(false).track_running_stats(false).eps(1e-3).momentum(
-        std::nullopt));
+    nn::BatchNorm1d<float> plain(
+        nn::BatchNormOptions(4).affine(false).track_running_stats(false).eps(1e-3).momentum(std::nullopt));
     CHECK(plain.named_parameters().empty());
     CHECK(plain.named_buffers().empty());
     CHECK(!plain.weight().defined());
@@ -199,8 +199,8 @@ TEST_CASE("BatchNorm: bad input is a clear error that records and updates nothin
                          "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True): input has "
                          "shape (2, 3, 4); expected (N, 3, H, W)",
                          shape_error);
-    CHECK_THROWS_WITH_AS(bn2(Array<double>(xt::zeros<double>({2, 4, 2, 2}))), doctest::Contains("expected (N, 3, H, W)"),
-                         shape_error);
+    CHECK_THROWS_WITH_AS(bn2(Array<double>(xt::zeros<double>({2, 4, 2, 2}))),
+                         doctest::Contains("expected (N, 3, H, W)"), shape_error);
     CHECK_THROWS_WITH_AS(bn1(Array<double>(xt::zeros<double>({2, 3, 2, 2}))),
                          doctest::Contains("BatchNorm1d(3, eps=1e-05, momentum=0.1, affine=True, "
                                            "track_running_stats=True): input has shape (2, 3, 2, 2); expected (N, 3) "

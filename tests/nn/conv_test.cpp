@@ -39,8 +39,7 @@ Array<double> conv2d_reference(const Array<double>& x, const Array<double>& w, c
 }
 
 /// Max or average pooling by scalar loops; `average_all` divides by kh kw (count_include_pad).
-Array<double> pool_reference(const Array<double>& x, Size2 k, Size2 stride, Size2 padding, bool max,
-                             bool average_all) {
+Array<double> pool_reference(const Array<double>& x, Size2 k, Size2 stride, Size2 padding, bool max, bool average_all) {
     const long n = long(x.shape()[0]), c = long(x.shape()[1]), h = long(x.shape()[2]), w = long(x.shape()[3]);
     const long oh = (h + 2 * padding.h - k.h) / stride.h + 1, ow = (w + 2 * padding.w - k.w) / stride.w + 1;
     Array<double> y = xt::zeros<double>({std::size_t(n), std::size_t(c), std::size_t(oh), std::size_t(ow)});
@@ -167,7 +166,8 @@ TEST_CASE("Conv2d: bad input and options are clear errors that record nothing") 
 }
 
 TEST_CASE("Conv1d: shapes, description, forward as a 2-D convolution of height 1, gradients") {
-    auto conv = std::make_shared<nn::Conv1d<double>>(nn::Conv1dOptions(4, 6, 3).stride(2).padding(1).dilation(2).groups(2));
+    auto conv =
+        std::make_shared<nn::Conv1d<double>>(nn::Conv1dOptions(4, 6, 3).stride(2).padding(1).dilation(2).groups(2));
     auto params = conv->named_parameters();
     REQUIRE(params.size() == 2);
     CHECK(params[0].name == "weight");
@@ -256,6 +256,7 @@ TEST_CASE("Flatten: merges start_dim..end_dim in C order, negative dims count fr
     CHECK(nn::Flatten<double>(-3, -2)(x).shape() == Shape{2, 12, 5});
     CHECK(nn::Flatten<double>(2, 2)(x).shape() == Shape{2, 3, 4, 5});
     CHECK(nn::Flatten<double>(0, 1)(x).shape() == Shape{6, 4, 5});
+    CHECK(nn::Flatten<double>(0, -1)(Array<double>(2.5)).shape() == Shape{1});  // a 0-d input, as torch.flatten
 
     auto shared = std::make_shared<nn::Flatten<double>>(1, 2);
     CHECK_GRADCHECK([shared](const test::Vars& in) { return shared->forward(in[0]); },
