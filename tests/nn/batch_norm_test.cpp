@@ -117,7 +117,7 @@ TEST_CASE("BatchNorm2d: training normalises with the batch's statistics and upda
     CHECK((*bn.num_batches_tracked())() == 2);
 }
 
-TEST_CASE("BatchNorm: momentum None is the cumulative average; without running stats eval uses the batch") {
+TEST_CASE("BatchNorm: momentum None is the cumulative average, and without running stats eval uses the batch") {
     nn::BatchNorm1d<double> cumulative(nn::BatchNormOptions(2).momentum(std::nullopt));
     Array<double> x1 = test::uniform({5, 2}, 3), x2 = test::uniform({5, 2}, 4), x3 = test::uniform({5, 2}, 5);
     (void)cumulative(x1);

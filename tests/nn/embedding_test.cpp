@@ -34,7 +34,7 @@ TEST_CASE("Embedding: PyTorch's weight (V, D) drawn N(0, 1), seeded") {
     CHECK_THROWS_AS(nn::Embedding<double>(0, 2), value_error);
 }
 
-TEST_CASE("Embedding: tokens of any shape pick rows; repeated tokens add their gradients") {
+TEST_CASE("Embedding: tokens of any shape pick rows, and repeated tokens add their gradients") {
     nn::Embedding<double> table(5, 3);
     IndexArray tokens{{4, 0, 4}, {2, 2, 2}};
     Tape tape;
@@ -66,7 +66,7 @@ TEST_CASE("Embedding: tokens of any shape pick rows; repeated tokens add their g
     CHECK(test::max_abs_diff(shared->weight().grad(), numeric[0]) < 1e-8);
 }
 
-TEST_CASE("Embedding: a token outside [0, V) names the layer, the token and V, and records nothing") {
+TEST_CASE("Embedding: a token outside 0..V-1 names the layer, the token and V, and records nothing") {
     nn::Embedding<double> table(5, 3);
     Tape tape;
     CHECK_THROWS_WITH_AS(table(IndexArray{{1, 2}, {7, 0}}),
