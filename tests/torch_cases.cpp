@@ -703,6 +703,35 @@ Differences run_jacobian_case(const Case& c) {
 
 // --- kind "cnn": the nn layers of a small CNN ---------------------------------------
 
+/// conv2d(W1, b1, padding 1) -> relu -> max_pool2d(2) -> flatten -> linear(W2, b2) ->
+/// softmax cross-entropy against class indices, mean over the batch: built from
+/// nn::Conv2d, nn::MaxPool2d, nn::Flatten and nn::Linear holding the case's weights.
+Differences run_cnn_case(const Case& c) {
+    const Array w1 = c.array("W1");
+    const auto& ws = w1.shape();
+    ad::Tape tape;
+    ad::nn::Conv2d<double> conv(ad::nn::Conv2dOptions(static_cast<long>(ws[1]), static_cast<long>(ws[0]),
+                                                      {static_cast<long>(ws[2]), static_cast<long>(ws[3])})
+                                    .padding(1));
+    ad::nn::assign_parameters<double>(conv, {{"weight", w1}, {"bias", c.array("b1")}});
+    ad::nn::MaxPool2d<double> pool(2);
+    ad::nn::Flatten<double> flatten;
+    ad::nn::Linear<double> linear(c.array("W2"), c.array("b2"));
+    const ad::IndexArray labels = as_indices(c.array("labels"));
+
+    Var logits = linear(flatten(pool(ad::relu(conv(c.array("X"))))));
+    Var loss = ad::cross_entropy(logits, labels, ad::Reduction::mean);
+    loss.backward();
+
+    Differences differences;
+    compare(differences, "loss", loss.value(), c.array("loss"));
+    compare(differences, "dW1", conv.weight().grad(), c.array("dW1"));
+    compare(differences, "db1", conv.bias().grad(), c.array("db1"));
+    compare(differences, "dW2", linear.weight().grad(), c.array("dW2"));
+    compare(differences, "db2", linear.bias().grad(), c.array("db2"));
+    return differences;
+}
+
 
 // --- kinds "gru", "lstm": the nn recurrent cells over a sequence -----------------
 
@@ -724,6 +753,7 @@ const std::map<std::string, Runner>& kind_runners() {
         {"mlp", run_mlp_case},
         {"op", run_op_case},
         // cnn
+        {"cnn", run_cnn_case},
 
         // gru, lstm
 
