@@ -199,6 +199,20 @@ TEST_CASE("MultiheadAttention: cross-attention and batch_first against loops") {
                         reference_attention(q, k, v, one).output));
 }
 
+TEST_CASE("MultiheadAttention: bias(false) leaves the biases out of both products") {
+    Tape tape;
+    nn::MultiheadAttention<double> plain(nn::MultiheadAttentionOptions(4, 2).bias(false));
+    nn::MultiheadAttention<double> zero(4, 2);  // same seed: same weights, zero biases
+    CHECK(plain.in_proj_weight().value() == zero.in_proj_weight().value());
+    plain.out_proj().bias().mutable_value() = test::uniform({4}, 31);  // unused without bias
+    Array<double> x = test::uniform({3, 2, 4}, 32);
+    Var<double> y = plain.forward(constant(x));
+    CHECK(test::matches(y.value(), reference_attention(x, x, x, zero).output));
+    sum(y).backward();
+    CHECK(plain.out_proj().bias().grad() == Array<double>(xt::zeros<double>({4})));
+    CHECK(test::max_abs(plain.in_proj_weight().grad()) > 0);
+}
+
 TEST_CASE("MultiheadAttention: a query whose keys are all masked gives NaN, as PyTorch") {
     nn::MultiheadAttention<double> m(4, 2);
     nn::AttentionMasks masks;
