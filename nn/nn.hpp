@@ -2,11 +2,14 @@
 // tapegrad's nn module: what users include to build and train models.
 
 #include "nn/activation.hpp"
+#include "nn/attention.hpp"
 #include "nn/batch_norm.hpp"
 #include "nn/clip.hpp"
 #include "nn/conv.hpp"
 #include "nn/data.hpp"
+#include "nn/dropout.hpp"
 #include "nn/embedding.hpp"
+#include "nn/layer_norm.hpp"
 #include "nn/linear.hpp"
 #include "nn/loss.hpp"
 #include "nn/module.hpp"

@@ -738,6 +738,51 @@ Differences run_cnn_case(const Case& c) {
 
 // --- kind "attention": nn::MultiheadAttention, a residual and nn::LayerNorm ------
 
+/// X (N, T, D) -> Z = layer_norm(X + MultiheadAttention(X, X, X, causal)) with
+/// nn::MultiheadAttention (batch_first; in_proj packs Wq, Wk, Wv by rows) and
+/// nn::LayerNorm (gamma, beta); loss 1/2 sum (Z - Y)^2.
+Differences run_attention_case(const Case& c) {
+    const Array x_value = c.array("X");
+    const long dim = static_cast<long>(x_value.shape()[2]);
+    const long heads = c.spec().at("heads").get<long>();
+    ad::Tape tape;
+    ad::nn::MultiheadAttention<double> attention(
+        ad::nn::MultiheadAttentionOptions(dim, heads).batch_first(true));
+    ad::nn::LayerNorm<double> norm(
+        ad::nn::LayerNormOptions({std::size_t(dim)}).eps(c.spec().at("eps").get<double>()));
+    attention.in_proj_weight().mutable_value() = xt::concatenate(xt::xtuple(c.array("Wq"), c.array("Wk"), c.array("Wv")), 0);
+    attention.in_proj_bias().mutable_value() = xt::concatenate(xt::xtuple(c.array("bq"), c.array("bk"), c.array("bv")), 0);
+    attention.out_proj().weight().mutable_value() = c.array("Wo");
+    attention.out_proj().bias().mutable_value() = c.array("bo");
+    norm.weight().mutable_value() = c.array("gamma");
+    norm.bias().mutable_value() = c.array("beta");
+
+    Var x = ad::param(x_value);
+    ad::nn::AttentionMasks causal;
+    causal.is_causal = true;
+    Var z = norm(x + attention.forward(x, x, x, causal).output);
+    Var loss = ad::scale(ad::sum(ad::square(z - ad::constant(c.array("Y")))), 0.5);
+    loss.backward();
+
+    Differences differences;
+    compare(differences, "loss", loss.value(), c.array("loss"));
+    compare(differences, "dX", x.grad(), c.array("dX"));
+    // d in_proj_weight and d in_proj_bias split back into the q, k, v rows.
+    const auto d = static_cast<std::size_t>(dim);
+    const auto dw = ad::split(ad::constant(attention.in_proj_weight().grad()), d, 0);
+    const auto db = ad::split(ad::constant(attention.in_proj_bias().grad()), d, 0);
+    const char* names[] = {"q", "k", "v"};
+    for (std::size_t i = 0; i < 3; ++i) {
+        compare(differences, fmt::format("dW{}", names[i]), dw[i].value(), c.array(fmt::format("dW{}", names[i])));
+        compare(differences, fmt::format("db{}", names[i]), db[i].value(), c.array(fmt::format("db{}", names[i])));
+    }
+    compare(differences, "dWo", attention.out_proj().weight().grad(), c.array("dWo"));
+    compare(differences, "dbo", attention.out_proj().bias().grad(), c.array("dbo"));
+    compare(differences, "dgamma", norm.weight().grad(), c.array("dgamma"));
+    compare(differences, "dbeta", norm.bias().grad(), c.array("dbeta"));
+    return differences;
+}
+
 
 // --- Kinds and the run ------------------------------------------------------------
 
@@ -758,6 +803,7 @@ const std::map<std::string, Runner>& kind_runners() {
         // gru, lstm
 
         // attention
+        {"attention", run_attention_case},
 
     };
     return runners;
