@@ -8,6 +8,7 @@
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
 #include "nn/random.hpp"
+#include "nn/recurrent.hpp"
 #include "nn/sequential.hpp"
 #include "nn/serialize.hpp"
 #include "nn/textbook.hpp"
