@@ -115,6 +115,20 @@ Var<T> layer_state(const Var<T>& s, std::size_t l, std::size_t n, std::size_t h)
     return reshape(slice(s, 0, l, l + 1), {long(n), long(h)});
 }
 
+/// The T consecutive blocks of `n` rows of v (T*n, cols), by halving: slice's VJP pads its
+/// cotangent to the sliced value's size, so T slices of v would cost T full-size pads in the
+/// backward sweep (O(T^2)); halving costs two per level, O(T log T).
+template <class T>
+void split_steps(const Var<T>& v, std::size_t steps, std::size_t n, std::vector<Var<T>>& out) {
+    if (steps == 1) {
+        out.push_back(v);
+        return;
+    }
+    const std::size_t half = steps / 2;
+    split_steps(rows(v, 0, half * n), half, n, out);
+    split_steps(rows(v, half * n, steps * n), steps - half, n, out);
+}
+
 std::string recurrent_repr(const char* name, long in, long hidden, long layers, bool bias) {
     std::string s = fmt::format("{}({}, {}", name, in, hidden);
     if (layers != 1) s += fmt::format(", num_layers={}", layers);
@@ -249,11 +263,13 @@ GRUOutput<T> GRU<T>::forward(const Var<T>& x, const Var<T>& h0) {
     std::vector<Var<T>> last;
     for (std::size_t l = 0; l < layers; ++l) {
         Var<T> gi = project(input, weight_ih_[l], bias_ih_[l]);  // (T*N, 3H): all steps in one GEMM
+        std::vector<Var<T>> gis;
+        split_steps(gi, steps, n, gis);
         Var<T> state = layer_state(h0, l, n, h);
         std::vector<Var<T>> outs;
         outs.reserve(steps);
         for (std::size_t t = 0; t < steps; ++t) {
-            state = gru_step(rows(gi, t * n, (t + 1) * n), state, weight_hh_[l], bias_hh_[l]);
+            state = gru_step(gis[t], state, weight_hh_[l], bias_hh_[l]);
             outs.push_back(state);
         }
         last.push_back(state);
@@ -286,11 +302,13 @@ LSTMOutput<T> LSTM<T>::forward(const Var<T>& x, const Var<T>& h0, const Var<T>& 
     std::vector<Var<T>> last_h, last_c;
     for (std::size_t l = 0; l < layers; ++l) {
         Var<T> gi = project(input, weight_ih_[l], bias_ih_[l]);  // (T*N, 4H)
+        std::vector<Var<T>> gis;
+        split_steps(gi, steps, n, gis);
         LSTMState<T> state{layer_state(h0, l, n, h), layer_state(c0, l, n, h)};
         std::vector<Var<T>> outs;
         outs.reserve(steps);
         for (std::size_t t = 0; t < steps; ++t) {
-            state = lstm_step(rows(gi, t * n, (t + 1) * n), state, weight_hh_[l], bias_hh_[l]);
+            state = lstm_step(gis[t], state, weight_hh_[l], bias_hh_[l]);
             outs.push_back(state.h);
         }
         last_h.push_back(state.h);
