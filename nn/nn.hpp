@@ -15,6 +15,7 @@
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
 #include "nn/random.hpp"
+#include "nn/recurrent.hpp"
 #include "nn/scheduler.hpp"
 #include "nn/sequential.hpp"
 #include "nn/serialize.hpp"

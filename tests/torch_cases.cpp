@@ -735,6 +735,42 @@ Differences run_cnn_case(const Case& c) {
 
 // --- kinds "gru", "lstm": the nn recurrent cells over a sequence -----------------
 
+/// The case's recurrent layer (nn::GRU or nn::LSTM, one layer) and output nn::Linear run from
+/// the zero state over X (T, N, I): out = output W_out^T + b_out over all steps at once, loss
+/// 1/2 sum (out - Y)^2; the loss and every d<name> compared.
+template <class Recurrent, class Options>
+Differences run_recurrent_case(const Case& c) {
+    const json& spec = c.spec();
+    const long input = spec.at("input").get<long>(), hidden = spec.at("hidden").get<long>();
+    ad::Tape tape;
+    Recurrent rnn(Options(input, hidden));
+    ad::nn::assign_parameters<double>(rnn, {{"weight_ih_l0", c.array("W_ih")},
+                                            {"weight_hh_l0", c.array("W_hh")},
+                                            {"bias_ih_l0", c.array("b_ih")},
+                                            {"bias_hh_l0", c.array("b_hh")}});
+    ad::nn::Linear<double> head(c.array("W_out"), c.array("b_out"));
+    const Array x = c.array("X");
+    const Array y = c.array("Y");
+    const long steps = long(x.shape()[0]), batch = long(x.shape()[1]), outputs = long(y.shape()[2]);
+    Var h = rnn(ad::constant(x));  // (T, N, H)
+    Var out = head(ad::reshape(h, {steps * batch, hidden}));
+    Var loss = ad::half_sse(out, ad::constant(Array(xt::reshape_view(y, {steps * batch, outputs}))),
+                            ad::Reduction::sum);
+    loss.backward();
+
+    Differences differences;
+    compare(differences, "loss", loss.value(), c.array("loss"));
+    std::map<std::string, Var> parameters;
+    for (const auto& p : rnn.named_parameters()) parameters[p.name] = p.var;
+    compare(differences, "dW_ih", parameters.at("weight_ih_l0").grad(), c.array("dW_ih"));
+    compare(differences, "dW_hh", parameters.at("weight_hh_l0").grad(), c.array("dW_hh"));
+    compare(differences, "db_ih", parameters.at("bias_ih_l0").grad(), c.array("db_ih"));
+    compare(differences, "db_hh", parameters.at("bias_hh_l0").grad(), c.array("db_hh"));
+    compare(differences, "dW_out", head.weight().grad(), c.array("dW_out"));
+    compare(differences, "db_out", head.bias().grad(), c.array("db_out"));
+    return differences;
+}
+
 
 // --- kind "attention": nn::MultiheadAttention, a residual and nn::LayerNorm ------
 
@@ -801,6 +837,8 @@ const std::map<std::string, Runner>& kind_runners() {
         {"cnn", run_cnn_case},
 
         // gru, lstm
+        {"gru", run_recurrent_case<ad::nn::GRU<double>, ad::nn::GRUOptions>},
+        {"lstm", run_recurrent_case<ad::nn::LSTM<double>, ad::nn::LSTMOptions>},
 
         // attention
         {"attention", run_attention_case},
