@@ -13,13 +13,11 @@
 // The last line is exactly "test accuracy <value>". Exits 1 if the reloaded
 // model differs or the accuracy is below the floor printed before it.
 
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <numeric>
 #include <string>
 #include <vector>
 

@@ -19,11 +19,11 @@
 // fit (Cov = 2 sigma^2 / N H^-1 for a mean squared error over N points). The
 // program exits 1 if either method misses, so CTest notices.
 
-#include <algorithm>
-#include <array>
+#include <functional>
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
