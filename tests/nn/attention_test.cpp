@@ -336,19 +336,7 @@ Array<double> dense(const Array<double>& x, const Array<double>& W, const Array<
 }
 
 Array<double> layer_norm_loops(const Array<double>& x, const nn::LayerNorm<double>& norm) {
-    const std::size_t width = x.shape()[2];
-    Array<double> y = Array<double>::from_shape(x.shape());
-    for (std::size_t r = 0; r < x.size() / width; ++r) {
-        double mean = 0, var = 0;
-        for (std::size_t i = 0; i < width; ++i) mean += x.flat(r * width + i) / double(width);
-        for (std::size_t i = 0; i < width; ++i) var += std::pow(x.flat(r * width + i) - mean, 2) / double(width);
-        for (std::size_t i = 0; i < width; ++i) {
-            y.flat(r * width + i) = (x.flat(r * width + i) - mean) / std::sqrt(var + norm.options().eps()) *
-                                        norm.weight().value()(i) +
-                                    norm.bias().value()(i);
-        }
-    }
-    return y;
+    return test::reference_layer_norm(x, x.shape()[2], norm.weight().value(), norm.bias().value(), norm.options().eps());
 }
 
 /// The encoder layer's formula with loops (dropout off), input (L, N, E).

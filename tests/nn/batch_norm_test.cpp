@@ -10,14 +10,6 @@ namespace {
 using namespace ad;
 namespace fs = std::filesystem;
 
-struct TemporaryFolder {
-    fs::path path;
-    explicit TemporaryFolder(const std::string& name) : path(fs::temp_directory_path() / ("tapegrad_nn_" + name)) {
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TemporaryFolder() { fs::remove_all(path); }
-};
 
 /// Per-channel mean and variance (biased) of x (N, C, ...) over every axis but 1, by loops.
 struct ChannelStats {
@@ -162,7 +154,7 @@ TEST_CASE("BatchNorm1d: (N, C) and (N, C, L) inputs, gradients through the batch
 }
 
 TEST_CASE("BatchNorm: eval after training uses the running statistics, which round-trip through a checkpoint") {
-    TemporaryFolder folder("batch_norm");
+    test::TemporaryFolder folder("batch_norm");
     nn::BatchNorm2d<double> trained(2);
     trained.weight().mutable_value() = Array<double>{1.2, 0.8};
     for (std::uint64_t step = 0; step < 5; ++step) (void)trained(test::uniform({3, 2, 4, 4}, 10 + step, -1, 3));

@@ -7,20 +7,6 @@ namespace {
 
 using namespace ad;
 
-/// y = (x - mean) / sqrt(var + eps) * w + b over the trailing `width` elements, with loops.
-Array<double> reference_layer_norm(const Array<double>& x, std::size_t width, const Array<double>& w,
-                                   const Array<double>& b, double eps) {
-    Array<double> y = Array<double>::from_shape(x.shape());
-    for (std::size_t r = 0; r < x.size() / width; ++r) {
-        double mean = 0, var = 0;
-        for (std::size_t i = 0; i < width; ++i) mean += x.flat(r * width + i) / double(width);
-        for (std::size_t i = 0; i < width; ++i) var += std::pow(x.flat(r * width + i) - mean, 2) / double(width);
-        for (std::size_t i = 0; i < width; ++i) {
-            y.flat(r * width + i) = (x.flat(r * width + i) - mean) / std::sqrt(var + eps) * w.flat(i) + b.flat(i);
-        }
-    }
-    return y;
-}
 
 TEST_CASE("LayerNorm: parameters, initialisation and description as PyTorch's") {
     nn::LayerNorm<double> norm(nn::LayerNormOptions({64}));
@@ -52,19 +38,19 @@ TEST_CASE("LayerNorm: forward against loops, over one and two trailing dimension
     nn::LayerNorm<double> norm({4});
     norm.weight().mutable_value() = test::uniform({4}, 2);
     norm.bias().mutable_value() = test::uniform({4}, 3);
-    CHECK(test::matches(norm(x).value(), reference_layer_norm(x, 4, norm.weight().value(), norm.bias().value(), 1e-5)));
+    CHECK(test::matches(norm(x).value(), test::reference_layer_norm(x, 4, norm.weight().value(), norm.bias().value(), 1e-5)));
 
     nn::LayerNorm<double> wide(nn::LayerNormOptions({3, 4}).eps(0.1));
     wide.weight().mutable_value() = test::uniform({3, 4}, 4);
     wide.bias().mutable_value() = test::uniform({3, 4}, 5);
-    CHECK(test::matches(wide(x).value(), reference_layer_norm(x, 12, wide.weight().value(), wide.bias().value(), 0.1)));
+    CHECK(test::matches(wide(x).value(), test::reference_layer_norm(x, 12, wide.weight().value(), wide.bias().value(), 0.1)));
 
     // Hand-computed: (1, 3) has mean 2, variance 1; eps 0 gives (-1, 1).
     nn::LayerNorm<double> exact(nn::LayerNormOptions({2}).eps(0));
     CHECK(exact(Array<double>{{1, 3}}).value() == Array<double>{{-1, 1}});
 
     nn::LayerNorm<double> plain(nn::LayerNormOptions({4}).elementwise_affine(false));
-    CHECK(test::matches(plain(x).value(), reference_layer_norm(x, 4, xt::ones<double>({4}), xt::zeros<double>({4}), 1e-5)));
+    CHECK(test::matches(plain(x).value(), test::reference_layer_norm(x, 4, xt::ones<double>({4}), xt::zeros<double>({4}), 1e-5)));
 }
 
 TEST_CASE("LayerNorm: gradients of input, weight and bias") {

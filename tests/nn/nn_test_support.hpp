@@ -2,7 +2,10 @@
 // Shared by the nn tests: finite differences of a model's loss with respect
 // to its parameters, independent of the tape.
 
+#include <cmath>
+#include <filesystem>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "nn/nn.hpp"
@@ -62,6 +65,33 @@ bool unchanged(const nn::Module<T>& model, const std::vector<Array<T>>& before) 
         if (!equal_shapes(params[i].var.value(), before[i]) || params[i].var.value() != before[i]) return false;
     }
     return true;
+}
+
+/// A fresh folder under the system's temporary directory, removed at the end.
+struct TemporaryFolder {
+    std::filesystem::path path;
+    explicit TemporaryFolder(const std::string& name)
+        : path(std::filesystem::temp_directory_path() / ("tapegrad_nn_" + name)) {
+        std::filesystem::remove_all(path);
+        std::filesystem::create_directories(path);
+    }
+    ~TemporaryFolder() { std::filesystem::remove_all(path); }
+};
+
+/// Layer normalisation by loops: y = (x - mean) / sqrt(var + eps) w + b over
+/// the trailing `width` elements, the biased variance.
+inline Array<double> reference_layer_norm(const Array<double>& x, std::size_t width, const Array<double>& w,
+                                          const Array<double>& b, double eps) {
+    Array<double> y = Array<double>::from_shape(x.shape());
+    for (std::size_t r = 0; r < x.size() / width; ++r) {
+        double mean = 0, var = 0;
+        for (std::size_t i = 0; i < width; ++i) mean += x.flat(r * width + i) / double(width);
+        for (std::size_t i = 0; i < width; ++i) var += std::pow(x.flat(r * width + i) - mean, 2) / double(width);
+        for (std::size_t i = 0; i < width; ++i) {
+            y.flat(r * width + i) = (x.flat(r * width + i) - mean) / std::sqrt(var + eps) * w.flat(i) + b.flat(i);
+        }
+    }
+    return y;
 }
 
 }  // namespace ad::test

@@ -24,15 +24,6 @@ namespace {
 using namespace ad;
 namespace fs = std::filesystem;
 
-/// A fresh folder under the system's temporary directory, removed at the end.
-struct TemporaryFolder {
-    fs::path path;
-    explicit TemporaryFolder(const std::string& name) : path(fs::temp_directory_path() / ("tapegrad_nn_" + name)) {
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TemporaryFolder() { fs::remove_all(path); }
-};
 
 std::string message_of(const std::function<void()>& f) {
     try {
@@ -86,7 +77,7 @@ std::vector<std::string> siblings(const fs::path& folder) {
 }
 
 TEST_CASE("save_parameters / load_parameters: a round trip restores every parameter exactly, in numpy's format") {
-    TemporaryFolder folder("roundtrip");
+    test::TemporaryFolder folder("roundtrip");
     nn::MLP<double> trained({3, 4, 2}, nn::Activation::tanh, 1);
     nn::save_parameters(trained, folder.path / "checkpoint");
     for (const char* name : {"layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias"}) {
@@ -128,7 +119,7 @@ struct WithBuffer final : nn::Module<double> {
 };
 
 TEST_CASE("save_parameters / load_parameters: buffers are saved and loaded by name, with the parameters") {
-    TemporaryFolder folder("buffers");
+    test::TemporaryFolder folder("buffers");
     WithBuffer saved(3), fresh(4);
     nn::save_parameters(saved, folder.path / "checkpoint");
     CHECK(fs::exists(folder.path / "checkpoint" / "running.npy"));
@@ -152,7 +143,7 @@ TEST_CASE("save_parameters / load_parameters: buffers are saved and loaded by na
 }
 
 TEST_CASE("read_npy reads what numpy writes: 0-d, size-0 and 1-D shapes, format 2.0, float32") {
-    TemporaryFolder folder("npy_shapes");
+    test::TemporaryFolder folder("npy_shapes");
     xt::dump_npy((folder.path / "a.npy").string(), Array<double>(xt::zeros<double>({0, 3})));
     CHECK(nn::read_npy<double>(folder.path / "a.npy").shape() == Array<double>::shape_type{0, 3});
     write_bytes(folder.path / "b.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", doubles({2.5})));
@@ -165,7 +156,7 @@ TEST_CASE("read_npy reads what numpy writes: 0-d, size-0 and 1-D shapes, format 
 }
 
 TEST_CASE("read_npy: a file that is not what it claims is an io_error naming the file and the problem") {
-    TemporaryFolder folder("npy_bad");
+    test::TemporaryFolder folder("npy_bad");
     const fs::path file = folder.path / "bad.npy";
     const std::string good_dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }";
     const std::string six = doubles({1, 2, 3, 4, 5, 6});
@@ -221,7 +212,7 @@ TEST_CASE("read_npy: a file that is not what it claims is an io_error naming the
 }
 
 TEST_CASE("load_parameters: missing file, wrong shape, wrong dtype, a file that is not .npy: errors that change nothing") {
-    TemporaryFolder folder("bad");
+    test::TemporaryFolder folder("bad");
     nn::MLP<double> source({2, 3, 1}, nn::Activation::sigmoid, 1);
     const fs::path checkpoint = folder.path / "ckpt";
     nn::save_parameters(source, checkpoint);
@@ -265,7 +256,7 @@ TEST_CASE("load_parameters: missing file, wrong shape, wrong dtype, a file that 
 }
 
 TEST_CASE("load_parameters: the manifest's checksums and sizes catch a changed or damaged file") {
-    TemporaryFolder folder("manifest");
+    test::TemporaryFolder folder("manifest");
     nn::MLP<double> source({2, 3, 1}, nn::Activation::sigmoid, 1);
     const fs::path checkpoint = folder.path / "ckpt";
     nn::save_parameters(source, checkpoint);
@@ -299,7 +290,7 @@ TEST_CASE("load_parameters: the manifest's checksums and sizes catch a changed o
 }
 
 TEST_CASE("load_parameters: strict names by default; strict = false loads what matches and reports the rest") {
-    TemporaryFolder folder("strict");
+    test::TemporaryFolder folder("strict");
     nn::MLP<double> larger({2, 3, 3, 1}, nn::Activation::tanh, 1);
     nn::MLP<double> smaller({2, 3, 1}, nn::Activation::tanh, 2);
     const fs::path checkpoint = folder.path / "ckpt";
@@ -322,7 +313,7 @@ TEST_CASE("load_parameters: strict names by default; strict = false loads what m
 }
 
 TEST_CASE("save_parameters: a save replaces the whole checkpoint, and never a folder of other files") {
-    TemporaryFolder folder("replace");
+    test::TemporaryFolder folder("replace");
     const fs::path checkpoint = folder.path / "ckpt";
     nn::MLP<double> deep({2, 3, 3, 1}, nn::Activation::tanh, 1);
     nn::MLP<double> shallow({2, 3, 1}, nn::Activation::tanh, 2);
@@ -353,7 +344,7 @@ TEST_CASE("save_parameters: a save replaces the whole checkpoint, and never a fo
 }
 
 TEST_CASE("save_parameters: a save that fails (a file size limit, as a full disk) is an io_error and keeps the old checkpoint") {
-    TemporaryFolder folder("fsize");
+    test::TemporaryFolder folder("fsize");
     const fs::path checkpoint = folder.path / "ckpt";
     nn::MLP<double> old_model({64, 64, 1}, nn::Activation::tanh, 1);
     nn::save_parameters(old_model, checkpoint);
@@ -386,7 +377,7 @@ TEST_CASE("save_parameters: a read-only folder is an io_error that keeps the old
         MESSAGE("running as root: a read-only folder does not stop root's writes; case not run");
         return;
     }
-    TemporaryFolder folder("readonly");
+    test::TemporaryFolder folder("readonly");
     const fs::path parent = folder.path / "ro";
     nn::MLP<double> model({2, 2, 1}, nn::Activation::tanh, 1);
     nn::save_parameters(model, parent / "ckpt");
@@ -400,7 +391,7 @@ TEST_CASE("save_parameters: a read-only folder is an io_error that keeps the old
 }
 
 TEST_CASE("save_parameters: killed at random instants, it leaves the old or the new checkpoint whole, and at most one sibling") {
-    TemporaryFolder folder("killed");
+    test::TemporaryFolder folder("killed");
     const fs::path checkpoint = folder.path / "ckpt";
     std::mt19937 rng(7);
     using Clock = std::chrono::steady_clock;
@@ -529,7 +520,7 @@ struct Run {
 };
 
 TEST_CASE("save_checkpoint / load_checkpoint: stopping and resuming gives bitwise the parameters of not stopping") {
-    TemporaryFolder folder("resume");
+    test::TemporaryFolder folder("resume");
     Run straight;
     for (int e = 0; e < 4; ++e) straight.epoch();
 
@@ -561,7 +552,7 @@ TEST_CASE("save_checkpoint / load_checkpoint: stopping and resuming gives bitwis
 }
 
 TEST_CASE("load_checkpoint: another optimizer kind, a parameters-only folder, a damaged file: errors that change nothing") {
-    TemporaryFolder folder("resume_errors");
+    test::TemporaryFolder folder("resume_errors");
     Run run;
     run.epoch();
     nn::save_checkpoint(folder.path / "ckpt", run.model, run.optimizer, run.step, &run.schedule);
