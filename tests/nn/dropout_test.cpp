@@ -6,7 +6,7 @@ namespace {
 
 using namespace ad;
 
-TEST_CASE("Dropout: description, no parameters, p outside [0, 1) rejected") {
+TEST_CASE("Dropout: description, no parameters, p outside 0 <= p < 1 rejected") {
     nn::Dropout<double> drop;
     CHECK(drop.describe() == "Dropout(p=0.5, inplace=False)");
     CHECK(drop.named_parameters().empty());
