@@ -50,6 +50,36 @@ constexpr int kShortRepetitions = 15;
 /// computes it).
 double step_gemm_flops(const ModelSpec& spec);
 
+/// One model_step workload (model_step.cpp): a float32 model built from nn
+/// layers, its input batch, targets and initial parameters by PyTorch name,
+/// so the libtorch peer builds the same network from torch::nn modules and
+/// starts from the same weights.
+///   digits_cnn   (64, 1, 8, 8): conv 3x3 1->16, ReLU, pool 2, conv 3x3 16->32,
+///                ReLU, pool 2, flatten, linear 128->10; cross-entropy
+///   lenet        (64, 1, 28, 28): conv 5x5 1->32 (padding 2), ReLU, pool 2,
+///                conv 5x5 32->64, ReLU, pool 2, linear 3136->128, ReLU,
+///                linear 128->10; cross-entropy
+///   gru          (25, 16, 32): GRU 32->128, linear 128->32 on every step;
+///                cross-entropy over the 400 positions
+///   transformer  (64, 8, 128): one post-norm encoder layer, 4 heads, FFN 512,
+///                ReLU, no dropout; mean squared error against a target
+struct NamedArray {
+    std::string name;
+    std::vector<std::int64_t> shape;
+    std::vector<float> values;
+};
+struct ModelStepData {
+    std::string name;
+    std::vector<std::int64_t> input_shape;
+    std::vector<float> input;
+    std::vector<std::int64_t> labels;  // class per row of the logits (classifiers)
+    std::vector<float> target;         // same shape as the output (transformer)
+    std::vector<NamedArray> parameters;
+    double gemm_flops = 0;             // the step's GEMM FLOPs (forward, backward; the data needs no gradient)
+};
+const std::vector<std::string>& model_step_names();
+const ModelStepData& model_step_data(const std::string& name);
+
 /// Sets OpenBLAS's thread count (every BLAS call of the process: ours and libtorch's).
 void set_blas_threads(int threads);
 

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
     bench::register_ops_matmul_batched();
     bench::register_ops_layer_norm();
     bench::register_torch_ops_layer_norm();
+    bench::register_model_step();
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -15,6 +15,7 @@ void register_memory();         // memory.cpp
 void register_ops_conv2d();          // ops_conv2d.cpp: ops/conv2d/{tape,gemm}/<shape>
 void register_ops_matmul_batched();  // ops_matmul_batched.cpp: ops/matmul_batched/{tape,gemm}
 void register_ops_layer_norm();      // ops_layer_norm.cpp: ops/layer_norm/tape
+void register_model_step();          // model_step.cpp: model_step/{tape,libtorch}/<model>
 
 // Helpers mlp_step.cpp lends memory.cpp.
 std::size_t hand_activation_bytes(const std::string& model);
@@ -31,11 +32,13 @@ void register_torch_mlp_step(const std::string& model, int threads);
 void register_torch_op_overhead();
 void register_torch_ops_conv2d();      // torch_ops_conv2d.cpp: ops/conv2d/libtorch/<shape>
 void register_torch_ops_layer_norm();  // torch_ops_layer_norm.cpp: ops/layer_norm/libtorch
+void register_torch_model_step(const std::string& model);  // torch_model_step.cpp
 #else
 inline void register_torch_mlp_step(const std::string&, int) {}
 inline void register_torch_op_overhead() {}
 inline void register_torch_ops_conv2d() {}
 inline void register_torch_ops_layer_norm() {}
+inline void register_torch_model_step(const std::string&) {}
 #endif
 
 }  // namespace bench
