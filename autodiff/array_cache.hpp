@@ -2,15 +2,15 @@
 // Large arrays the engine frees wait, per thread, for the next op that needs
 // an array of the same size.
 //
-// A training step makes the same arrays every step. For large ones glibc
-// returns the memory to the kernel when they are freed (above its mmap and
-// trim thresholds), and the next step's array of the same size then takes
-// a page fault on every 4 KiB it writes: on the wide model (activations of
-// 2 MiB) that was about 2000 faults a step after weight gradients stopped
-// being allocated at all (see lend_grad_buffer). Arrays of 1 MiB and more
-// that die with their node come here instead, up to a bound, and ops that
-// make their result with new_array take them back. Smaller arrays are left
-// to malloc, whose free lists already reuse them without the kernel.
+// A training step makes the same arrays every step. glibc hands an array of
+// 128 KiB or more (its mmap threshold) back to the kernel when it is freed,
+// and trims the heap's top once more than 128 KiB of it is free, so the next
+// step's array of the same size takes a page fault on every 4 KiB it writes:
+// on a small CNN step (activations of 256 KiB) that was a third of the step's
+// time. Arrays of 128 KiB and more that die with their node come here
+// instead, up to a bound, and ops that make their result with new_array take
+// them back. Smaller arrays are left to malloc, whose free lists reuse them
+// without the kernel.
 
 #include <cstddef>
 #include <utility>
@@ -48,8 +48,8 @@ struct PerThread {
 template <class T>
 class ArrayCache {
 public:
-    static constexpr std::size_t min_bytes = std::size_t(1) << 20;
-    static constexpr std::size_t max_arrays = 16;
+    static constexpr std::size_t min_bytes = std::size_t(128) << 10;  // glibc's default M_MMAP_THRESHOLD
+    static constexpr std::size_t max_arrays = 64;
     static constexpr std::size_t max_bytes = std::size_t(256) << 20;
 
     static bool worth_keeping(std::size_t size) noexcept { return size * sizeof(T) >= min_bytes; }

@@ -6,8 +6,9 @@ using ad::Array;
 
 namespace {
 
-// 512 x 512 floats: 1 MiB, the smallest size the cache keeps.
+// 512 x 512 floats: 1 MiB, kept by the cache; 128 KiB is the smallest size it keeps.
 constexpr std::size_t side = 512;
+constexpr std::size_t smallest_kept = 128 * 1024 / sizeof(float);
 
 Array<float> big_input(float value) { return Array<float>(value * xt::ones<float>({side, side})); }
 
@@ -44,23 +45,28 @@ TEST_CASE("array cache: a large array freed by one op is the next op's result, w
 
 TEST_CASE("array cache: small arrays are left to malloc, and release_cached_arrays frees the kept ones") {
     ad::release_cached_arrays();
-    auto half = ad::constant(Array<float>(xt::zeros<float>({side, side / 2})));
+    auto half = ad::constant(Array<float>(xt::zeros<float>({smallest_kept / 2})));
+    auto least = ad::constant(Array<float>(xt::zeros<float>({smallest_kept})));
     auto full = ad::constant(big_input(1.0f));
     { auto small = ad::sigmoid(half); }
-    CHECK(ad::cached_array_bytes() == 0);  // 512 KiB: not kept
+    CHECK(ad::cached_array_bytes() == 0);  // 64 KiB: not kept
+    { auto kept = ad::sigmoid(least); }
+    CHECK(ad::cached_array_bytes() == smallest_kept * sizeof(float));
     { auto large = ad::sigmoid(full); }
-    CHECK(ad::cached_array_bytes() == side * side * sizeof(float));
+    CHECK(ad::cached_array_bytes() == (smallest_kept + side * side) * sizeof(float));
     ad::release_cached_arrays();
     CHECK(ad::cached_array_bytes() == 0);
 }
 
-TEST_CASE("array cache: it keeps at most 16 arrays, per thread") {
+TEST_CASE("array cache: it keeps at most 64 arrays, per thread") {
     ad::release_cached_arrays();
     {
         std::vector<ad::Var<float>> alive;
-        for (int i = 0; i < 20; ++i) alive.push_back(ad::sigmoid(ad::constant(big_input(float(i)))));
+        for (int i = 0; i < 70; ++i) {
+            alive.push_back(ad::sigmoid(ad::constant(Array<float>(float(i) * xt::ones<float>({smallest_kept})))));
+        }
     }
-    CHECK(ad::cached_array_bytes() == 16 * side * side * sizeof(float));
+    CHECK(ad::cached_array_bytes() == 64 * smallest_kept * sizeof(float));
     std::size_t other_thread_bytes = 1;
     std::thread([&] { other_thread_bytes = ad::cached_array_bytes(); }).join();
     CHECK(other_thread_bytes == 0);
