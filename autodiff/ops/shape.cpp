@@ -32,7 +32,6 @@
 #include <fmt/ranges.h>
 #include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmanipulation.hpp>
-#include <xtensor/xstrided_view.hpp>
 
 #include "autodiff/ops/all.hpp"
 
@@ -41,11 +40,32 @@ namespace {
 
 std::vector<long> as_long(const Shape& shape) { return std::vector<long>(shape.begin(), shape.end()); }
 
-/// The selection [begin, end) along `axis`, everything along the other axes.
-xt::xstrided_slice_vector axis_range(std::size_t rank, std::size_t axis, std::size_t begin, std::size_t end) {
-    xt::xstrided_slice_vector slices(rank, xt::all());
-    slices[axis] = xt::range(begin, end);
-    return slices;
+/// A row-major shape seen along one axis: `outer` blocks (the axes before it),
+/// each of `length` slabs of `inner` contiguous elements (the axes after it).
+struct AxisBlocks {
+    std::size_t outer = 1, length = 0, inner = 1;
+};
+
+AxisBlocks axis_blocks(const Shape& shape, std::size_t axis) {
+    AxisBlocks b;
+    for (std::size_t d = 0; d < axis; ++d) b.outer *= shape[d];
+    b.length = shape[axis];
+    for (std::size_t d = axis + 1; d < shape.size(); ++d) b.inner *= shape[d];
+    return b;
+}
+
+/// In every outer block, copies `count` slabs from slab `from` of `src` to
+/// slab `to` of `dst`: one contiguous run per block. Slicing, padding and
+/// joining along an axis are this copy; xtensor's strided views walk the same
+/// elements one index at a time, several times slower.
+template <class T>
+void copy_slabs(const T* src, const AxisBlocks& s, std::size_t from, T* dst, const AxisBlocks& d, std::size_t to,
+                std::size_t count) {
+    const std::size_t run = count * s.inner;
+    if (run == 0) return;  // also keeps null data pointers of empty arrays out of the arithmetic
+    for (std::size_t o = 0; o < s.outer; ++o) {
+        std::copy_n(src + (o * s.length + from) * s.inner, run, dst + (o * d.length + to) * d.inner);
+    }
 }
 
 void check_rows(const char* op, const Shape& shape, const std::vector<std::size_t>& indices, std::size_t rows) {
@@ -144,9 +164,8 @@ Var<T> slice(const Var<T>& x, long axis, std::size_t begin, std::size_t end) {
     }
     Shape y_shape = x_shape;
     y_shape[ax] = end - begin;
-    // A view of an empty x would offset a null pointer: an empty result is made directly.
-    Array<T> y = element_count(y_shape) == 0 ? Array<T>::from_shape(y_shape)
-                                             : Array<T>(xt::strided_view(x.value(), axis_range(x_shape.size(), ax, begin, end)));
+    Array<T> y = detail::new_array<T>(y_shape);
+    copy_slabs(x.value().data(), axis_blocks(x_shape, ax), begin, y.data(), axis_blocks(y_shape, ax), 0, end - begin);
     std::size_t length = x_shape[ax];
     return make_op("slice", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g) {
         return pad(g, static_cast<long>(ax), begin, length);
@@ -176,9 +195,17 @@ Var<T> pad(const Var<T>& x, long axis, std::size_t begin, std::size_t size) {
     }
     Shape y_shape = x_shape;
     y_shape[ax] = size;
-    Array<T> y = xt::zeros<T>(y_shape);
-    // An empty x has nothing to copy, and a view into an empty y would offset a null pointer.
-    if (x.size() > 0) xt::strided_view(y, axis_range(y_shape.size(), ax, begin, begin + length)) = x.value();
+    Array<T> y = detail::new_array<T>(y_shape);
+    const AxisBlocks xb = axis_blocks(x_shape, ax), yb = axis_blocks(y_shape, ax);
+    if (y.size() > 0) {
+        // Zeros before and after x's slabs in each block, then x's slabs.
+        for (std::size_t o = 0; o < yb.outer; ++o) {
+            T* block = y.data() + o * size * yb.inner;
+            std::fill_n(block, begin * yb.inner, T(0));
+            std::fill_n(block + (begin + length) * yb.inner, (size - begin - length) * yb.inner, T(0));
+        }
+    }
+    copy_slabs(x.value().data(), xb, 0, y.data(), yb, begin, length);
     return make_op("pad", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g) {
         return slice(g, static_cast<long>(ax), begin, begin + length);
     });
@@ -247,13 +274,11 @@ Var<T> concatenate(const std::vector<Var<T>>& xs, long axis) {
         offsets.push_back(y_shape[ax]);
         y_shape[ax] += s[ax];
     }
-    Array<T> y = Array<T>::from_shape(y_shape);
+    Array<T> y = detail::new_array<T>(y_shape);
+    const AxisBlocks yb = axis_blocks(y_shape, ax);
     for (std::size_t i = 0; i < xs.size(); ++i) {
-        std::size_t length = xs[i].value().shape()[ax];
-        // An empty part has nothing to copy, and a view into an empty y would offset a null pointer.
-        if (xs[i].size() > 0) {
-            xt::strided_view(y, axis_range(y_shape.size(), ax, offsets[i], offsets[i] + length)) = xs[i].value();
-        }
+        const AxisBlocks xb = axis_blocks(xs[i].shape(), ax);
+        copy_slabs(xs[i].value().data(), xb, 0, y.data(), yb, offsets[i], xb.length);
     }
     std::vector<std::size_t> lengths;
     for (const auto& x : xs) lengths.push_back(x.value().shape()[ax]);
