@@ -157,6 +157,19 @@ void add_to_cotangent(CotangentSlot<T>& slot, Var<T> g) {
 }
 
 template <class T>
+Array<T>* running_sum(CotangentSlot<T>& slot, const SavedShape& shape) {
+    if (grad_enabled()) return nullptr;
+    if (!slot) {
+        Array<T> zeros = new_array<T>(shape.to_shape());
+        std::fill(zeros.begin(), zeros.end(), T(0));
+        slot = constant(std::move(zeros)).node_ptr();
+    } else if (slot.use_count() != 1) {
+        return nullptr;
+    }
+    return &slot->value;
+}
+
+template <class T>
 Array<T>& written_grad(Node<T>& parameter) {
     Array<T>& grad = parameter.grad->value;
     if (parameter.grad_is_zero) {
@@ -365,6 +378,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template void reject_other_tape(const char*, const Var<T>&, const Tape*);                           \
     template Var<T> fit_broadcast_gradient(const char*, Var<T>, const SavedShape&);                      \
     template void add_to_cotangent(CotangentSlot<T>&, Var<T>);                                          \
+    template Array<T>* running_sum(CotangentSlot<T>&, const SavedShape&);                               \
     template Array<T>& written_grad(Node<T>&);                                                          \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \

@@ -232,6 +232,27 @@ FirstOrderVjp<Vjp> first_order(Vjp vjp) {
     return {std::move(vjp)};
 }
 
+/// A VJP that can also add input i's cotangent straight into the input's
+/// running sum, `add_into(i, grad, sum)` with `sum` an array of the input's
+/// shape, which a sweep that records nothing uses: a slice then adds its
+/// cotangent into its block of the sum instead of padding it to the input's
+/// size first, so splitting a value into k parts costs the value's size once
+/// in backward rather than k times. A recording sweep calls `vjp(i, grad)`.
+template <class Vjp, class AddInto>
+struct AccumulatingVjp {
+    Vjp vjp;
+    AddInto add_into;
+    template <class T>
+    Var<T> operator()(std::size_t i, const Var<T>& grad) {
+        return vjp(i, grad);
+    }
+};
+
+template <class Vjp, class AddInto>
+AccumulatingVjp<Vjp, AddInto> accumulating_vjp(Vjp vjp, AddInto add_into) {
+    return {std::move(vjp), std::move(add_into)};
+}
+
 namespace detail {
 
 /// Throws the tape_error of check_same_tape.
@@ -494,6 +515,17 @@ std::vector<InputSlot<T>> input_slots(const std::vector<Var<T>>& xs, const Tape&
 }
 
 template <class Vjp>
+struct IsAccumulatingVjp : std::false_type {};
+template <class Vjp, class AddInto>
+struct IsAccumulatingVjp<AccumulatingVjp<Vjp, AddInto>> : std::true_type {};
+
+/// The running sum an AccumulatingVjp adds into, made of zeros when no
+/// cotangent has arrived yet; nullptr when the sweep records or another
+/// value shares the sum (then the cotangent is added the usual way).
+template <class T>
+Array<T>* running_sum(CotangentSlot<T>& slot, const SavedShape& shape);
+
+template <class Vjp>
 struct IsStagedVjp : std::false_type {};
 template <class Through, class PerInput>
 struct IsStagedVjp<StagedVjp<Through, PerInput>> : std::true_type {};
@@ -554,6 +586,12 @@ struct OpRecord {
                 auto& in = inputs[i];
                 if (!in.slot) continue;
                 if (in.parameter && !*in.slot) note_reached(*in.parameter);
+                if constexpr (IsAccumulatingVjp<Vjp>::value) {
+                    if (Array<T>* sum = running_sum(*in.slot, in.shape)) {
+                        vjp.add_into(i, grad, *sum);
+                        continue;
+                    }
+                }
                 Var<T> input_grad = [&] {
                     if constexpr (staged) {
                         return vjp.per_input(i, grad);

@@ -5,7 +5,8 @@
 //   reshape            x with a new shape                  reshape(g, x.shape)
 //   transpose          axes permuted by perm               transpose(g, inverse(perm))
 //   broadcast_to       x repeated along broadcast axes     sum_to_shape(g, x.shape)
-//   slice              x[begin:end] along axis             pad(g, axis, begin, x.shape[axis])
+//   slice              x[begin:end] along axis             pad(g, axis, begin, x.shape[axis]); a sweep that
+//                                                          records nothing adds g into x's cotangent in place
 //   pad                zeros with x at [begin:...]         slice(g, axis, begin, begin + x.shape[axis])
 //   take_rows          x[indices]                          scatter_add_rows(g, indices, x.rows)
 //   scatter_add_rows   zeros, row indices[i] += x[i]       take_rows(g, indices)
@@ -46,7 +47,8 @@ struct AxisBlocks {
     std::size_t outer = 1, length = 0, inner = 1;
 };
 
-AxisBlocks axis_blocks(const Shape& shape, std::size_t axis) {
+template <class S>
+AxisBlocks axis_blocks(const S& shape, std::size_t axis) {
     AxisBlocks b;
     for (std::size_t d = 0; d < axis; ++d) b.outer *= shape[d];
     b.length = shape[axis];
@@ -65,6 +67,18 @@ void copy_slabs(const T* src, const AxisBlocks& s, std::size_t from, T* dst, con
     if (run == 0) return;  // also keeps null data pointers of empty arrays out of the arithmetic
     for (std::size_t o = 0; o < s.outer; ++o) {
         std::copy_n(src + (o * s.length + from) * s.inner, run, dst + (o * d.length + to) * d.inner);
+    }
+}
+
+/// In every outer block, adds `src`'s slabs into `dst`'s slabs from slab `to` on.
+template <class T>
+void add_slabs(const T* src, const AxisBlocks& s, T* dst, const AxisBlocks& d, std::size_t to) {
+    const std::size_t run = s.length * s.inner;
+    if (run == 0) return;
+    for (std::size_t o = 0; o < s.outer; ++o) {
+        const T* from = src + o * run;
+        T* into = dst + (o * d.length + to) * d.inner;
+        for (std::size_t k = 0; k < run; ++k) into[k] += from[k];
     }
 }
 
@@ -167,9 +181,11 @@ Var<T> slice(const Var<T>& x, long axis, std::size_t begin, std::size_t end) {
     Array<T> y = detail::new_array<T>(y_shape);
     copy_slabs(x.value().data(), axis_blocks(x_shape, ax), begin, y.data(), axis_blocks(y_shape, ax), 0, end - begin);
     std::size_t length = x_shape[ax];
-    return make_op("slice", std::move(y), x, [ax, begin, length](std::size_t, const Var<T>& g) {
-        return pad(g, static_cast<long>(ax), begin, length);
-    });
+    auto vjp = [ax, begin, length](std::size_t, const Var<T>& g) { return pad(g, static_cast<long>(ax), begin, length); };
+    auto add_into = [ax, begin](std::size_t, const Var<T>& g, Array<T>& sum) {
+        add_slabs(g.value().data(), axis_blocks(g.shape(), ax), sum.data(), axis_blocks(sum.shape(), ax), begin);
+    };
+    return make_op("slice", std::move(y), x, accumulating_vjp(vjp, add_into));
 }
 
 template <class T>
