@@ -75,14 +75,15 @@ struct ModelOptions {
 class ReverseTransformer final : public nn::Module<float> {
 public:
     ReverseTransformer(const ModelOptions& o, std::uint64_t seed)
-        : token_(register_module("token_embedding",
-                                 nn::Embedding<float>(nn::EmbeddingOptions(vocabulary, o.d_model).seed(nn::derive_seed(seed, 0))))),
+        : token_(register_module("token_embedding", nn::Embedding<float>(nn::EmbeddingOptions(vocabulary, o.d_model)
+                                                                             .seed(nn::derive_seed(seed, 0))))),
           position_(register_module("position_embedding",
                                     nn::Embedding<float>(nn::EmbeddingOptions(long(o.max_length), o.d_model)
                                                              .seed(nn::derive_seed(seed, 1))))),
           layers_(register_module("layers", nn::ModuleList<float>())),
           norm_(register_module("norm", nn::LayerNorm<float>({std::size_t(o.d_model)}))),
-          head_(register_module("head", nn::Linear<float>(std::size_t(o.d_model), vocabulary, nn::derive_seed(seed, 2)))),
+          head_(register_module("head",
+                                nn::Linear<float>(std::size_t(o.d_model), vocabulary, nn::derive_seed(seed, 2)))),
           d_model_(o.d_model) {
         for (std::size_t i = 0; i < o.layers; ++i) {
             auto layer = std::make_shared<nn::TransformerEncoderLayer<float>>(
@@ -160,8 +161,12 @@ int main(int argc, char** argv) {
     std::uint64_t seed = 0;
     bool quick = false;
     CLI::App app{"Reverse sequences of digits with a small causal transformer, tested by greedy decoding"};
-    app.add_option("--steps", steps, "training steps (batches of 64)")->check(CLI::Range(1, 1000000))->capture_default_str();
-    app.add_option("--lr", learning_rate, "AdamW peak learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--steps", steps, "training steps (batches of 64)")
+        ->check(CLI::Range(1, 1000000))
+        ->capture_default_str();
+    app.add_option("--lr", learning_rate, "AdamW peak learning rate")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     app.add_option("--seed", seed, "seed of the weights, the batches and the test set")->capture_default_str();
     app.add_option("--length", length, "digits per sequence")->check(CLI::Range(1, 64))->capture_default_str();
     app.add_flag("--quick", quick, "length 5, 200 steps, 500 test sequences, floor 0.9: for CTest");
