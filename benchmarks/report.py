@@ -28,6 +28,8 @@ JAC_N = [64, 128, 256, 512, 1024]
 JAC_SERIES = ["vjp", "vjp_hand", "materialized"]
 FIT_FROM = 256
 CONV_SHAPES = ["digits", "lenet"]
+# model_step goals, tape/libtorch (issue 20).
+MODEL_STEP_GOALS = {"digits_cnn": 0.3, "lenet": 0.8, "gru": 0.5, "transformer": 0.8}
 
 
 def clean_name(name):
@@ -322,6 +324,34 @@ class Report:
             self.out()
             self.table(["op", "tape", "libtorch", "tape/libtorch", "gemm", "tape/gemm", "tape / GEMM time"], rows)
 
+    def model_step(self):
+        """Training steps of nn models against the same torch::nn models (same weights), float32, 1 thread."""
+        sg = self.counter("sgemm/1024/threads:1", "GFLOPS")
+        rows = []
+        for model, bound in MODEL_STEP_GOALS.items():
+            tape, torch = self.t(f"model_step/tape/{model}"), self.t(f"model_step/libtorch/{model}")
+            if tape is None and torch is None:
+                continue
+            flops = self.counter(f"model_step/tape/{model}", "gemm_flops")
+            gemm_time = flops / (sg * 1e9) if flops and sg else None
+            share = lambda t: "-" if gemm_time is None or not t else f"{100 * gemm_time / t:.3g}%"
+            losses = [self.counter(f"model_step/{i}/{model}", "first_loss") for i in ("tape", "libtorch")]
+            rows.append([model, fmt_time(tape), fmt_time(torch), fmt_ratio(ratio(tape, torch)), share(tape),
+                         share(torch), " / ".join("-" if l is None else f"{l:.6g}" for l in losses)])
+            tl = ratio(tape, torch)
+            self.goal(f"model_step {model} tape/libtorch <= {bound}", fmt_ratio(tl), None if tl is None else tl <= bound)
+        if rows:
+            self.out("### model_step (a training step of nn layers against torch::nn, float32, 1 thread)")
+            self.out()
+            self.out("digits_cnn: batch 64 of 8x8, conv 3x3 16 and 32 channels, pools, linear; lenet: batch 64 of 28x28, "
+                     "conv 5x5 32 and 64 channels, pools, 3136-128-10; gru: T 25, batch 16, 32 -> 128, linear head on "
+                     "every step; transformer: one post-norm encoder layer, T 64, batch 8, D 128, 4 heads, FFN 512. "
+                     "SGD; the same initial weights in both (first losses agree). `GEMM share`: the step's GEMM flops "
+                     "at the sgemm/1024 rate of the same run, over the step's time.")
+            self.out()
+            self.table(["model", "tape", "libtorch", "tape/libtorch", "GEMM share tape", "GEMM share libtorch",
+                        "first loss tape / libtorch"], rows)
+
     def goals_table(self):
         if not self.goals:
             return
@@ -346,6 +376,7 @@ class Report:
         self.hessian()
         self.memory()
         self.ops()
+        self.model_step()
         self.goals_table()
         return "\n".join(self.lines)
 
