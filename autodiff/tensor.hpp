@@ -68,4 +68,21 @@ std::size_t normalize_axis(const char* op, long axis, std::size_t rank);
 
 std::size_t element_count(const Shape& shape);
 
+/// A row-major shape seen along one axis: `outer` blocks (the axes before it),
+/// each of `length` slabs of `inner` contiguous elements (the axes after it).
+struct AxisBlocks {
+    std::size_t outer = 1, length = 0, inner = 1;
+    /// The flat index of element i of slab k of block o.
+    std::size_t at(std::size_t o, std::size_t k, std::size_t i) const { return (o * length + k) * inner + i; }
+};
+
+template <class S>
+AxisBlocks axis_blocks(const S& shape, std::size_t axis) {
+    AxisBlocks b;
+    for (std::size_t d = 0; d < axis; ++d) b.outer *= shape[d];
+    b.length = shape[axis];
+    for (std::size_t d = axis + 1; d < shape.size(); ++d) b.inner *= shape[d];
+    return b;
+}
+
 }  // namespace ad

@@ -92,19 +92,6 @@ void check_gather_index(const char* op, const Shape& x_shape, long axis, std::si
     check_range(op, index.data(), index.size(), x_shape[ax], axis);
 }
 
-/// outer, n, inner: x's elements as (outer, n, inner) blocks around `axis`.
-struct Blocks {
-    std::size_t outer = 1, n = 0, inner = 1;
-};
-
-Blocks blocks_of(const Shape& shape, std::size_t axis) {
-    Blocks b;
-    for (std::size_t d = 0; d < axis; ++d) b.outer *= shape[d];
-    b.n = shape[axis];
-    for (std::size_t d = axis + 1; d < shape.size(); ++d) b.inner *= shape[d];
-    return b;
-}
-
 std::vector<std::size_t> checked_indices(const char* op, const IndexArray& indices, std::size_t bound, long axis) {
     if (indices.dimension() != 1) {
         throw shape_error(fmt::format("{}: indices {} must be 1-D", op, shape_string_of(indices)));
@@ -144,7 +131,7 @@ Var<T> scatter_add_unchecked(const Shape& shape, std::size_t axis, const SharedI
 template <class T>
 Var<T> index_select_unchecked(const Var<T>& x, std::size_t axis, const SharedIndices& indices) {
     Shape x_shape = x.shape();
-    Blocks b = blocks_of(x_shape, axis);
+    AxisBlocks b = axis_blocks(x_shape, axis);
     const std::size_t k = indices->size();
     Shape y_shape = x_shape;
     y_shape[axis] = k;
@@ -153,7 +140,7 @@ Var<T> index_select_unchecked(const Var<T>& x, std::size_t axis, const SharedInd
     T* out = y.mutable_value().data();
     for (std::size_t o = 0; o < b.outer; ++o) {
         for (std::size_t j = 0; j < k; ++j) {
-            std::copy_n(in + (o * b.n + (*indices)[j]) * b.inner, b.inner, out + (o * k + j) * b.inner);
+            std::copy_n(in + (o * b.length + (*indices)[j]) * b.inner, b.inner, out + (o * k + j) * b.inner);
         }
     }
     return make_op("index_select", std::move(y), x, [x_shape, axis, indices](std::size_t, const Var<T>& g) {
@@ -163,7 +150,7 @@ Var<T> index_select_unchecked(const Var<T>& x, std::size_t axis, const SharedInd
 
 template <class T>
 Var<T> index_add_unchecked(const Shape& shape, std::size_t axis, const SharedIndices& indices, const Var<T>& src) {
-    Blocks b = blocks_of(shape, axis);
+    AxisBlocks b = axis_blocks(shape, axis);
     const std::size_t k = indices->size();
     Array<T> y = xt::zeros<T>(shape);
     const T* in = src.value().data();
@@ -171,7 +158,7 @@ Var<T> index_add_unchecked(const Shape& shape, std::size_t axis, const SharedInd
     for (std::size_t o = 0; o < b.outer; ++o) {
         for (std::size_t j = 0; j < k; ++j) {
             const T* from = in + (o * k + j) * b.inner;
-            T* to = out + (o * b.n + (*indices)[j]) * b.inner;
+            T* to = out + (o * b.length + (*indices)[j]) * b.inner;
             for (std::size_t i = 0; i < b.inner; ++i) to[i] += from[i];
         }
     }

@@ -156,22 +156,12 @@ Var<T> mean(const Var<T>& x, long axis, bool keepdims) {
 
 namespace {
 
-/// How a reduction over one axis sees x's row-major storage: `outer` blocks of
-/// `n` slices of `inner` numbers each (all axes: 1, x.size(), 1).
-struct AxisBlocks {
-    std::size_t outer = 1, n = 1, inner = 1;
-    std::size_t at(std::size_t o, std::size_t k, std::size_t i) const { return (o * n + k) * inner + i; }
-};
-
+/// How a reduction over one axis sees x's row-major storage (all axes: one
+/// block of x.size() slabs of one number).
 AxisBlocks blocks_of(const Shape& shape, std::optional<std::size_t> axis) {
+    if (axis) return axis_blocks(shape, *axis);
     AxisBlocks b;
-    if (!axis) {
-        b.n = element_count(shape);
-        return b;
-    }
-    for (std::size_t d = 0; d < *axis; ++d) b.outer *= shape[d];
-    b.n = shape[*axis];
-    for (std::size_t d = *axis + 1; d < shape.size(); ++d) b.inner *= shape[d];
+    b.length = element_count(shape);
     return b;
 }
 
@@ -220,7 +210,7 @@ Var<T> extreme(const char* op, const Var<T>& x, std::optional<long> axis_arg, bo
     for (std::size_t o = 0; o < b.outer; ++o) {
         for (std::size_t i = 0; i < b.inner; ++i) {
             std::size_t best = b.at(o, 0, i);
-            for (std::size_t k = 0; k < b.n && !std::isnan(in[best]); ++k) {
+            for (std::size_t k = 0; k < b.length && !std::isnan(in[best]); ++k) {
                 const T v = in[b.at(o, k, i)];
                 if (std::isnan(v) || (larger ? v > in[best] : v < in[best])) best = b.at(o, k, i);
             }
@@ -231,8 +221,8 @@ Var<T> extreme(const char* op, const Var<T>& x, std::optional<long> axis_arg, bo
                 continue;
             }
             std::size_t ties = 0;
-            for (std::size_t k = 0; k < b.n; ++k) ties += in[b.at(o, k, i)] == m;
-            for (std::size_t k = 0; k < b.n; ++k) {
+            for (std::size_t k = 0; k < b.length; ++k) ties += in[b.at(o, k, i)] == m;
+            for (std::size_t k = 0; k < b.length; ++k) {
                 if (in[b.at(o, k, i)] == m) weights.data()[b.at(o, k, i)] = T(1) / T(ties);
             }
         }
@@ -252,12 +242,12 @@ Array<T> products_of_others(const Array<T>& x, const AxisBlocks& b) {
     for (std::size_t o = 0; o < b.outer; ++o) {
         for (std::size_t i = 0; i < b.inner; ++i) {
             T prefix = T(1);
-            for (std::size_t k = 0; k < b.n; ++k) {
+            for (std::size_t k = 0; k < b.length; ++k) {
                 out[b.at(o, k, i)] = prefix;
                 prefix *= in[b.at(o, k, i)];
             }
             T suffix = T(1);
-            for (std::size_t k = b.n; k-- > 0;) {
+            for (std::size_t k = b.length; k-- > 0;) {
                 out[b.at(o, k, i)] *= suffix;
                 suffix *= in[b.at(o, k, i)];
             }
@@ -278,7 +268,7 @@ Var<T> prod_impl(const Var<T>& x, std::optional<long> axis_arg, bool keepdims) {
     for (std::size_t o = 0; o < b.outer; ++o) {
         for (std::size_t i = 0; i < b.inner; ++i) {
             T p = T(1);
-            for (std::size_t k = 0; k < b.n; ++k) p *= in[b.at(o, k, i)];
+            for (std::size_t k = 0; k < b.length; ++k) p *= in[b.at(o, k, i)];
             y.data()[o * b.inner + i] = p;
         }
     }
@@ -306,11 +296,11 @@ Var<T> logsumexp_impl(const Var<T>& x, std::optional<long> axis_arg, bool keepdi
     for (std::size_t o = 0; o < b.outer; ++o) {
         for (std::size_t i = 0; i < b.inner; ++i) {
             T m = -std::numeric_limits<T>::infinity();
-            for (std::size_t k = 0; k < b.n; ++k) m = std::max(m, in[b.at(o, k, i)]);
+            for (std::size_t k = 0; k < b.length; ++k) m = std::max(m, in[b.at(o, k, i)]);
             // An infinite maximum is not subtracted: -inf - -inf would be NaN.
             const T shift = std::isfinite(m) ? m : T(0);
             T sum = T(0);
-            for (std::size_t k = 0; k < b.n; ++k) sum += std::exp(in[b.at(o, k, i)] - shift);
+            for (std::size_t k = 0; k < b.length; ++k) sum += std::exp(in[b.at(o, k, i)] - shift);
             y.data()[o * b.inner + i] = shift + std::log(sum);
         }
     }
@@ -369,7 +359,7 @@ IndexArray arg_extreme(const char* op, const Var<T>& x, std::optional<long> axis
     for (std::size_t o = 0; o < b.outer; ++o) {
         for (std::size_t i = 0; i < b.inner; ++i) {
             std::size_t best = 0;
-            for (std::size_t k = 1; k < b.n && !std::isnan(in[b.at(o, best, i)]); ++k) {
+            for (std::size_t k = 1; k < b.length && !std::isnan(in[b.at(o, best, i)]); ++k) {
                 const T v = in[b.at(o, k, i)], m = in[b.at(o, best, i)];
                 if (std::isnan(v) || (larger ? v > m : v < m)) best = k;
             }
@@ -452,7 +442,7 @@ Var<T> cumsum(const Var<T>& x, long axis) {
     for (std::size_t o = 0; o < b.outer; ++o) {
         for (std::size_t i = 0; i < b.inner; ++i) {
             T running = T(0);
-            for (std::size_t k = 0; k < b.n; ++k) y.data()[b.at(o, k, i)] = running += in[b.at(o, k, i)];
+            for (std::size_t k = 0; k < b.length; ++k) y.data()[b.at(o, k, i)] = running += in[b.at(o, k, i)];
         }
     }
     return make_op("cumsum", std::move(y), x, [ax](std::size_t, const Var<T>& g) {

@@ -41,21 +41,6 @@ namespace {
 
 std::vector<long> as_long(const Shape& shape) { return std::vector<long>(shape.begin(), shape.end()); }
 
-/// A row-major shape seen along one axis: `outer` blocks (the axes before it),
-/// each of `length` slabs of `inner` contiguous elements (the axes after it).
-struct AxisBlocks {
-    std::size_t outer = 1, length = 0, inner = 1;
-};
-
-template <class S>
-AxisBlocks axis_blocks(const S& shape, std::size_t axis) {
-    AxisBlocks b;
-    for (std::size_t d = 0; d < axis; ++d) b.outer *= shape[d];
-    b.length = shape[axis];
-    for (std::size_t d = axis + 1; d < shape.size(); ++d) b.inner *= shape[d];
-    return b;
-}
-
 /// In every outer block, copies `count` slabs from slab `from` of `src` to
 /// slab `to` of `dst`: one contiguous run per block. Slicing, padding and
 /// joining along an axis are this copy; xtensor's strided views walk the same
