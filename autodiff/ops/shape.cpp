@@ -140,8 +140,9 @@ Var<T> reshape(const Var<T>& x, const std::vector<long>& shape) {
     if (element_count(target) != x.size()) {
         throw shape_error(fmt::format("reshape: cannot reshape {} into ({})", shape_string(x_shape), fmt::join(shape, ", ")));
     }
-    Array<T> y = x.value();
-    y.reshape(target);
+    // Copied into a recycled array: a fresh one of a step's large size takes a page fault per 4 KiB.
+    Array<T> y = detail::new_array<T>(target);
+    if (x.size() > 0) std::copy_n(x.value().data(), x.size(), y.data());  // an empty array's data may be null
     return make_op("reshape", std::move(y), x, [x_shape](std::size_t, const Var<T>& g) {
         return reshape(g, as_long(x_shape));
     });
@@ -403,8 +404,8 @@ Var<T> tiled(const char* op, const Var<T>& x, const std::vector<std::size_t>& re
 template <class T>
 Var<T> reshaped(const char* op, const Var<T>& x, const Shape& shape) {
     Shape x_shape = x.shape();
-    Array<T> y = x.value();
-    y.reshape(shape);
+    Array<T> y = detail::new_array<T>(shape);
+    if (x.size() > 0) std::copy_n(x.value().data(), x.size(), y.data());  // an empty array's data may be null
     return make_op(op, std::move(y), x, [x_shape](std::size_t, const Var<T>& g) { return reshape(g, as_long(x_shape)); });
 }
 
