@@ -9,8 +9,7 @@
 // went from 2.60x to 2.27x (mlp_step/paired/xor).
 //
 // Use it only on helpers of a few lines: it copies their code into every
-// caller (NodeRef's release, a load, a test and a store, is in every Var's
-// destructor; its atomic path stays out of line for that reason).
+// caller (NodeRef's release is in every Var's destructor).
 
 #if defined(__GNUC__)
 #define AD_INLINE [[gnu::always_inline]] inline

@@ -23,6 +23,7 @@
 #include "autodiff/array_cache.hpp"
 #include "autodiff/block_pool.hpp"
 #include "autodiff/inline.hpp"
+#include "autodiff/node_base.hpp"
 #include "autodiff/tensor.hpp"
 
 namespace ad::detail {
@@ -38,32 +39,16 @@ class NodeRecycler;
 /// hold. The count lives in the node (an intrusive count, like PyTorch's
 /// intrusive_ptr): a shared_ptr's separately allocated control block cost a
 /// pool allocation, two virtual calls and a second cache line per value,
-/// about a tenth of a small op. When the count drops to zero the node goes
-/// back to its thread's NodeRecycler.
-///
-/// Two kinds of count. A constant's node, which the README lets threads
-/// share, is counted with atomic operations. Every other node (parameters,
-/// which belong to one thread at a time, and the values ops compute) is
-/// counted with plain loads and stores: an atomic read-modify-write costs
-/// some 5 ns on this machine kind, and the xor step copies and drops about
-/// fifty references, a dozen of them to its parameters: plain counts took
-/// 8% off its time and a fifth off op_overhead's (atomic parameters kept
-/// none of the xor gain). So copies of one such Var must not be made or
-/// dropped on two threads at once. The kind is the top bit of the count,
-/// set once while the node has a single reference, so the one load that
-/// reads the count also says how to change it.
+/// about a tenth of a small op. Copies and releases change it atomically,
+/// as std::shared_ptr's do, so that any Var may be copied and dropped on any
+/// thread. When the count drops to zero the node goes back to the releasing
+/// thread's NodeRecycler.
 template <class T>
 class NodeRef {
 public:
     NodeRef() noexcept {}  // user-provided: records built with {} are then not zeroed whole first
     AD_INLINE NodeRef(const NodeRef& other) noexcept : node_(other.node_) {
-        if (!node_) return;
-        const std::uint32_t refs = node_->refs.load(std::memory_order_relaxed);
-        if (refs & shared_bit) [[unlikely]] {
-            add_shared(node_);
-        } else {
-            node_->refs.store(refs + 1, std::memory_order_relaxed);
-        }
+        if (node_) add_count(node_);
     }
     NodeRef(NodeRef&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
     NodeRef& operator=(const NodeRef& other) noexcept {
@@ -76,20 +61,13 @@ public:
     }
     AD_INLINE ~NodeRef() { release(); }
 
-    /// Takes the first reference to a node that no NodeRef holds yet; its
-    /// count is the plain kind.
+    /// Takes the first reference to a node that no NodeRef holds yet.
     static NodeRef adopt(Node<T>* node) noexcept {
         node->refs.store(1, std::memory_order_relaxed);
         NodeRef ref;
         ref.node_ = node;
         return ref;
     }
-
-    /// Makes the node's count atomic, so that other threads may copy and
-    /// drop references to it. Only while this is its one reference (a
-    /// fresh constant): no other thread can see it yet.
-    void share() const noexcept { node_->refs.store(1 | shared_bit, std::memory_order_relaxed); }
-    bool shared() const noexcept { return node_ && (node_->refs.load(std::memory_order_relaxed) & shared_bit); }
 
     /// A reference that counts nothing, to a node that something else holds
     /// for longer (a tape's pin: detail::Kept). forget() must end it, not
@@ -106,11 +84,9 @@ public:
     Node<T>& operator*() const noexcept { return *node_; }
     Node<T>* operator->() const noexcept { return node_; }
     explicit operator bool() const noexcept { return node_ != nullptr; }
-    /// How many NodeRefs hold the node (0 when empty). Exact when no other
-    /// thread copies or drops a reference to it meanwhile.
-    std::uint32_t use_count() const noexcept {
-        return node_ ? node_->refs.load(std::memory_order_relaxed) & ~shared_bit : 0;
-    }
+    /// How many NodeRefs hold the node (0 when empty). 1 means this one
+    /// alone, which no other thread can then change.
+    std::uint32_t use_count() const noexcept { return node_ ? node_->refs.load(std::memory_order_acquire) : 0; }
     void reset() noexcept {
         release();
         node_ = nullptr;
@@ -119,40 +95,31 @@ public:
     friend bool operator==(const NodeRef& a, const NodeRef& b) noexcept { return a.node_ == b.node_; }
     friend bool operator!=(const NodeRef& a, const NodeRef& b) noexcept { return a.node_ != b.node_; }
 
-private:
-    static constexpr std::uint32_t shared_bit = std::uint32_t{1} << 31;
-
-    AD_INLINE void release() noexcept {
-        if (!node_) return;
-        const std::uint32_t refs = node_->refs.load(std::memory_order_relaxed);
-        if (refs & shared_bit) [[unlikely]] {
-            release_shared(node_);
-            return;
+    /// One count more or less, for a holder that is not a NodeRef: a tape's
+    /// pin (Tape::pin).
+    AD_INLINE static void add_count(Node<T>* node) noexcept { node->refs.fetch_add(1, std::memory_order_relaxed); }
+    AD_INLINE static void drop_count(Node<T>* node) noexcept {
+        // The sole holder needs no read-modify-write: no other thread holds
+        // a reference it could copy or drop meanwhile (the check that
+        // libstdc++'s shared_ptr makes too). Otherwise acq_rel: whoever
+        // recycles the node sees every write the other holders made before
+        // they let go (the usual reference count order).
+        if (node->refs.load(std::memory_order_acquire) == 1 ||
+            node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            NodeRecycler<T>::recycle(node);
         }
-        node_->refs.store(refs - 1, std::memory_order_relaxed);
-        if (refs == 1) NodeRecycler<T>::recycle(node_);
-    }
-
-public:
-    // The atomic kind, out of line: inlined beside the plain one into every
-    // copy and release, it grew the step's hot code and took back most of
-    // what the plain count saves. Public for a holder of a shared node that
-    // is not a NodeRef: a tape's pin (detail::Kept).
-    [[gnu::noinline]] static void add_shared(Node<T>* node) noexcept {
-        node->refs.fetch_add(1, std::memory_order_relaxed);
-    }
-    [[gnu::noinline]] static void release_shared(Node<T>* node) noexcept {
-        // acq_rel: whoever recycles the node sees every write the other
-        // holders made before they let go (the usual reference count order).
-        if (node->refs.fetch_sub(1, std::memory_order_acq_rel) == (1 | shared_bit)) NodeRecycler<T>::recycle(node);
     }
 
 private:
+    AD_INLINE void release() noexcept {
+        if (node_) drop_count(node_);
+    }
+
     Node<T>* node_ = nullptr;
 };
 
 template <class T>
-struct Node {
+struct Node : NodeBase {
     explicit Node(Array<T>&& v) : value(std::move(v)) {}
     /// Builds the value in place: moving an xarray costs as much as a small op.
     template <class S>
@@ -173,7 +140,6 @@ struct Node {
         is_leaf = true;
     }
 
-    std::atomic<std::uint32_t> refs{0};   // NodeRefs that hold this node, and their kind (NodeRef)
     Array<T> value;
     // Parameters only: a node whose value is grad(), accumulated across
     // backward calls. A node, not an array, so that a sweep can lend it to a

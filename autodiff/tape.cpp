@@ -7,11 +7,55 @@ namespace ad {
 namespace {
 
 std::atomic<std::uint32_t> next_tape_id{1};
+std::atomic<std::uint32_t> next_thread_token{1};
+
+constexpr std::uint64_t low_half = 0xffffffffu;
+
+/// Claims a parameter for the thread `token` (NodeBase::owner): false when
+/// another thread's tapes hold it.
+bool claim_for(detail::NodeBase& node, std::uint32_t token) noexcept {
+    const std::uint64_t mine = std::uint64_t{token} << 32;
+    std::uint64_t owner = node.owner.load(std::memory_order_acquire);
+    for (;;) {
+        std::uint64_t next;
+        if (owner == 0) {
+            next = mine | 1;
+        } else if ((owner & ~low_half) == mine) {
+            next = owner + 1;
+        } else {
+            return false;
+        }
+        // acquire: the writes of the thread that held it before (its sweeps'
+        // gradients, its optimizer's steps) are seen here.
+        if (node.owner.compare_exchange_weak(owner, next, std::memory_order_acquire, std::memory_order_acquire)) {
+            return true;
+        }
+    }
+}
+
+/// Ends one tape's claim. Only the owning thread changes a non-zero owner,
+/// so a store suffices; release, for the next thread's acquire.
+void unclaim(detail::NodeBase& node) noexcept {
+    const std::uint64_t owner = node.owner.load(std::memory_order_relaxed);
+    node.owner.store((owner & low_half) == 1 ? 0 : owner - 1, std::memory_order_release);
+}
 
 }  // namespace
 
+namespace detail {
+
+std::uint32_t thread_token() noexcept {
+    thread_local const std::uint32_t token = next_thread_token.fetch_add(1, std::memory_order_relaxed);
+    return token;
+}
+
+}  // namespace detail
+
 Tape::Tape(TapeOptions options)
-    : options_(options), epoch_(std::uint64_t{next_tape_id.fetch_add(1)} << 32), previous_(detail::recording_state.tape) {
+    : options_(options),
+      epoch_(std::uint64_t{next_tape_id.fetch_add(1)} << 32),
+      previous_(detail::recording_state.tape),
+      thread_(detail::thread_token()) {
     detail::recording_state.tape = this;
 }
 
@@ -43,16 +87,34 @@ void Tape::clear() {
 void Tape::release_pins(bool all) noexcept {
     // After the records: they borrow the pinned nodes.
     std::size_t kept = 0;
-    for (std::size_t i = 0; i < pin_count_; ++i) {
+    for (std::size_t i = 0; i < pins_.size(); ++i) {
         Pin pin = pins_[i];
         if (pin.used && !all) {
             pin.used = false;
+            if (kept != i) pin.node->pin_hint.store((std::uint64_t{id()} << 32) | kept, std::memory_order_relaxed);
             pins_[kept++] = pin;
         } else {
-            pin.release(pin.node);
+            if (pin.claimed) unclaim(*pin.node);
+            pin.release(pin.node);  // last: it may recycle the node
         }
     }
-    pin_count_ = kept;
+    pins_.resize(kept);
+}
+
+bool Tape::pin_slowly(detail::NodeBase* node, void (*hold)(detail::NodeBase*) noexcept,
+                      void (*release)(detail::NodeBase*) noexcept, bool claim) {
+    // Another tape's hint, or none: look through the pins.
+    std::size_t index = 0;
+    while (index < pins_.size() && pins_[index].node != node) ++index;
+    if (index == pins_.size()) {
+        if (pins_.size() == pins_.capacity()) pins_.reserve(std::max<std::size_t>(16, 2 * pins_.size()));  // may throw: nothing done yet
+        if (claim && !claim_for(*node, thread_)) return false;
+        hold(node);
+        pins_.push_back({node, release, true, claim});
+    }
+    pins_[index].used = true;
+    node->pin_hint.store((std::uint64_t{id()} << 32) | index, std::memory_order_relaxed);
+    return true;
 }
 
 std::size_t Tape::bytes() const noexcept {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "autodiff/inline.hpp"
+#include "autodiff/node_base.hpp"
 
 namespace ad {
 
@@ -124,27 +125,28 @@ public:
     /// Runs `pass` on records [first, last) from last-1 down to first.
     void run(std::size_t first, std::size_t last, Pass pass);
 
-    /// Pins `node`, a constant's (its count is atomic: NodeRef), to this tape
-    /// until the clear() that ends a step which did not use it, so that the
-    /// records of every step in between borrow it (detail::Kept) instead of
-    /// counting references: an atomic count costs some 5 ns each way, and a
-    /// training step's records capture its data and its targets every step.
-    /// `hold` adds the pin's count when the node is new here, `release` drops
-    /// it. False when every pin is taken: the caller counts as usual then.
-    AD_INLINE bool pin(const void* node, void (*hold)(const void*) noexcept, void (*release)(const void*) noexcept) {
-        for (std::size_t i = 0; i < pin_count_; ++i) {
-            if (pins_[i].node == node) {
-                pins_[i].used = true;
-                return true;
-            }
+    /// Pins `node`, a leaf (a constant or a parameter), to this tape until the
+    /// clear() that ends a step which did not use it, so that the records of
+    /// every step in between borrow it (detail::Kept, the records' parameter
+    /// inputs) instead of counting references: an atomic count costs some
+    /// 5 ns each way, and a training step's records capture its parameters,
+    /// data and targets every step. `hold` adds the pin's count when the node
+    /// is new here, `release` drops it. With `claim` (a parameter) the node
+    /// is also claimed for this thread (NodeBase::owner): false, and nothing
+    /// pinned, when tapes of another thread hold it.
+    AD_INLINE bool pin(detail::NodeBase* node, void (*hold)(detail::NodeBase*) noexcept,
+                       void (*release)(detail::NodeBase*) noexcept, bool claim) {
+        // The node remembers where its pin is: found in a load and two compares.
+        const std::uint64_t hint = node->pin_hint.load(std::memory_order_relaxed);
+        const std::size_t index = static_cast<std::uint32_t>(hint);
+        if ((hint >> 32) == id() && index < pins_.size() && pins_[index].node == node) {
+            pins_[index].used = true;
+            return true;
         }
-        if (pin_count_ == pins_.size()) return false;
-        hold(node);
-        pins_[pin_count_++] = {node, release, true};
-        return true;
+        return pin_slowly(node, hold, release, claim);
     }
     /// Nodes pinned now.
-    std::size_t pins() const noexcept { return pin_count_; }
+    std::size_t pins() const noexcept { return pins_.size(); }
 
     /// Records with index below this were walked by a backward() that did not
     /// keep the graph.
@@ -181,10 +183,13 @@ private:
     void release_pins(bool all) noexcept;
 
     struct Pin {
-        const void* node;
-        void (*release)(const void*) noexcept;
-        bool used;  // by a record since the last clear()
+        detail::NodeBase* node;
+        void (*release)(detail::NodeBase*) noexcept;
+        bool used;     // by a record since the last clear()
+        bool claimed;  // a parameter, claimed for this thread (NodeBase::owner)
     };
+    bool pin_slowly(detail::NodeBase* node, void (*hold)(detail::NodeBase*) noexcept,
+                    void (*release)(detail::NodeBase*) noexcept, bool claim);
 
     // Chunks grow from small (a small model's step fits in the first) to a
     // size where one allocation serves hundreds of records.
@@ -199,10 +204,8 @@ private:
     std::size_t consumed_end_ = 0;
     std::uint64_t epoch_;
     Tape* previous_;
-    // A step uses a few constants (its inputs and targets), each many times:
-    // a short list scanned in place.
-    std::array<Pin, 8> pins_;
-    std::size_t pin_count_ = 0;
+    std::uint32_t thread_;  // detail::thread_token() of the thread the tape records on
+    std::vector<Pin> pins_;
 };
 
 template <class C, class Construct>

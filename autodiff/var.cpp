@@ -67,9 +67,6 @@ void Var<T>::backward_from(const Array<T>& seed, BackwardOptions options) const 
 
 template <class T>
 Var<T> param(Array<T> value) {
-    // A plain count, like a computed value's: a parameter belongs to one
-    // thread at a time (README), and every layer's record copies and drops
-    // references to its parameters (NodeRef).
     Var<T> x = detail::make_value(std::move(value));
     auto& node = *x.node_ptr();
     node.requires_grad = true;
@@ -80,12 +77,12 @@ Var<T> param(Array<T> value) {
 
 template <class T>
 Var<T> constant(Array<T> value) {
-    return detail::make_shared_value(std::move(value));
+    return detail::make_value(std::move(value));
 }
 
 template <class T>
 Var<T> scalar(T value) {
-    return detail::make_shared_value(Array<T>(value));
+    return detail::make_value(Array<T>(value));
 }
 
 namespace detail {
@@ -135,6 +132,15 @@ void reject_other_tape(const char* op, const Var<T>& x, const Tape* tape) {
         "{}: the value of shape {} was recorded on another tape than the current one; values cannot "
         "mix tapes",
         op, shape));
+}
+
+template <class T>
+void reject_claimed(const char* op, const Var<T>& x) {
+    throw tape_error(fmt::format(
+        "{}: the parameter of shape {} is being recorded by a tape of another thread; the tapes of one "
+        "thread at a time record a parameter (give each thread its own copy of the model, or let the "
+        "other thread's tape end first)",
+        op, shape_string_of(x.value())));
 }
 
 template <class T>
@@ -376,6 +382,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
                                       BackwardOptions);                                                 \
     namespace detail {                                                                                  \
     template void reject_other_tape(const char*, const Var<T>&, const Tape*);                           \
+    template void reject_claimed(const char*, const Var<T>&);                                           \
     template Var<T> fit_broadcast_gradient(const char*, Var<T>, const SavedShape&);                      \
     template void add_to_cotangent(CotangentSlot<T>&, Var<T>);                                          \
     template Array<T>* running_sum(CotangentSlot<T>&, const SavedShape&);                               \

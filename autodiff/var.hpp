@@ -80,7 +80,7 @@ private:
 template <class T>
 struct InputSlot {
     CotangentSlot<T>* slot = nullptr;      // nullptr: no gradient flows to this input
-    NodeRef<T> parameter;                  // a parameter's node, whose grad() takes the sum
+    Node<T>* parameter = nullptr;          // a parameter's node, whose grad() takes the sum (pinned: Tape::pin)
     SavedShape shape;
 };
 
@@ -181,11 +181,12 @@ private:
 };
 
 /// A leaf that requires a gradient: a model parameter, living across steps.
-/// It belongs to one thread at a time (its count is not atomic: NodeRef).
+/// Any thread may copy, drop and read it; the tapes of one thread at a time
+/// record it (Tape::pin), so that its gradient has one writer.
 template <class T>
 Var<T> param(Array<T> value);
 /// A leaf without gradient: data, targets, hyper-parameters. Threads may
-/// share it (its count is atomic).
+/// share it and record it at once.
 template <class T>
 Var<T> constant(Array<T> value);
 
@@ -300,15 +301,6 @@ Var<T> make_value(Array<T>&& value) {
     return Var<T>(adopt(NodeRecycler<T>::make(std::move(value))));
 }
 
-/// make_value for a constant: its count is atomic, so that threads may
-/// share it (see NodeRef).
-template <class T>
-Var<T> make_shared_value(Array<T>&& value) {
-    Var<T> x = make_value(std::move(value));
-    x.node_ptr().share();
-    return x;
-}
-
 /// An unrecorded Var of `shape` whose elements the caller fills in.
 template <class T, class S>
 AD_INLINE Var<T> make_uninitialized(const S& shape) {
@@ -346,11 +338,11 @@ AD_INLINE Tape* recording_tape(const char* op, const Inputs& inputs) {
     return any ? tape : nullptr;
 }
 
-/// A Var that a record keeps for its VJP: an input the VJP reads. A
-/// constant's node, which the record would count atomically, is borrowed
-/// instead, pinned to the tape (Tape::pin) for as long as steps use it; any
-/// other node is counted as a Var's. A Var in every use; copies are counted
-/// Vars.
+/// A Var that a record keeps for its VJP: an input the VJP reads. A leaf's
+/// node (a parameter's, a constant's) is borrowed from the tape, which pins
+/// it (Tape::pin) for as long as steps use it, instead of counted by every
+/// record; any other node is counted as a Var's. A Var in every use; copies
+/// are counted Vars.
 template <class T>
 class Kept : public Var<T> {
 public:
@@ -358,7 +350,9 @@ public:
     explicit Kept(const Var<T>& x) {
         const NodeRef<T>& ref = x.node_ptr();
         Tape* tape = Tape::current();
-        if (ref.shared() && tape && grad_enabled() && tape->pin(ref.get(), &hold, &release)) {
+        // A parameter another thread's tapes hold is counted here; the op's
+        // record then rejects it (input_slot).
+        if (ref && ref->is_leaf && tape && grad_enabled() && tape->pin(ref.get(), &hold, &release, ref->requires_grad)) {
             Var<T>::operator=(Var<T>(NodeRef<T>::borrow(ref.get())));
             borrowed_ = true;
         } else {
@@ -374,10 +368,11 @@ public:
     }
 
 private:
-    // The pin's own count, on a shared node: the atomic kind's.
-    static Node<T>* node_of(const void* node) noexcept { return static_cast<Node<T>*>(const_cast<void*>(node)); }
-    static void hold(const void* node) noexcept { NodeRef<T>::add_shared(node_of(node)); }
-    static void release(const void* node) noexcept { NodeRef<T>::release_shared(node_of(node)); }
+    static void hold(NodeBase* node) noexcept { NodeRef<T>::add_count(static_cast<Node<T>*>(node)); }
+    static void release(NodeBase* node) noexcept { NodeRef<T>::drop_count(static_cast<Node<T>*>(node)); }
+
+    template <class U>
+    friend Node<U>* pin_parameter(const char* op, const Var<U>& x, Tape& tape);
 
     bool borrowed_ = false;
 };
@@ -487,30 +482,44 @@ AD_INLINE CotangentSlot<T>* slot_of(const Var<T>& x, const Tape& tape) {
     return &tape.slot<CotangentSlot<T>>(node.record_index);
 }
 
+/// Throws the tape_error of a parameter that another thread's tapes hold.
 template <class T>
-AD_INLINE InputSlot<T> input_slot(const Var<T>& x, const Tape& tape) {
+[[noreturn]] void reject_claimed(const char* op, const Var<T>& x);
+
+/// Pins parameter x to `tape` (claiming it for this thread) so that the
+/// record borrows it; a parameter that another thread's tapes are recording
+/// is a tape_error naming `op`.
+template <class T>
+AD_INLINE Node<T>* pin_parameter(const char* op, const Var<T>& x, Tape& tape) {
+    Node<T>* node = x.node_ptr().get();
+    if (!tape.pin(node, &Kept<T>::hold, &Kept<T>::release, true)) reject_claimed(op, x);
+    return node;
+}
+
+template <class T>
+AD_INLINE InputSlot<T> input_slot(const char* op, const Var<T>& x, Tape& tape) {
     CotangentSlot<T>* slot = slot_of(x, tape);
     if (!slot) return {};
     const auto& node = x.node_ptr();
-    return {slot, node->is_leaf ? node : NodeRef<T>(), SavedShape(node->value.shape())};
+    return {slot, node->is_leaf ? pin_parameter(op, x, tape) : nullptr, SavedShape(node->value.shape())};
 }
 
 template <class T, std::size_t N, std::size_t... I>
-std::array<InputSlot<T>, N> input_slots(const std::array<const Var<T>*, N>& xs, const Tape& tape,
+std::array<InputSlot<T>, N> input_slots(const char* op, const std::array<const Var<T>*, N>& xs, Tape& tape,
                                         std::index_sequence<I...>) {
-    return {input_slot(*xs[I], tape)...};  // built in place: no default slot to overwrite
+    return {input_slot(op, *xs[I], tape)...};  // built in place: no default slot to overwrite
 }
 
 template <class T, std::size_t N>
-std::array<InputSlot<T>, N> input_slots(const std::array<const Var<T>*, N>& xs, const Tape& tape) {
-    return input_slots(xs, tape, std::make_index_sequence<N>());
+std::array<InputSlot<T>, N> input_slots(const char* op, const std::array<const Var<T>*, N>& xs, Tape& tape) {
+    return input_slots(op, xs, tape, std::make_index_sequence<N>());
 }
 
 template <class T>
-std::vector<InputSlot<T>> input_slots(const std::vector<Var<T>>& xs, const Tape& tape) {
+std::vector<InputSlot<T>> input_slots(const char* op, const std::vector<Var<T>>& xs, Tape& tape) {
     std::vector<InputSlot<T>> slots;
     slots.reserve(xs.size());
-    for (const auto& x : xs) slots.push_back(input_slot(x, tape));
+    for (const auto& x : xs) slots.push_back(input_slot(op, x, tape));
     return slots;
 }
 
@@ -618,10 +627,10 @@ template <class T, class Inputs, class Vjp>
 Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp) {
     Tape* tape = recording_tape<T>(op, inputs);
     if (!tape) return result;
-    using Record = OpRecord<T, decltype(input_slots(inputs, *tape)), std::decay_t<Vjp>>;
+    using Record = OpRecord<T, decltype(input_slots(op, inputs, *tape)), std::decay_t<Vjp>>;
     Var<T> kept = Record::reads_result || tape->keeps_results() ? result : Var<T>();
     tape->record_in_place<Record>([&](void* memory) {
-        return new (memory) Record{op, {}, std::move(kept), input_slots(inputs, *tape), std::forward<Vjp>(vjp)};
+        return new (memory) Record{op, {}, std::move(kept), input_slots(op, inputs, *tape), std::forward<Vjp>(vjp)};
     });
     auto& node = *result.node_ptr();
     node.requires_grad = true;
@@ -641,8 +650,8 @@ Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp)
 /// A fused op passes a StagedVjp (staged_vjp(through, per_input)).
 /// Capture by value (Vars, evaluated arrays) only what the VJP reads: that is
 /// what the tape holds until the backward sweep. (The engine's ops capture
-/// their inputs as detail::kept(x), which borrows a constant from the tape's
-/// pin instead of counting it atomically: Tape::pin.) Every op of the engine is
+/// their inputs as detail::kept(x), which borrows a leaf from the tape's pin
+/// instead of counting it: Tape::pin.) Every op of the engine is
 /// written this way, and so are users' own ops (custom ops): write the VJP
 /// with engine ops and it supports double backward too.
 template <class T, class Vjp>
