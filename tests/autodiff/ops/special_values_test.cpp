@@ -409,3 +409,30 @@ TEST_CASE("special values: cross-entropy with infinite and NaN logits, as libtor
     check_op([](const Var<double>& z) { return ad::softmax_cross_entropy(z, ad::constant(Array<double>{{1, 0}})); },
              {{1, -inf}}, NaN, {{0, 0}});
 }
+
+TEST_CASE("special values: activations at NaN and infinities, as libtorch's") {
+    // libtorch: torch::relu, leaky_relu(x, 0.01), elu, hardtanh, clamp(x, -1, 1), sigmoid, softplus,
+    // tanh, abs, sign, log_sigmoid of x = [nan, inf, -inf, 0, -1, 2], a cotangent of ones.
+    const Array<double> x{NaN, inf, -inf, 0, -1, 2};
+    check_op([](const Var<double>& v) { return ad::relu(v); }, x, {NaN, inf, 0, 0, 0, 2}, {1, 1, 0, 0, 0, 1});
+    check_op([](const Var<double>& v) { return ad::leaky_relu(v, 0.01); }, x, {NaN, inf, -inf, 0, -0.01, 2},
+             {0.01, 1, 0.01, 0.01, 0.01, 1});
+    check_op([](const Var<double>& v) { return ad::elu(v); }, x, {NaN, inf, -1, 0, -0.63212055882855767, 2},
+             {1, 1, 0, 1, 0.36787944117144233, 1});
+    check_op([](const Var<double>& v) { return ad::hardtanh(v); }, x, {NaN, 1, -1, 0, -1, 1}, {1, 0, 0, 1, 0, 0});
+    check_op([](const Var<double>& v) { return ad::clamp(v, -1.0, 1.0); }, x, {NaN, 1, -1, 0, -1, 1}, {0, 0, 0, 1, 1, 0});
+    check_op([](const Var<double>& v) { return ad::sigmoid(v); }, x,
+             {NaN, 1, 0, 0.5, 0.2689414213699951, 0.88079707797788231},
+             {NaN, 0, 0, 0.25, 0.19661193324148185, 0.10499358540350662});
+    check_op([](const Var<double>& v) { return ad::softplus(v); }, x,
+             {NaN, inf, 0, 0.69314718055994529, 0.31326168751822286, 2.1269280110429727},
+             {NaN, 1, 0, 0.5, 0.2689414213699951, 0.88079707797788243});
+    check_op([](const Var<double>& v) { return ad::tanh(v); }, x,
+             {NaN, 1, -1, 0, -0.76159415595576485, 0.9640275800758169},
+             {NaN, 0, 0, 1, 0.41997434161402614, 0.070650824853164429});
+    check_op([](const Var<double>& v) { return ad::abs(v); }, x, {NaN, inf, inf, 0, 1, 2}, {0, 1, -1, 0, -1, 1});
+    check_op([](const Var<double>& v) { return ad::sign(v); }, x, {0, 1, -1, 0, -1, 1}, {0, 0, 0, 0, 0, 0});
+    check_op([](const Var<double>& v) { return ad::log_sigmoid(v); }, x,
+             {NaN, 0, -inf, -0.69314718055994529, -1.3132616875182228, -0.12692801104297249},
+             {NaN, 0, 1, 0.5, 0.7310585786300049, 0.11920292202211755});
+}
