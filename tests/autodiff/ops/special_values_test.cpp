@@ -435,4 +435,18 @@ TEST_CASE("special values: activations at NaN and infinities, as libtorch's") {
     check_op([](const Var<double>& v) { return ad::log_sigmoid(v); }, x,
              {NaN, 0, -inf, -0.69314718055994529, -1.3132616875182228, -0.12692801104297249},
              {NaN, 0, 1, 0.5, 0.7310585786300049, 0.11920292202211755});
+    // libtorch: torch::gelu, silu, mish (at -inf, x times a vanishing factor is -inf * 0 = NaN in both).
+    check_op([](const Var<double>& v) { return ad::gelu(v); }, x,
+             {NaN, inf, NaN, 0, -0.15865525393145702, 1.9544997361036416},
+             {NaN, NaN, NaN, 0.5, -0.083315470587686347, 1.0852318010781969});
+    check_op([](const Var<double>& v) { return ad::silu(v); }, x,
+             {NaN, inf, NaN, 0, -0.2689414213699951, 1.7615941559557646},
+             {NaN, NaN, NaN, 0.5, 0.072329488128513253, 1.0907842487848955});
+    check_op([](const Var<double>& v) { return ad::mish(v); }, x,
+             {NaN, inf, NaN, 0, -0.30340146137410895, 1.9439589595339946},
+             {NaN, NaN, NaN, 0.59999999999999998, 0.059216755877395014, 1.0693179342794896});
+    // libtorch's softsign is composed (x / (1 + |x|)), so its gradient at +-inf is inf / inf = NaN;
+    // tapegrad's fused 1 / (1 + |x|)^2 gives the limit 0 there. The other elements agree.
+    check_op([](const Var<double>& v) { return ad::softsign(v); }, x, {NaN, NaN, NaN, 0, -0.5, 0.66666666666666663},
+             {NaN, 0, 0, 1, 0.25, 0.1111111111111111});
 }
