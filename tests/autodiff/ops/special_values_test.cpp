@@ -276,11 +276,19 @@ TEST_CASE("special values: var and std with NaN, infinities and too few values, 
     check_op([](const Var<double>& x) { return ad::var(x); }, {2, inf, 2}, NaN, {-inf, NaN, -inf});
     check_op([](const Var<double>& x) { return ad::std(x); }, {2, 2, 2}, 0.0, {0, 0, 0});
     check_op([](const Var<double>& x) { return ad::var(x, std::nullopt, 0); }, {2}, 0.0, {0});
-    // n <= correction: libtorch divides by max(0, n - correction), so one value gives NaN
-    // (its gradient there is an internal error of libtorch 1.13.1, not compared).
+    // n <= correction: libtorch divides by max(0, n - correction), so one value gives NaN and
+    // [1, 3] with correction 3 inf (their gradients over all axes are an internal error of
+    // libtorch 1.13.1 at n = correction, and use n - correction < 0 below it: not compared).
     CHECK(std::isnan(ad::var(ad::constant(Array<double>{2})).item()));
     CHECK(std::isnan(ad::std(ad::constant(Array<double>{2})).item()));
     CHECK(std::isnan(ad::var(ad::constant(Array<double>{{1, 2, 3}}), 0).value()(1)));
+    CHECK(ad::var(ad::constant(Array<double>{1, 3}), std::nullopt, 3).item() == inf);
+    // libtorch: torch::var and torch::std of [[1, 3], [2, 2]] along dim 1 with correction 2, and
+    // torch::var of [[1, 2, 3]] along dim 0 with correction 1: 2 g (x - mean) / 0.
+    const Array<double> pairs{{1, 3}, {2, 2}};
+    check_op([](const Var<double>& x) { return ad::var(x, 1, 2); }, pairs, {inf, NaN}, {{-inf, inf}, {NaN, NaN}});
+    check_op([](const Var<double>& x) { return ad::std(x, 1, 2); }, pairs, {inf, NaN}, {{NaN, NaN}, {NaN, NaN}});
+    check_op([](const Var<double>& x) { return ad::var(x, 0, 1); }, {{1, 2, 3}}, {NaN, NaN, NaN}, {{NaN, NaN, NaN}});
 }
 
 TEST_CASE("special values: reductions over zero elements give libtorch's identity, NaN, or an error naming the op") {
