@@ -13,7 +13,8 @@
 //   hardtanh     min(max(x, lo), hi)                g [lo < x < hi]
 //
 // Kinks follow PyTorch: leaky_relu and elu take the x <= 0 branch at 0,
-// hardtanh's gradient is zero at its bounds.
+// hardtanh's gradient is zero at its bounds. So does NaN: it takes elu's slope
+// 1 and leaky_relu's a, and hardtanh passes g there.
 
 #include "autodiff/ops/activation.hpp"
 
@@ -62,9 +63,13 @@ Var<T> elu(const Var<T>& x, same_t<T> alpha) {
     const T a = alpha;
     return make_op("elu", detail::mapped(x, [a](T v) { return v > 0 ? v : a * std::expm1(v); }), x,
                    [x, a](std::size_t, const Var<T>& g) {
-                       // The negative branch's slope a e^x through exp, so that it differentiates again.
-                       return g * (indicator(x, [](T v) { return v > 0; }) +
-                                   exp(x) * indicator(x, [a](T v) { return v > 0 ? T(0) : a; }));
+                       // The negative branch's slope a e^x through exp, so that it differentiates again;
+                       // picked by where, as e^inf times 0 would be NaN. NaN takes the positive
+                       // branch's slope 1, as torch's (it tests x <= 0).
+                       Mask negative = Mask::from_shape(x.value().shape());
+                       for (std::size_t i = 0; i < negative.size(); ++i) negative.data()[i] = x.value().data()[i] <= 0;
+                       return g * (indicator(x, [](T v) { return !(v <= 0); }) +
+                                   ad::where(negative, exp(x) * a, constant(Array<T>(T(0)))));
                    });
 }
 
@@ -131,7 +136,8 @@ Var<T> hardtanh(const Var<T>& x, same_t<T> min_val, same_t<T> max_val) {
     if (!(lo <= hi)) throw value_error(fmt::format("hardtanh: min_val {} is above max_val {}", lo, hi));
     return make_op("hardtanh", detail::mapped(x, [lo, hi](T v) { return std::min(std::max(v, lo), hi); }), x,
                    [x, lo, hi](std::size_t, const Var<T>& g) {
-                       return g * indicator(x, [lo, hi](T v) { return v > lo && v < hi; });
+                       // NaN passes g, as torch's (it zeroes x <= min_val or x >= max_val).
+                       return g * indicator(x, [lo, hi](T v) { return !(v <= lo || v >= hi); });
                    });
 }
 

@@ -19,7 +19,7 @@
 //   sigmoid     1 / (1 + e^-x)         sigmoid_backward(g, y)
 //   sigmoid_backward  g y (1 - y)      g: g' y (1 - y)        y: g' g (1 - 2 y)
 //   tanh        tanh x                 g (1 - y^2)
-//   relu        max(x, 0)              g [x > 0]
+//   relu        max(x, 0), NaN kept    g [x > 0 or x is NaN]
 //   softplus    ln(1 + e^x)            g sigmoid(x)
 //   clamp       min(max(x, lo), hi)    g [lo <= x <= hi]
 //   sin         sin x                  g cos x
@@ -35,7 +35,7 @@
 //   erf         erf x                  g 2/sqrt(pi) e^(-x^2)
 //   reciprocal  1 / x                  -g y^2
 //   rsqrt       x^(-1/2)               -g y^3 / 2
-//   sign floor ceil round              0 (round: half to even)
+//   sign floor ceil round              0 (round: half to even; sign(NaN) = 0)
 //   maximum     max(a, b), NaN if      a: g [a > b] + g/2 [a == b]  b: g [b > a] + g/2 [a == b]
 //               either is NaN          (a NaN sends g to both, as torch.maximum's VJP does)
 //   minimum     min(a, b)              a: g [a < b] + g/2 [a == b]  b: g [b < a] + g/2 [a == b]
@@ -304,9 +304,10 @@ Var<T> tanh(const Var<T>& x) {
 template <class T>
 Var<T> relu(const Var<T>& x) {
     detail::check_defined("relu", x);
-    return make_op("relu", detail::mapped(x, [](T v) { return v > 0 ? v : T(0); }), x,
+    // NaN is kept and passes the gradient, as torch's (threshold_backward zeroes only y <= 0).
+    return make_op("relu", detail::mapped(x, [](T v) { return v <= 0 ? T(0) : v; }), x,
                    [x](std::size_t, const Var<T>& g) {
-                       return g * constant(map(x.value(), [](T v) { return T(v > 0); }));
+                       return g * constant(map(x.value(), [](T v) { return T(!(v <= 0)); }));
                    });
 }
 
@@ -476,7 +477,8 @@ Var<T> rsqrt(const Var<T>& x) {
 
 template <class T>
 Var<T> sign(const Var<T>& x) {
-    return unary("sign", x, [](T v) { return std::isnan(v) ? v : T((v > 0) - (v < 0)); },
+    // sign(NaN) is 0, as torch's.
+    return unary("sign", x, [](T v) { return T((v > 0) - (v < 0)); },
                  [](std::size_t, const Var<T>& g) { return zero_cotangent(g); });
 }
 

@@ -18,8 +18,8 @@
 //
 // (sums along the softmax axis; log clamped at -100 and p (1 - p) at 1e-12 as in PyTorch.
 // Means: half_sse and the cross-entropies divide by the rows, mse, huber_loss and l1_loss
-// by all elements, as PyTorch's losses do; a mean over no rows or elements is a
-// value_error, as mean() of an empty value is, where PyTorch returns NaN.)
+// by all elements, as PyTorch's losses do; a mean over no rows or elements is NaN, as
+// mean() of an empty value and PyTorch's losses are, and a sum over none is 0.)
 
 #include "autodiff/ops/nn.hpp"
 
@@ -111,20 +111,21 @@ AD_INLINE void check_same_shape(const char* op, const Var<T>& pred, const Var<T>
     if (!equal_shapes(pred.value(), target.value())) reject_shapes(op, pred, target);
 }
 
+/// 1 for a sum, 1 / n for a mean of the n elements or rows of the input. A
+/// mean over none is 1 / 0: the loss is 0 inf = NaN, as torch's losses give
+/// (and the input's gradient is empty).
 template <class T>
-[[noreturn, gnu::noinline]] void reject_empty_mean(const char* op, const Var<T>& input) {
-    throw value_error(fmt::format("{}: the mean over no elements (input {}) is undefined, as mean's is; "
-                                  "use Reduction::sum for an empty batch",
-                                  op, shape_string_of(input.value())));
+T reduction_scale(Reduction reduction, std::size_t n) {
+    return reduction == Reduction::sum ? T(1) : T(1) / T(n);
 }
 
-/// 1 for a sum, 1 / n for a mean of the n elements or rows of `input`; a mean
-/// over none is a value_error, as mean() of an empty value is.
-template <class T>
-T reduction_scale(const char* op, Reduction reduction, std::size_t n, const Var<T>& input) {
-    if (reduction == Reduction::sum) return T(1);
-    if (n == 0) reject_empty_mean(op, input);
-    return T(1) / T(n);
+/// A value_error unless every class index lies in [0, n_classes).
+void check_classes(const char* op, const IndexArray& classes, std::size_t n_classes) {
+    for (std::size_t r = 0; r < classes.size(); ++r) {
+        if (classes(r) < 0 || static_cast<std::size_t>(classes(r)) >= n_classes) {
+            throw value_error(fmt::format("{}: class {} of row {} is out of range for {} classes", op, classes(r), r, n_classes));
+        }
+    }
 }
 
 template <class T>
@@ -209,7 +210,8 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Reduct
                                       shape_string_of(logits.value())));
     }
     auto [shifted, log_norm] = shifted_and_log_norm(logits.value(), 1);
-    T s = reduction_scale<T>("softmax_cross_entropy", reduction, logits.value().shape()[0], logits);
+    // A mean over logits with no elements is NaN even with rows (torch's, for (N, 0) logits).
+    T s = reduction_scale<T>(reduction, logits.size() == 0 ? 0 : logits.value().shape()[0]);
     Array<T> loss = -s * xt::sum(targets.value() * (shifted - log_norm))();
     return make_op("softmax_cross_entropy", std::move(loss), logits, targets,
                    [logits, targets = detail::kept(targets), s](std::size_t i, const Var<T>& g) {
@@ -240,7 +242,7 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<std::size_t
 template <class T>
 Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     check_same_shape("half_sse", pred, target);
-    T s = reduction_scale<T>("half_sse", reduction, batch_size(pred), pred);
+    T s = reduction_scale<T>(reduction, batch_size(pred));
     return detail::record_op("half_sse", scaled_squared_error(pred, target, T(0.5) * s),
                              std::array<const Var<T>*, 2>{&pred, &target},
                              [pred, target = detail::kept(target), s](std::size_t i, const Var<T>& g) {
@@ -251,7 +253,7 @@ Var<T> half_sse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
 template <class T>
 Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     check_same_shape("mse", pred, target);
-    T s = reduction_scale<T>("mse", reduction, pred.size(), pred);
+    T s = reduction_scale<T>(reduction, pred.size());
     return detail::record_op("mse", scaled_squared_error(pred, target, s), std::array<const Var<T>*, 2>{&pred, &target},
                              [pred, target = detail::kept(target), s](std::size_t i, const Var<T>& g) {
                                  return squared_error_vjp(pred, target, g, i == 0 ? 2 * s : -2 * s);
@@ -269,7 +271,7 @@ Var<T> binary_cross_entropy(const Var<T>& p, const Var<T>& target, Reduction red
     }
     const T log_floor = -100;
     const T inf = std::numeric_limits<T>::infinity();
-    T s = reduction_scale<T>("binary_cross_entropy", reduction, p.size(), p);
+    T s = reduction_scale<T>(reduction, p.size());
     auto clamped_log = [log_floor](T v) { return std::max(std::log(v), log_floor); };
     T total = 0;
     const T* pv = p.value().data();
@@ -290,7 +292,7 @@ Var<T> huber_loss(const Var<T>& pred, const Var<T>& target, same_t<T> delta, Red
     check_same_shape("huber_loss", pred, target);
     const T d = delta;
     if (!(d > 0)) throw value_error(fmt::format("huber_loss: delta must be positive, got {}", d));
-    const T s = reduction_scale<T>("huber_loss", reduction, pred.size(), pred);
+    const T s = reduction_scale<T>(reduction, pred.size());
     T total = 0;
     const T* p = pred.value().data();
     const T* t = target.value().data();
@@ -308,7 +310,7 @@ Var<T> huber_loss(const Var<T>& pred, const Var<T>& target, same_t<T> delta, Red
 template <class T>
 Var<T> l1_loss(const Var<T>& pred, const Var<T>& target, Reduction reduction) {
     check_same_shape("l1_loss", pred, target);
-    return sum(abs(pred - target)) * reduction_scale<T>("l1_loss", reduction, pred.size(), pred);
+    return sum(abs(pred - target)) * reduction_scale<T>(reduction, pred.size());
 }
 
 template <class T>
@@ -318,15 +320,10 @@ Var<T> nll_loss(const Var<T>& log_probs, const IndexArray& classes, Reduction re
         throw shape_error(fmt::format("nll_loss: log-probabilities {} do not match class indices {} (one per row)",
                                       shape_string_of(log_probs.value()), shape_string_of(classes)));
     }
-    const std::size_t rows = classes.size(), n_classes = log_probs.value().shape()[1];
-    for (std::size_t r = 0; r < rows; ++r) {
-        if (classes(r) < 0 || static_cast<std::size_t>(classes(r)) >= n_classes) {
-            throw value_error(fmt::format("nll_loss: class {} of row {} is out of range for {} classes", classes(r), r,
-                                          n_classes));
-        }
-    }
+    const std::size_t rows = classes.size();
+    check_classes("nll_loss", classes, log_probs.value().shape()[1]);
     const IndexArray column = xt::reshape_view(classes, {rows, std::size_t(1)});
-    return sum(gather(log_probs, 1, column)) * -reduction_scale<T>("nll_loss", reduction, rows, log_probs);
+    return sum(gather(log_probs, 1, column)) * -reduction_scale<T>(reduction, rows);
 }
 
 template <class T>
@@ -347,11 +344,16 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexArray& classes, Reduction 
         throw shape_error(fmt::format("cross_entropy: logits must be 2-D (rows are samples), got {}",
                                       shape_string_of(logits.value())));
     }
+    if (classes.dimension() != 1 || logits.value().shape()[0] != classes.size()) {
+        throw shape_error(fmt::format("cross_entropy: logits {} do not match class indices {} (one per row)",
+                                      shape_string_of(logits.value()), shape_string_of(classes)));
+    }
+    check_classes("cross_entropy", classes, logits.value().shape()[1]);
     Var<T> log_probs = log_softmax(logits, 1);
     Var<T> loss = nll_loss(log_probs, classes, reduction);
     if (eps == T(0)) return loss;
     const T n_classes = T(logits.value().shape()[1]);
-    const T s = reduction_scale<T>("cross_entropy", reduction, logits.value().shape()[0], logits);
+    const T s = reduction_scale<T>(reduction, logits.value().shape()[0]);
     return loss * (T(1) - eps) + sum(log_probs) * (-s * eps / n_classes);
 }
 

@@ -8,7 +8,8 @@
 
 namespace ad {
 
-/// How a loss reduces over the batch (rows are samples).
+/// How a loss reduces over the batch (rows are samples). A mean over no rows
+/// or elements is NaN (0 / 0), a sum 0, as torch's losses give.
 enum class Reduction { sum, mean };
 
 template <class T> Var<T> softmax(const Var<T>& x, long axis = -1);

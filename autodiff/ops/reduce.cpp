@@ -4,16 +4,18 @@
 //   sum           sum over all / one axis    g broadcast back to x's shape
 //   mean          sum / n                    g / n broadcast back
 //   max           max over all / one axis    g broadcast back, times [x == y] / (number of ties);
-//                 NaN if the slice has one   a NaN slice sends g to its first NaN
+//                 NaN if the slice has one   a NaN result: over all axes its NaNs share g (torch.max()),
+//                                            along an axis the slice's gradient is NaN (torch.amax)
 //   min           min, as max                as max
 //   prod          product                    g prod_{j != i} x_j (exclusive products: exact with zeros;
 //                                            recorded: g y / x, a tape_error where x has a zero)
 //   logsumexp     m + log sum e^(x - m)      g e^(x - y) = g softmax(x); an all -inf slice gives -inf
-//   var           sum (x - mean)^2 / (n - c) composed of mean, sub, square, sum: 2 g (x - mean) / (n - c)
+//   var           sum (x - mean)^2 / (n - c) 2 g (x - mean) / (n - c) (engine ops; n <= c divides by 0)
 //   std           sqrt(var)                  g / (2 y) times var's VJP; 0 where y = 0 (PyTorch)
 //   norm          ord 1: sum |x|             g sign(x)
 //                 ord 2: sqrt sum x^2        g x / y; 0 where y = 0 (PyTorch)
-//                 ord inf: max |x|           g sign(x) [|x| = y] / (number of ties)
+//                 ord inf: max |x|           g sign(x) [|x| = y] / (number of ties); a NaN result: its NaNs
+//                                            share g, times sign(NaN) = 0 (torch.linalg.vector_norm)
 //   cumsum        running sums along axis    running sums of g from the end (flip, cumsum, flip)
 //   argmax/argmin indices                    no gradient; the first at ties, a NaN counts as the extreme
 //   sum_to_shape  x summed to `shape`        g broadcast back to x's shape
@@ -141,7 +143,7 @@ Var<T> column_sums(const Var<T>& x, Var<T> buffer) {
 template <class T>
 Var<T> mean(const Var<T>& x) {
     detail::check_defined("mean", x);
-    if (x.size() == 0) throw value_error("mean: the value is empty (shape " + shape_string_of(x.value()) + ")");
+    // Of nothing: 0 / 0 = NaN, as torch.mean's.
     return sum(x) * (T(1) / T(x.size()));
 }
 
@@ -150,7 +152,6 @@ Var<T> mean(const Var<T>& x, long axis, bool keepdims) {
     detail::check_defined("mean", x);
     std::size_t ax = normalize_axis("mean", axis, x.dim());
     std::size_t n = x.value().shape()[ax];
-    if (n == 0) throw value_error("mean: axis " + std::to_string(axis) + " of shape " + shape_string_of(x.value()) + " is empty");
     return sum(x, axis, keepdims) * (T(1) / T(n));
 }
 
@@ -177,6 +178,12 @@ Shape reduced_of(const Shape& shape, std::optional<std::size_t> axis, bool keepd
     return out;
 }
 
+/// The axis of a reduction, normalised (nullopt: all axes).
+std::optional<std::size_t> optional_axis(const char* op, const Shape& shape, std::optional<long> axis) {
+    if (!axis) return std::nullopt;
+    return normalize_axis(op, *axis, shape.size());
+}
+
 /// The axis of a reduction, normalised, and a check that every slice it
 /// reduces has an element (`what` of nothing is undefined).
 std::optional<std::size_t> reduction_axis(const char* op, const Shape& shape, std::optional<long> axis) {
@@ -195,11 +202,17 @@ Var<T> spread(const Var<T>& g, const Shape& x_shape, std::optional<std::size_t> 
     return axis ? unreduce(g, x_shape, *axis) : broadcast_to(g, x_shape);
 }
 
+/// Where the cotangent of a slice whose extreme is NaN goes: shared evenly by
+/// the slice's NaNs (torch.max() over all axes, and the inf-norm's
+/// magnitudes), or NaN to every element of the slice (torch.amax along an
+/// axis, whose count of elements equal to NaN is 0).
+enum class NanSlice { shared, nan_gradient };
+
 /// max (larger) or min over all axes or one: the value, and the share of the
-/// cotangent each element of x gets (ties share evenly; a NaN propagates and
-/// takes all of it).
+/// cotangent each element of x gets (ties share evenly; a NaN propagates, its
+/// gradient as `nan_slice` says).
 template <class T>
-Var<T> extreme(const char* op, const Var<T>& x, std::optional<long> axis_arg, bool keepdims, bool larger) {
+Var<T> extreme(const char* op, const Var<T>& x, std::optional<long> axis_arg, bool keepdims, bool larger, NanSlice nan_slice) {
     detail::check_defined(op, x);
     const Shape x_shape = x.shape();
     const std::optional<std::size_t> axis = reduction_axis(op, x_shape, axis_arg);
@@ -216,14 +229,16 @@ Var<T> extreme(const char* op, const Var<T>& x, std::optional<long> axis_arg, bo
             }
             const T m = in[best];
             y.data()[o * b.inner + i] = m;
-            if (std::isnan(m)) {
-                weights.data()[best] = T(1);
+            if (std::isnan(m) && nan_slice == NanSlice::nan_gradient) {
+                for (std::size_t k = 0; k < b.length; ++k) weights.data()[b.at(o, k, i)] = m;
                 continue;
             }
+            // The extremes: the elements equal to m, or the NaNs when m is one.
+            auto is_extreme = [m](T v) { return std::isnan(m) ? std::isnan(v) : v == m; };
             std::size_t ties = 0;
-            for (std::size_t k = 0; k < b.length; ++k) ties += in[b.at(o, k, i)] == m;
+            for (std::size_t k = 0; k < b.length; ++k) ties += is_extreme(in[b.at(o, k, i)]);
             for (std::size_t k = 0; k < b.length; ++k) {
-                if (in[b.at(o, k, i)] == m) weights.data()[b.at(o, k, i)] = T(1) / T(ties);
+                if (is_extreme(in[b.at(o, k, i)])) weights.data()[b.at(o, k, i)] = T(1) / T(ties);
             }
         }
     }
@@ -261,7 +276,7 @@ Var<T> prod_impl(const Var<T>& x, std::optional<long> axis_arg, bool keepdims) {
     detail::check_defined("prod", x);
     const Shape x_shape = x.shape();
     // The product of nothing is 1 (torch.prod of an empty value).
-    const std::optional<std::size_t> axis = axis_arg ? std::optional<std::size_t>(normalize_axis("prod", *axis_arg, x_shape.size())) : std::nullopt;
+    const std::optional<std::size_t> axis = optional_axis("prod", x_shape, axis_arg);
     const AxisBlocks b = blocks_of(x_shape, axis);
     Array<T> y = Array<T>::from_shape(reduced_of(x_shape, axis, keepdims));
     const T* in = x.value().data();
@@ -289,7 +304,8 @@ template <class T>
 Var<T> logsumexp_impl(const Var<T>& x, std::optional<long> axis_arg, bool keepdims) {
     detail::check_defined("logsumexp", x);
     const Shape x_shape = x.shape();
-    const std::optional<std::size_t> axis = reduction_axis("logsumexp", x_shape, axis_arg);
+    // An empty slice's sum of exponentials is 0: its logsumexp is -inf (as torch's).
+    const std::optional<std::size_t> axis = optional_axis("logsumexp", x_shape, axis_arg);
     const AxisBlocks b = blocks_of(x_shape, axis);
     Array<T> y = Array<T>::from_shape(reduced_of(x_shape, axis, keepdims));
     const T* in = x.value().data();
@@ -313,17 +329,31 @@ template <class T>
 Var<T> var_impl(const char* op, const Var<T>& x, std::optional<long> axis_arg, std::size_t correction, bool keepdims) {
     detail::check_defined(op, x);
     const Shape x_shape = x.shape();
-    const std::size_t n = axis_arg ? x_shape[normalize_axis(op, *axis_arg, x_shape.size())] : x.size();
-    if (n <= correction) {
-        throw value_error(fmt::format("{}: {} values along the reduced axes of {} are too few for correction {}", op, n,
-                                      shape_string(x_shape), correction));
+    const std::optional<std::size_t> axis = optional_axis(op, x_shape, axis_arg);
+    const AxisBlocks b = blocks_of(x_shape, axis);
+    const std::size_t n = b.length;
+    // torch's divisor max(0, n - correction): too few values give 0 / 0 = NaN
+    // (or inf where the squares do not sum to 0), as mean of nothing does.
+    const T scale = T(1) / T(n > correction ? n - correction : 0);
+    Array<T> y = Array<T>::from_shape(reduced_of(x_shape, axis, keepdims));
+    const T* in = x.value().data();
+    for (std::size_t o = 0; o < b.outer; ++o) {
+        for (std::size_t i = 0; i < b.inner; ++i) {
+            T total = T(0);
+            for (std::size_t k = 0; k < n; ++k) total += in[b.at(o, k, i)];
+            const T average = total / T(n);
+            T squares = T(0);
+            for (std::size_t k = 0; k < n; ++k) squares += (in[b.at(o, k, i)] - average) * (in[b.at(o, k, i)] - average);
+            y.data()[o * b.inner + i] = squares * scale;
+        }
     }
-    if (!axis_arg) {
-        Var<T> centered = x - mean(x);
-        return sum(square(centered)) * (T(1) / T(n - correction));
-    }
-    Var<T> centered = x - mean(x, *axis_arg, true);
-    return sum(square(centered), *axis_arg, keepdims) * (T(1) / T(n - correction));
+    // 2 g (x - mean) / (n - correction), without the mean's own term (it sums
+    // to zero): where x holds an infinity only that element's gradient is NaN,
+    // as torch's.
+    return make_op(op, std::move(y), x, [x, x_shape, axis, scale](std::size_t, const Var<T>& g) {
+        Var<T> centered = axis ? x - mean(x, static_cast<long>(*axis), true) : x - mean(x);
+        return spread(g, x_shape, axis) * centered * (T(2) * scale);
+    });
 }
 
 /// sqrt(v), recorded as `op`, whose gradient is zero where the root is: the
@@ -344,7 +374,8 @@ Var<T> norm_impl(const Var<T>& x, double ord, std::optional<long> axis, bool kee
         Var<T> squares = axis ? sum(square(x), *axis, keepdims) : sum(square(x));
         return root_with_zero_slope_at_zero("norm", squares);
     }
-    if (std::isinf(ord) && ord > 0) return axis ? max(abs(x), *axis, keepdims) : max(abs(x));
+    // torch.linalg.vector_norm's: the tied magnitudes, or the NaNs, share g, times sign(x) (0 at NaN).
+    if (std::isinf(ord) && ord > 0) return extreme("norm", abs(x), axis, keepdims, true, NanSlice::shared);
     throw value_error(fmt::format("norm: order {} is not 1, 2 or infinity (value of shape {})", ord, shape_string_of(x.value())));
 }
 
@@ -373,22 +404,22 @@ IndexArray arg_extreme(const char* op, const Var<T>& x, std::optional<long> axis
 
 template <class T>
 Var<T> max(const Var<T>& x) {
-    return extreme("max", x, std::nullopt, false, true);
+    return extreme("max", x, std::nullopt, false, true, NanSlice::shared);
 }
 
 template <class T>
 Var<T> max(const Var<T>& x, long axis, bool keepdims) {
-    return extreme("max", x, axis, keepdims, true);
+    return extreme("max", x, axis, keepdims, true, NanSlice::nan_gradient);
 }
 
 template <class T>
 Var<T> min(const Var<T>& x) {
-    return extreme("min", x, std::nullopt, false, false);
+    return extreme("min", x, std::nullopt, false, false, NanSlice::shared);
 }
 
 template <class T>
 Var<T> min(const Var<T>& x, long axis, bool keepdims) {
-    return extreme("min", x, axis, keepdims, false);
+    return extreme("min", x, axis, keepdims, false, NanSlice::nan_gradient);
 }
 
 template <class T>

@@ -10,15 +10,19 @@ namespace ad {
 
 template <class T> Var<T> sum(const Var<T>& x);
 template <class T> Var<T> sum(const Var<T>& x, long axis, bool keepdims = false);
+/// Over zero elements each reduction gives what torch's does: sum 0, prod 1,
+/// logsumexp -inf, norm of order 1 or 2 0; mean, var and std NaN (0 / 0); max,
+/// min, argmax, argmin and the inf-norm, with no value to give, a value_error.
 template <class T> Var<T> mean(const Var<T>& x);
 template <class T> Var<T> mean(const Var<T>& x, long axis, bool keepdims = false);
-/// Ties share the gradient evenly (as torch.amax does); NaN if the slice
-/// holds a NaN (it propagates, as in PyTorch).
+/// Ties share the gradient evenly; NaN if the slice holds a NaN (it
+/// propagates, as in PyTorch). Over all axes, as torch.max(x): a NaN result's
+/// NaNs share the gradient. Along an axis, as torch.amax(x, axis): a slice
+/// whose result is NaN has a NaN gradient throughout.
 template <class T> Var<T> max(const Var<T>& x);
 template <class T> Var<T> max(const Var<T>& x, long axis, bool keepdims = false);
 
-/// NaN if the slice holds a NaN; ties share the gradient evenly (the NaN, the
-/// first one, takes all of it), as max.
+/// The smallest: NaN, ties and gradients as max.
 template <class T> Var<T> min(const Var<T>& x);
 template <class T> Var<T> min(const Var<T>& x, long axis, bool keepdims = false);
 /// The product; x_bar = g prod_{j != i} x_j, exact with zeros in x.
@@ -29,14 +33,17 @@ template <class T> Var<T> logsumexp(const Var<T>& x);
 template <class T> Var<T> logsumexp(const Var<T>& x, long axis, bool keepdims = false);
 /// sum (x - mean)^2 / (n - correction) over all axes (axis nullopt) or one,
 /// as torch.var(x, dim, correction, keepdim): correction 0 is the biased
-/// variance, 1 the unbiased one. n <= correction is a value_error.
+/// variance, 1 the unbiased one. n <= correction divides by 0, as torch's
+/// max(0, n - correction) does: NaN (inf where the squares sum above 0).
+/// x_bar = 2 g (x - mean) / (n - correction).
 template <class T>
 Var<T> var(const Var<T>& x, std::optional<long> axis = std::nullopt, std::size_t correction = 1, bool keepdims = false);
 /// sqrt(var); at zero variance the gradient is zero, as PyTorch's.
 template <class T>
 Var<T> std(const Var<T>& x, std::optional<long> axis = std::nullopt, std::size_t correction = 1, bool keepdims = false);
 /// The vector norm (torch.linalg.vector_norm) of order 1 (sum |x|), 2
-/// (sqrt sum x^2; gradient 0 at x = 0) or infinity (max |x|; ties share).
+/// (sqrt sum x^2; gradient 0 at x = 0) or infinity (max |x|; ties share, and a
+/// NaN result's NaNs, whose sign is 0: their gradient is 0).
 template <class T> Var<T> norm(const Var<T>& x, double ord = 2);
 template <class T> Var<T> norm(const Var<T>& x, double ord, long axis, bool keepdims = false);
 /// Running sums along `axis`; x_bar = the running sums of g from the end.

@@ -480,7 +480,7 @@ TEST_CASE("sign, floor, ceil, round: PyTorch's values (round half to even) and a
     CHECK(ad::round(x).value() == Array<double>{-2, -2, -0.0, 0, 0, 2, 2, 4});
     ad::sum(ad::sign(x) + ad::floor(x) + ad::ceil(x) + ad::round(x) + x).backward();
     CHECK(x.grad() == Array<double>(xt::ones<double>({8})));  // only the identity term contributes
-    CHECK(std::isnan(ad::sign(ad::constant(Array<double>{std::nan("")})).value()(0)));
+    CHECK(ad::sign(ad::constant(Array<double>{std::nan("")})).value()(0) == 0.0);  // libtorch 1.13.1's sign(nan)
 }
 
 TEST_CASE("maximum and minimum: ties split the gradient, NaN propagates (torch.maximum)") {

@@ -222,11 +222,13 @@ TEST_CASE("reduce ops: a bad axis is a value_error naming the op, the axis and t
     CHECK_THROWS_WITH_AS(ad::max(s, -1), "max: axis -1 is out of range for a value of rank 0", ad::value_error);
 }
 
-TEST_CASE("reduce ops: mean and max of nothing are value_errors naming the op and the shape") {
+TEST_CASE("reduce ops: the mean of nothing is NaN, as torch's; the max of nothing is a value_error naming the op and the shape") {
     auto empty = ad::constant(Array<double>::from_shape({0, 3}));
-    CHECK_THROWS_WITH_AS(ad::mean(empty), "mean: the value is empty (shape (0, 3))", ad::value_error);
+    CHECK(std::isnan(ad::mean(empty).item()));
     CHECK_THROWS_WITH_AS(ad::max(empty), "max: the value is empty (shape (0, 3))", ad::value_error);
-    CHECK_THROWS_WITH_AS(ad::mean(empty, 0), "mean: axis 0 of shape (0, 3) is empty", ad::value_error);
+    const Array<double> means = ad::mean(empty, 0).value();
+    CHECK(means.shape() == Shape{3});
+    CHECK(std::all_of(means.begin(), means.end(), [](double v) { return std::isnan(v); }));
     CHECK_THROWS_WITH_AS(ad::max(empty, -2, true), "max: axis -2 of shape (0, 3) is empty", ad::value_error);
 }
 
@@ -265,7 +267,7 @@ TEST_CASE("reduce ops: a throwing op leaves the tape as it was") {
     CHECK_THROWS_AS(ad::mean(y, -3, true), ad::value_error);
     CHECK_THROWS_AS(ad::max(y, 7), ad::value_error);
     CHECK_THROWS_AS(ad::sum_to_shape(y, {4, 3}), ad::shape_error);
-    CHECK_THROWS_AS(ad::mean(ad::param(Array<double>::from_shape({0}))), ad::value_error);
+    CHECK_THROWS_AS(ad::max(ad::param(Array<double>::from_shape({0}))), ad::value_error);
     CHECK(tape.size() == before);
     ad::mean(y).backward();
     // d/dx mean(x^2) = 2x / n.
@@ -521,14 +523,11 @@ TEST_CASE("reductions of the second set: bad arguments are typed errors naming t
     ad::Tape tape;
     auto x = ad::param(Array<double>{{1.0, 2.0, 3.0}});
     std::size_t before = tape.size();
-    CHECK_THROWS_WITH_AS(ad::var(x, 0), "var: 1 values along the reduced axes of (1, 3) are too few for correction 1",
-                         ad::value_error);
-    CHECK_THROWS_WITH_AS(ad::std(x, 0, 1), "std: 1 values along the reduced axes of (1, 3) are too few for correction 1",
-                         ad::value_error);
     CHECK_THROWS_WITH_AS(ad::norm(x, 3.0), "norm: order 3 is not 1, 2 or infinity (value of shape (1, 3))", ad::value_error);
     CHECK_THROWS_WITH_AS(ad::min(x, 2), "min: axis 2 is out of range for a value of rank 2", ad::value_error);
-    CHECK_THROWS_WITH_AS(ad::logsumexp(ad::constant(Array<double>(xt::zeros<double>({2, 0}))), 1),
-                         "logsumexp: axis 1 of shape (2, 0) is empty", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::logsumexp(x, 2), "logsumexp: axis 2 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::var(x, -3), "var: axis -3 is out of range for a value of rank 2", ad::value_error);
+    CHECK_THROWS_WITH_AS(ad::std(x, 2), "std: axis 2 is out of range for a value of rank 2", ad::value_error);
     CHECK_THROWS_WITH_AS(ad::cumsum(x, -3), "cumsum: axis -3 is out of range for a value of rank 2", ad::value_error);
     CHECK(tape.size() == before);
 }
