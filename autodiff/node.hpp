@@ -95,6 +95,20 @@ public:
     friend bool operator==(const NodeRef& a, const NodeRef& b) noexcept { return a.node_ == b.node_; }
     friend bool operator!=(const NodeRef& a, const NodeRef& b) noexcept { return a.node_ != b.node_; }
 
+    /// A copy of `other`, whose node no other thread can reach (a
+    /// parameter's gradient node, which only its parameter's sweeps hand
+    /// out): its count changes without a read-modify-write. Atomic drops of
+    /// such a copy stay correct.
+    static NodeRef copy_local(const NodeRef& other) noexcept {
+        other.node_->refs.store(other.node_->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        return borrow(other.node_);
+    }
+    /// Drops a reference made by copy_local while another one remains.
+    void release_local() noexcept {
+        node_->refs.store(node_->refs.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+        node_ = nullptr;
+    }
+
     /// One count more or less, for a holder that is not a NodeRef: a tape's
     /// pin (Tape::pin).
     AD_INLINE static void add_count(Node<T>* node) noexcept { node->refs.fetch_add(1, std::memory_order_relaxed); }

@@ -345,7 +345,11 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             for (std::size_t k = reached_before; k < reached.size(); ++k) {
                 Node<T>& parameter = *reached[k];
                 if (parameter.grad) accumulate_grad(parameter, parameter.cotangent);
-                parameter.cotangent.reset();
+                if (parameter.cotangent == parameter.grad) {
+                    parameter.cotangent.release_local();  // lent by lend_grad_buffer: the node holds it still
+                } else {
+                    parameter.cotangent.reset();
+                }
             }
         } catch (...) {
             drop_reached_cotangents();
