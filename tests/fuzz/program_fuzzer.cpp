@@ -159,27 +159,43 @@ public:
             const std::uint8_t opcode = in_.byte();
             expect_documented(op_name(opcode), [&] { step(opcode); });
         }
-        expect_documented("backward stage", [&] { differentiate(); });
+        differentiate();
     }
 
 private:
-    /// The loss of every value that requires a gradient, then the three sweeps.
+    /// sum(tanh(x)) over the finite elements of x: a loss that stays finite
+    /// whatever x holds, since backward refuses a NaN or infinite loss (a
+    /// value_error) and would otherwise stop most programs with NaN or
+    /// infinities before their VJPs run.
+    static V bounded_sum(const V& x) {
+        const Mask finite = ad::less(ad::abs(x), std::numeric_limits<T>::infinity());
+        return ad::sum(ad::tanh(ad::where(finite, x, ad::scalar(T(0)))));
+    }
+
+    /// A loss of every value that requires a gradient, then the three sweeps,
+    /// each run even when the one before it threw.
     void differentiate() {
         V loss;
-        for (const V& v : values_) {
-            if (!v.requires_grad()) continue;
-            V s = ad::sum(v);
-            loss = loss.defined() ? loss + s : s;
-        }
+        expect_documented("loss", [&] {
+            for (const V& v : values_) {
+                if (!v.requires_grad()) continue;
+                V s = bounded_sum(v);
+                loss = loss.defined() ? loss + s : s;
+            }
+        });
         if (!loss.defined() || params_.empty()) return;
-        loss.backward({/*retain_graph=*/true});
-        std::vector<V> grads = ad::grad(loss, params_, {/*retain_graph=*/true, /*create_graph=*/true});
-        V second;
-        for (std::size_t i = 0; i < grads.size(); ++i) {
-            V s = ad::sum(grads[i] * ad::tanh(params_[i]));
-            second = second.defined() ? second + s : s;
-        }
-        if (second.requires_grad()) second.backward();
+        expect_documented("backward", [&] { loss.backward({/*retain_graph=*/true}); });
+        std::vector<V> grads;
+        expect_documented("grad with create_graph",
+                          [&] { grads = ad::grad(loss, params_, {/*retain_graph=*/true, /*create_graph=*/true}); });
+        expect_documented("second backward", [&] {
+            V second;
+            for (std::size_t i = 0; i < grads.size(); ++i) {
+                V s = bounded_sum(grads[i] * ad::tanh(params_[i]));
+                second = second.defined() ? second + s : s;
+            }
+            if (second.defined() && second.requires_grad()) second.backward();
+        });
     }
 
     V pick() { return values_[in_.below(values_.size())]; }
@@ -537,7 +553,7 @@ private:
                 std::vector<V> wrt(1 + in_.below(2));
                 for (auto& w : wrt) w = pick();
                 const bool create_graph = in_.flag();
-                V loss = in_.flag() ? ad::sum(out) : out;
+                V loss = in_.below(4) == 0 ? ad::sum(out) : in_.flag() ? bounded_sum(out) : out;
                 return keep_all("grad", ad::grad(loss, wrt, {/*retain_graph=*/true, create_graph}));
             }
             case 36: return keep("detach", pick().detach());
