@@ -41,8 +41,13 @@ constexpr const char* dtype_of() {
     return sizeof(T) == 4 ? "<f4" : "<f8";
 }
 
+/// Whether `name` + ".npy" names a file inside the checkpoint's folder.
+bool is_file_name(const std::string& name) {
+    return !name.empty() && name.find('/') == std::string::npos && name != "." && name != "..";
+}
+
 fs::path file_of(const char* op, const fs::path& folder, const std::string& name) {
-    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+    if (!is_file_name(name)) {
         throw value_error(fmt::format("{}: parameter name '{}' cannot be a file name", op, name));
     }
     return folder / (name + ".npy");
@@ -497,6 +502,7 @@ std::map<std::string, ManifestEntry> read_manifest(const char* op, const fs::pat
         for (const auto& a : manifest.at("arrays")) {
             std::string name = a.at("name").get<std::string>();
             std::string file = a.at("file").get<std::string>();
+            if (!is_file_name(name)) fail(fmt::format("lists '{}', which cannot be a file name", name));
             if (file != name + ".npy") fail(fmt::format("names file '{}' for array '{}'", file, name));
             ManifestEntry entry{file_of(op, folder, name), a.at("dtype").get<std::string>(), a.at("shape").get<Shape>(),
                                 a.at("bytes").get<std::size_t>(), a.at("fnv1a64").get<std::string>()};

@@ -170,7 +170,11 @@ Var<T> pow(const Var<T>& a, const Var<T>& b) {
         for (std::size_t i = 0; i < y.size(); ++i) y.data()[i] = std::pow(pa[i], pb[i]);
     } else {
         check_broadcast("pow", a, b);
-        y = xt::pow(a.value(), b.value());  // broadcast: xtensor steps element by element
+        // std::pow through xtensor's broadcasting: xt::pow would run xsimd's
+        // pow where the broadcast is trivial, whose exp converts an infinite
+        // exponent to an integer (undefined behaviour). A lambda taking T has
+        // no batched form, so xtensor steps element by element.
+        y = xt::make_lambda_xfunction([](T x, T p) { return std::pow(x, p); }, a.value(), b.value());
     }
     return make_op("pow", std::move(y), a, b,
                    [a = detail::kept(a), b = detail::kept(b)](std::size_t i, const Var<T>& g, const Var<T>& y) {

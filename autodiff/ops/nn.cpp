@@ -179,7 +179,7 @@ Var<T> softmax(const Var<T>& x, long axis) {
     Array<T>& y = p.exp_shifted;
     std::size_t inner = 1;
     for (std::size_t d = ax + 1; d < x.dim(); ++d) inner *= x.value().shape()[d];
-    const std::size_t n = x.value().shape()[ax], outer = n == 0 ? 0 : y.size() / (n * inner);
+    const std::size_t n = x.value().shape()[ax], outer = n * inner == 0 ? 0 : y.size() / (n * inner);
     T* out = y.data();
     for (std::size_t o = 0; o < outer; ++o) {
         const T* sums = p.sums.data() + o * inner;

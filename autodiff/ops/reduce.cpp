@@ -22,6 +22,7 @@
 
 #include "autodiff/ops/reduce.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -292,7 +293,10 @@ Var<T> prod_impl(const Var<T>& x, std::optional<long> axis_arg, bool keepdims) {
         // Recorded (for a second derivative): y / x, which engine ops differentiate
         // again. At a zero of x that formula fails, and the exclusive products as a
         // constant would give a second derivative of zero without a word: refuse.
-        if (xt::any(xt::equal(x.value(), T(0)))) {
+        // A loop, not xt::any: xtensor's end pointer of an empty array is an
+        // offset from a null pointer, undefined behaviour.
+        const T* xs = x.value().data();
+        if (std::any_of(xs, xs + x.size(), [](T v) { return v == T(0); })) {
             throw tape_error(fmt::format("prod: a second derivative through a product of {} with zeros in it is not supported",
                                          shape_string(x_shape)));
         }

@@ -27,6 +27,8 @@
 #include "autodiff/ops/shape.hpp"
 
 #include <algorithm>
+#include <cstddef>
+#include <limits>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -123,23 +125,31 @@ template <class T>
 Var<T> reshape(const Var<T>& x, const std::vector<long>& shape) {
     detail::check_defined("reshape", x);
     Shape x_shape = x.shape();
+    auto reject = [&] {
+        throw shape_error(fmt::format("reshape: cannot reshape {} into ({})", shape_string(x_shape), fmt::join(shape, ", ")));
+    };
     Shape target(shape.size());
-    std::size_t known = 1;
+    // The product of the nonzero extents must fit in a ptrdiff_t, xtensor's
+    // stride type, even when a zero extent makes the value empty: a product
+    // that wrapped around could match the element count of another shape.
+    std::size_t known = 1, nonzero = 1;
     long inferred = -1;
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (shape[i] == -1 && inferred < 0) {
             inferred = static_cast<long>(i);
         } else if (shape[i] < 0) {
-            throw shape_error(fmt::format("reshape: cannot reshape {} into ({})", shape_string(x_shape), fmt::join(shape, ", ")));
+            reject();
         } else {
             target[i] = static_cast<std::size_t>(shape[i]);
-            known *= target[i];
+            if (target[i] != 0 && (__builtin_mul_overflow(nonzero, target[i], &nonzero) ||
+                                   nonzero > std::size_t(std::numeric_limits<std::ptrdiff_t>::max()))) {
+                reject();
+            }
+            known = target[i] == 0 || known == 0 ? 0 : nonzero;
         }
     }
     if (inferred >= 0 && known != 0) target[static_cast<std::size_t>(inferred)] = x.size() / known;
-    if (element_count(target) != x.size()) {
-        throw shape_error(fmt::format("reshape: cannot reshape {} into ({})", shape_string(x_shape), fmt::join(shape, ", ")));
-    }
+    if (element_count(target) != x.size()) reject();
     // Copied into a recycled array: a fresh one of a step's large size takes a page fault per 4 KiB.
     Array<T> y = detail::new_array<T>(target);
     if (x.size() > 0) std::copy_n(x.value().data(), x.size(), y.data());  // an empty array's data may be null

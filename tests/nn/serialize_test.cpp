@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include <fmt/format.h>
 #include <xtensor/xnpy.hpp>
 
 namespace {
@@ -280,6 +281,19 @@ TEST_CASE("load_parameters: the manifest's checksums and sizes catch a changed o
         write_bytes(checkpoint / "manifest.json", "{\"format\": \"tapegrad-checkpoint\", \"version\": 1, \"arrays\": [");
         CHECK_THROWS_WITH_AS(nn::load_parameters(model, checkpoint), doctest::Contains("manifest.json is malformed"),
                              io_error);
+    }
+    SUBCASE("a manifest listing a name that cannot be a file name") {
+        // Found by tests/fuzz/checkpoint_loader_fuzzer's format: a value_error escaped.
+        for (const char* name : {"a/b", "..", ""}) {
+            write_bytes(checkpoint / "manifest.json",
+                        fmt::format("{{\"format\": \"tapegrad-checkpoint\", \"version\": 1, \"arrays\": [{{\"name\": \"{0}\", "
+                                    "\"file\": \"{0}.npy\", \"dtype\": \"<f8\", \"shape\": [2], \"bytes\": 144, "
+                                    "\"fnv1a64\": \"0\"}}]}}",
+                                    name));
+            const std::string expected = fmt::format("lists '{}', which cannot be a file name", name);
+            CHECK_THROWS_WITH_AS(nn::load_parameters(model, checkpoint, {/*strict=*/false}),
+                                 doctest::Contains(expected.c_str()), io_error);
+        }
     }
     SUBCASE("a manifest that is not tapegrad's") {
         write_bytes(checkpoint / "manifest.json", "{\"format\": \"other\", \"version\": 1, \"arrays\": []}");

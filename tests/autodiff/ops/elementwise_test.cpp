@@ -1,6 +1,7 @@
 #include "support/test_support.hpp"
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <functional>
 #include <string>
@@ -481,6 +482,24 @@ TEST_CASE("sign, floor, ceil, round: PyTorch's values (round half to even) and a
     ad::sum(ad::sign(x) + ad::floor(x) + ad::ceil(x) + ad::round(x) + x).backward();
     CHECK(x.grad() == Array<double>(xt::ones<double>({8})));  // only the identity term contributes
     CHECK(ad::sign(ad::constant(Array<double>{std::nan("")})).value()(0) == 0.0);  // libtorch 1.13.1's sign(nan)
+}
+
+TEST_CASE("pow with broadcasting: zeros, infinities and NaN give std::pow's values") {
+    // Found by tests/fuzz/program_fuzzer: the broadcast path evaluated
+    // xtensor's batched pow, whose exp converts -inf to an integer
+    // (UBSan: float-cast-overflow).
+    const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+    const Array<double> bases{0.0, 2.0, inf, -inf, nan, 0.5, -1.0, 0.0};
+    // (8,) against (1, 8): shapes that differ but broadcast trivially, which xtensor evaluates in batches.
+    const Array<double> twos = xt::full_like(Array<double>::from_shape({1, 8}), 2.0);
+    auto y = ad::pow(ad::constant(bases), ad::constant(twos));
+    auto z = ad::pow(ad::constant(twos), ad::constant(bases));
+    for (std::size_t i = 0; i < bases.size(); ++i) {
+        INFO("base ", bases(i));
+        const double yi = y.value()(0, i), zi = z.value()(0, i);
+        CHECK((std::isnan(yi) ? std::isnan(std::pow(bases(i), 2.0)) : yi == std::pow(bases(i), 2.0)));
+        CHECK((std::isnan(zi) ? std::isnan(std::pow(2.0, bases(i))) : zi == std::pow(2.0, bases(i))));
+    }
 }
 
 TEST_CASE("maximum and minimum: ties split the gradient, NaN propagates (torch.maximum)") {

@@ -263,6 +263,18 @@ TEST_CASE("nn ops: an empty batch gives an empty softmax, a summed loss of zero,
     CHECK(std::isnan(ad::mean(z).item()));
 }
 
+TEST_CASE("softmax and log_softmax along an axis before a size-0 axis: an empty result, as torch's") {
+    // Found by tests/fuzz/program_fuzzer: softmax divided by the size of its
+    // (empty) lanes, an integer division by zero.
+    ad::Tape tape;
+    auto x = ad::param(Array<double>::from_shape({2, 0, 3}));
+    auto y = ad::softmax(x, 0);
+    CHECK(y.shape() == Shape{2, 0, 3});
+    CHECK(ad::log_softmax(x, 1).shape() == Shape{2, 0, 3});
+    ad::sum(y).backward();
+    CHECK(x.grad().shape() == x.shape());
+}
+
 TEST_CASE("nn ops: bad shapes are shape_errors naming the op and the shapes") {
     auto z = ad::constant(Array<double>::from_shape({2, 3}));
     auto z24 = ad::constant(Array<double>::from_shape({2, 4}));

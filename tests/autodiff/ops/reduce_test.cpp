@@ -458,6 +458,23 @@ TEST_CASE("prod: the gradient is the product of the others, exact where x has ze
                          "prod: a second derivative through a product of (2,) with zeros in it is not supported", ad::tape_error);
 }
 
+TEST_CASE("prod: a second derivative through the product of an empty value") {
+    // Found by tests/fuzz/program_fuzzer: the recorded VJP looked for zeros
+    // with xtensor's reducer, whose end pointer on an empty array is an
+    // offset from a null pointer (UBSan: pointer-overflow). The product of
+    // nothing is 1; its gradients are empty.
+    ad::Tape tape;
+    auto x = ad::param(Array<double>::from_shape({0, 2}));
+    auto y = ad::prod(x);
+    CHECK(y.item() == 1.0);
+    auto g = ad::grad(y, {x}, {/*retain_graph=*/true, /*create_graph=*/true});
+    REQUIRE(g.size() == 1);
+    CHECK(g[0].shape() == Shape{0, 2});
+    auto gg = ad::grad(ad::sum(g[0]), {x});
+    CHECK(gg[0].shape() == Shape{0, 2});
+    CHECK(ad::prod(x, 1, true).shape() == Shape{0, 1});
+}
+
 TEST_CASE("logsumexp: stable for large values and -inf") {
     const double inf = std::numeric_limits<double>::infinity();
     auto big = ad::logsumexp(ad::constant(Array<double>{1000.0, 1000.0})).value()();

@@ -278,6 +278,22 @@ TEST_CASE("concatenate and stack: one input used twice gets both slices of the g
                     (std::vector<Array<double>>{Array<double>(0.5), Array<double>(-1.5)}));
 }
 
+TEST_CASE("reshape: extents whose product overflows are a shape_error, even for an empty value") {
+    // Found by tests/fuzz/program_fuzzer: (2^32, 2^32) multiplied to 0 in
+    // size_t, matched the count of an empty value, and xtensor's strides then
+    // overflowed a long (UBSan: signed-integer-overflow).
+    auto x = ad::constant(Array<double>::from_shape({0}));
+    const long big = long(1) << 32;
+    CHECK_THROWS_WITH_AS(ad::reshape(x, {big, big}), "reshape: cannot reshape (0,) into (4294967296, 4294967296)",
+                         ad::shape_error);
+    CHECK_THROWS_AS(ad::reshape(x, {0, big, big}), ad::shape_error);
+    CHECK_THROWS_AS(ad::reshape(x, {-1, big, big}), ad::shape_error);
+    CHECK_THROWS_AS(ad::reshape(x, {0, std::numeric_limits<long>::max(), 2}), ad::shape_error);
+    // A large extent beside a zero is a valid empty shape.
+    CHECK(ad::reshape(x, {0, big}).shape() == Shape{0, std::size_t(big)});
+    CHECK(ad::reshape(x, {big, -1}).shape() == Shape{std::size_t(big), 0});
+}
+
 TEST_CASE("shape ops: bad shapes are shape_errors naming the op and the shapes") {
     auto x = ad::constant(Array<double>::from_shape({2, 3}));
     CHECK_THROWS_WITH_AS(ad::reshape(x, {4, -1}), "reshape: cannot reshape (2, 3) into (4, -1)", ad::shape_error);
