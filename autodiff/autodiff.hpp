@@ -4,6 +4,7 @@
 
 #include "autodiff/array_cache.hpp"
 #include "autodiff/check.hpp"
+#include "autodiff/debug.hpp"
 #include "autodiff/errors.hpp"
 #include "autodiff/functional.hpp"
 #include "autodiff/ops/activation.hpp"
@@ -16,6 +17,7 @@
 #include "autodiff/ops/normalization.hpp"
 #include "autodiff/ops/reduce.hpp"
 #include "autodiff/ops/shape.hpp"
+#include "autodiff/profile.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 #include "autodiff/var.hpp"

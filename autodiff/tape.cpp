@@ -1,5 +1,8 @@
 #include "autodiff/tape.hpp"
 
+#include "autodiff/debug.hpp"
+#include "autodiff/observe.hpp"
+
 #include <algorithm>
 #include <atomic>
 
@@ -55,11 +58,15 @@ Tape::Tape(TapeOptions options)
     : options_(options),
       epoch_(std::uint64_t{next_tape_id.fetch_add(1)} << 32),
       previous_(detail::recording_state.tape),
-      thread_(detail::thread_token()) {
+      thread_(detail::thread_token()),
+      previous_anomaly_(options.detect_anomaly && detail::set_anomaly_mode(true)) {
+    if (options_.annotate) detail::count_observer(detail::observe_annotate, 1);
     detail::recording_state.tape = this;
 }
 
 Tape::~Tape() {
+    if (options_.annotate) detail::count_observer(detail::observe_annotate, -1);
+    if (options_.detect_anomaly) detail::set_anomaly_mode(previous_anomaly_);
     destroy_records();
     release_pins(true);
     // Tapes are scoped objects, so they are destroyed in reverse order of
@@ -80,6 +87,7 @@ void Tape::destroy_records() noexcept {
 
 void Tape::clear() {
     destroy_records();
+    if (notes_) notes_->clear();
     release_pins(false);
     ++epoch_;  // the low 32 bits count clears of this tape
 }
@@ -142,6 +150,7 @@ void* Tape::allocate_in_next_chunk(std::size_t size, std::size_t align) {
 }
 
 void Tape::run(std::size_t first, std::size_t last, Pass pass) {
+    if (detail::recording_state.observe) return run_observed(first, last, pass);
     // Indexing (not iterators): a create_graph sweep appends records while it runs.
     for (std::size_t i = last; i-- > first;) {
         Record record = records_[i];

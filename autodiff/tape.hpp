@@ -36,6 +36,7 @@ enum class Pass {
     backward,          ///< push the output's cotangent to the inputs (the VJP), then drop it
     discard,           ///< drop the output's and the parameter inputs' cotangents (a failed sweep)
     reject_reached,    ///< throw tape_error if a cotangent reached the record
+    describe,          ///< tell detail::describing() what the record holds (inspect.hpp)
 };
 
 struct TapeOptions {
@@ -43,11 +44,28 @@ struct TapeOptions {
     /// (gradcheck uses this to find the first op whose VJP is wrong). Off,
     /// a record keeps its result only when its VJP reads it.
     bool keep_results = false;
+    /// Anomaly mode while this tape is current (as DetectAnomaly does).
+    bool detect_anomaly = false;
+    /// Keep each record's call site and module path (debug.hpp), for graph
+    /// export and error messages, without checking values.
+    bool annotate = false;
 };
 
 class Tape;
 
 namespace detail {
+
+struct TapeNotes;
+
+/// What watches ops on this thread (RecordingState::observe): bits that turn
+/// on the slow path of every op and record (debug.hpp), one byte tested on
+/// the fast path.
+enum Observe : std::uint8_t {
+    observe_anomaly = 1,   ///< check values for NaN and infinity (DetectAnomaly)
+    observe_profile = 2,   ///< time ops and records (Profile)
+    observe_annotate = 4,  ///< note records' call sites and module paths
+    observe_modules = 8,   ///< nn module calls are watched (nn::summary)
+};
 
 /// The calling thread's current tape and grad mode. Every op reads both:
 /// an inline variable makes that two loads instead of two calls.
@@ -57,6 +75,8 @@ struct RecordingState {
     /// A backward() sweep is running that may compute parameters' cotangents
     /// straight into their gradients (detail::lend_grad_buffer).
     bool lending_grads = false;
+    /// Observe bits: zero unless a debugging tool is on.
+    std::uint8_t observe = 0;
 };
 inline thread_local RecordingState recording_state;
 
@@ -87,6 +107,12 @@ public:
     std::size_t bytes() const noexcept;
 
     bool keeps_results() const noexcept { return options_.keep_results; }
+    const TapeOptions& options() const noexcept { return options_; }
+
+    /// The call sites and module paths of records made while annotating
+    /// (debug.hpp); nullptr when none were.
+    detail::TapeNotes* notes() const noexcept { return notes_.get(); }
+    detail::TapeNotes& make_notes();
 
     /// Identifies this tape between two clears; values recorded on it carry it.
     std::uint64_t epoch() const noexcept { return epoch_; }
@@ -124,6 +150,8 @@ public:
 
     /// Runs `pass` on records [first, last) from last-1 down to first.
     void run(std::size_t first, std::size_t last, Pass pass);
+    /// Runs Pass::describe on record i (inspect.hpp).
+    void describe(std::size_t i) const { records_.at(i).run(records_[i].closure, Pass::describe); }
 
     /// Pins `node`, a leaf (a constant or a parameter), to this tape until the
     /// clear() that ends a step which did not use it, so that the records of
@@ -178,6 +206,9 @@ private:
         return allocate_in_next_chunk(size, align);
     }
     void* allocate_in_next_chunk(std::size_t size, std::size_t align);
+    /// run() with the debugging tools on: each record is timed, and a VJP
+    /// that fails anomaly mode's check is named with its forward call site.
+    void run_observed(std::size_t first, std::size_t last, Pass pass);
     void destroy_records() noexcept;
     /// Drops the pins that the step just cleared did not use (all of them when `all`).
     void release_pins(bool all) noexcept;
@@ -206,6 +237,8 @@ private:
     Tape* previous_;
     std::uint32_t thread_;  // detail::thread_token() of the thread the tape records on
     std::vector<Pin> pins_;
+    std::unique_ptr<detail::TapeNotes> notes_;
+    bool previous_anomaly_;  // anomaly mode before this tape turned it on (TapeOptions::detect_anomaly)
 };
 
 template <class C, class Construct>

@@ -17,6 +17,7 @@
 #include "autodiff/errors.hpp"
 #include "autodiff/inline.hpp"
 #include "autodiff/node.hpp"
+#include "autodiff/observe.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 
@@ -358,6 +359,7 @@ public:
         } else {
             Var<T>::operator=(x);
         }
+        if (recording_state.observe && ref) note_kept(ref->value.size() * sizeof(T));
     }
     Kept(Kept&& other) noexcept : Var<T>(std::move(other)), borrowed_(std::exchange(other.borrowed_, false)) {}
     Kept(const Kept& other) : Var<T>(other) {}
@@ -575,6 +577,7 @@ struct OpRecord {
     Vjp vjp;
 
     void operator()(Pass pass) {
+        if (pass == Pass::describe) return describe();
         if (pass == Pass::reject_reached) {
             if (slot) reject(op);
             return;
@@ -590,7 +593,12 @@ struct OpRecord {
                 if (recording()) reject_first_order(op);
             }
             Var<T> grad(std::move(slot));
-            if constexpr (staged) grad = vjp.through(grad, result);  // once, for every input's part
+            const bool check = recording_state.observe & observe_anomaly;
+            if constexpr (staged) {
+                Var<T> through = vjp.through(grad, result);  // once, for every input's part
+                if (check) check_cotangent(op, std::size_t(-1), grad.value(), through.value());
+                grad = std::move(through);
+            }
             for (std::size_t i = 0; i < inputs.size(); ++i) {
                 auto& in = inputs[i];
                 if (!in.slot) continue;
@@ -598,6 +606,7 @@ struct OpRecord {
                 if constexpr (IsAccumulatingVjp<Vjp>::value) {
                     if (Array<T>* sum = running_sum(*in.slot, in.shape)) {
                         vjp.add_into(i, grad, *sum);
+                        if (check) check_cotangent(op, i, grad.value(), *sum);
                         continue;
                     }
                 }
@@ -610,6 +619,7 @@ struct OpRecord {
                         return FirstOrder<Vjp>::inner(vjp)(i, grad);
                     }
                 }();
+                if (check) check_cotangent(op, i, grad.value(), input_grad.value());
                 fit_gradient(op, input_grad, in.shape);
                 accumulate_cotangent(*in.slot, std::move(input_grad));
             }
@@ -620,12 +630,26 @@ struct OpRecord {
             if (in.parameter) in.parameter->cotangent.reset();
         }
     }
+
+    void describe() const {
+        RecordDescription& d = *describing;
+        d.slot = &slot;
+        d.closure_bytes = sizeof(*this);
+        d.element_size = sizeof(T);
+        if (result.defined()) {
+            d.result_kept = true;
+            d.result_shape = shape_of(result.value());
+            d.result_bytes = result.size() * sizeof(T);
+        }
+        for (const auto& in : inputs) d.inputs.push_back({in.slot, in.parameter, in.shape.to_shape()});
+    }
 };
 
 /// make_op for a result that is already a fresh, unrecorded value.
 template <class T, class Inputs, class Vjp>
 Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp) {
     Tape* tape = recording_tape<T>(op, inputs);
+    if (recording_state.observe) observe_op(op, result, inputs, tape);  // a debugging tool is on
     if (!tape) return result;
     using Record = OpRecord<T, decltype(input_slots(op, inputs, *tape)), std::decay_t<Vjp>>;
     Var<T> kept = Record::reads_result || tape->keeps_results() ? result : Var<T>();
@@ -637,6 +661,7 @@ Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp)
     node.is_leaf = false;
     node.epoch = tape->epoch();
     node.record_index = tape->size() - 1;
+    if (recording_state.observe) note_record(*tape, result);
     return result;
 }
 

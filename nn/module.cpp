@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <typeinfo>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -36,7 +37,81 @@ std::string with_thousands(std::size_t n) {
     return out;
 }
 
+/// The module calls in progress on this thread while a debugging tool is
+/// on, outermost first, with their dotted paths.
+template <class T>
+struct CallFrame {
+    const Module<T>* module;
+    std::string path;
+};
+
+template <class T>
+std::vector<CallFrame<T>>& call_stack() {
+    thread_local std::vector<CallFrame<T>> stack;
+    return stack;
+}
+
+template <class T>
+ModuleWatcher<T>*& current_watcher() {
+    thread_local ModuleWatcher<T>* watcher = nullptr;
+    return watcher;
+}
+
 }  // namespace
+
+template <class T>
+ModuleWatcher<T>* watch_modules(ModuleWatcher<T>* watcher) {
+    return std::exchange(current_watcher<T>(), watcher);
+}
+
+template ModuleWatcher<float>* watch_modules(ModuleWatcher<float>*);
+template ModuleWatcher<double>* watch_modules(ModuleWatcher<double>*);
+
+template <class T>
+Module<T>::ModuleCall::ModuleCall(const Module& module) : module_(module) {
+    auto& stack = call_stack<T>();
+    // The path from the outermost call: this module's name among the
+    // enclosing call's descendants (a container may hold it a level down,
+    // as Sequential's "layers" list does). A module the enclosing one did not
+    // register is shown by its description alone.
+    std::string path;
+    if (!stack.empty()) {
+        const CallFrame<T>& outer = stack.back();
+        for (const auto& named : outer.module->named_modules()) {
+            if (named.module.get() == &module) {
+                path = joined_path(outer.path, named.name);
+                break;
+            }
+        }
+    }
+    stack.push_back({&module, path});
+    try {
+        path_ = std::make_shared<const std::string>(path.empty() ? module.describe()
+                                                                 : fmt::format("{} ({})", path, module.describe()));
+        ad::detail::push_scope(path_);
+    } catch (...) {
+        stack.pop_back();
+        throw;
+    }
+    if (ad::detail::recording_state.observe & ad::detail::observe_profile) {
+        range_ = std::make_unique<ad::ProfileRange>(*path_);
+    }
+}
+
+template <class T>
+Module<T>::ModuleCall::~ModuleCall() {
+    range_.reset();
+    ad::detail::pop_scope();
+    call_stack<T>().pop_back();
+}
+
+template <class T>
+void Module<T>::ModuleCall::returned(const Var<T>& output) {
+    if (auto* watcher = current_watcher<T>()) {
+        const auto& stack = call_stack<T>();
+        watcher->returned(module_, stack.back().path, stack.size() - 1, output);
+    }
+}
 
 template <class T>
 Var<T> Module<T>::forward(const Var<T>&) {

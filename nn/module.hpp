@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "autodiff/autodiff.hpp"
+#include "autodiff/observe.hpp"
 
 /// Declares an option of a layer's options struct with a chained setter and a
 /// getter, as torch::nn's TORCH_ARG does, so options read like PyTorch's:
@@ -87,9 +88,23 @@ public:
     /// "Linear(2, 3)". By default the class name.
     virtual std::string describe() const;
 
-    Var<T> operator()(const Var<T>& x) { return forward(x); }
+    Var<T> operator()(const Var<T>& x) { return call([&] { return forward(x); }); }
     /// Data are constants: no gradient flows into them.
-    Var<T> operator()(const Array<T>& x) { return forward(constant(x)); }
+    Var<T> operator()(const Array<T>& x) { return call([&] { return forward(constant(x)); }); }
+
+    /// Runs `run` (a call of this module's forward) as a call of this module:
+    /// while a debugging tool is on (anomaly mode, the profiler,
+    /// nn::summary), the ops inside carry the module's path
+    /// ("layers.2 (Linear(64, 10))") and the call is watched; otherwise it
+    /// is `run()`. Containers call their children through it.
+    template <class Run>
+    auto call(Run&& run) -> decltype(run()) {
+        if (!ad::detail::recording_state.observe) return run();
+        ModuleCall scope(*this);
+        auto out = run();
+        if constexpr (std::is_same_v<decltype(out), Var<T>>) scope.returned(out);
+        return out;
+    }
 
     /// Every parameter of this module and (with recurse) its submodules, in
     /// registration order, named by their path. A parameter reachable twice
@@ -145,6 +160,23 @@ protected:
     }
 
 private:
+    /// One module call while a debugging tool is on: pushes the module's
+    /// path for the records made inside (ad::detail::push_scope), a profile
+    /// range, and tells the watcher (nn::summary).
+    class ModuleCall {
+    public:
+        explicit ModuleCall(const Module& module);
+        ~ModuleCall();
+        ModuleCall(const ModuleCall&) = delete;
+        ModuleCall& operator=(const ModuleCall&) = delete;
+        void returned(const Var<T>& output);
+
+    private:
+        const Module& module_;
+        std::shared_ptr<const std::string> path_;
+        std::unique_ptr<ad::ProfileRange> range_;
+    };
+
     void check_new_name(const char* what, const std::string& name) const;
     void add_child(const std::string& name, ModulePtr<T> module);
     void collect_parameters(const std::string& prefix, bool recurse, std::vector<NamedParameter<T>>& out,
@@ -173,6 +205,20 @@ public:
     const ModulePtr<T>& operator[](std::size_t i) const { return this->named_children().at(i).module; }
     std::string describe() const override { return "ModuleList"; }
 };
+
+/// Watches the module calls of this thread (nn::summary): one watcher at a
+/// time, told of every call that returns a value.
+template <class T>
+struct ModuleWatcher {
+    virtual ~ModuleWatcher() = default;
+    /// `path` is the module's dotted path from the outermost module called
+    /// ("" for that one), `depth` how many calls enclose this one.
+    virtual void returned(const Module<T>& module, const std::string& path, std::size_t depth, const Var<T>& output) = 0;
+};
+
+/// Sets this thread's watcher (nullptr: none); returns the previous one.
+template <class T>
+ModuleWatcher<T>* watch_modules(ModuleWatcher<T>* watcher);
 
 extern template class Module<float>;
 extern template class Module<double>;

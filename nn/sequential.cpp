@@ -55,10 +55,12 @@ Var<T> Sequential<T>::forward(const Var<T>& x) {
         try {
             if (fused_with_next_[i]) {
                 // The Sigmoid cannot fail, so an error here is the Linear's: i stays its index.
-                a = static_cast<Linear<T>&>(*layers_[i]).forward_sigmoid(*in);
+                auto& linear = static_cast<Linear<T>&>(*layers_[i]);
+                a = linear.call([&] { return linear.forward_sigmoid(*in); });
                 ++i;
             } else {
-                a = layers_[i]->forward(*in);
+                Module<T>& layer = *layers_[i];
+                a = layer.call([&] { return layer.forward(*in); });
             }
         } catch (const shape_error& e) {
             rethrow_with(e, where() + ": " + e.what());
