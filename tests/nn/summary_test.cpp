@@ -224,6 +224,37 @@ TEST_CASE_TEMPLATE(
     CHECK_FALSE(model.drop->is_training());
 }
 
+/// Calls its attention through Module::call for the AttentionOutput (not a Var).
+template <class T>
+struct AttentionNet final : nn::Module<T> {
+    std::shared_ptr<nn::MultiheadAttention<T>> attn =
+        this->register_module("attn", nn::MultiheadAttention<T>(nn::MultiheadAttentionOptions(4, 2)));
+    std::shared_ptr<nn::Linear<T>> fc = this->register_module("fc", nn::Linear<T>(4, 3));
+    Var<T> forward(const Var<T>& x) override {
+        nn::AttentionOutput<T> out = attn->call([&] { return attn->forward(x, x, x); });
+        return (*fc)(reshape(out.output, {-1, 4}));
+    }
+};
+
+TEST_CASE("summary: a call returning something other than a Var is a row without a shape, its children under it") {
+    AttentionNet<double> model;
+    nn::ModelSummary s = nn::summarize(model, {5, 2, 4});
+    REQUIRE(s.rows.size() == 4);
+    CHECK(s.rows[1].path == "attn");
+    CHECK(s.rows[1].depth == 1);
+    CHECK_FALSE(s.rows[1].has_output);
+    CHECK(s.rows[1].params == 3 * 4 * 4 + 3 * 4);
+    CHECK(s.rows[2].path == "attn.out_proj");
+    CHECK(s.rows[2].depth == 2);
+    CHECK(s.rows[2].output_shape == Shape{10, 4});
+    CHECK(s.rows[3].path == "fc");
+    CHECK(s.rows[3].depth == 1);
+    CHECK(s.rows[3].output_shape == Shape{10, 3});
+    const std::string line = line_starting(s.table(), "  attn: MultiheadAttention ");
+    REQUIRE_FALSE(line.empty());
+    CHECK(line.find(" -- ") != std::string::npos);
+}
+
 TEST_CASE_TEMPLATE("summary: a transformer encoder layer's calls, shapes and parameters", T, float, double) {
     const long d = 8, heads = 2, ff = 16;
     const std::size_t L = 5, N = 2, D = std::size_t(d), F = std::size_t(ff);
