@@ -176,25 +176,18 @@ void Profile::write_chrome_trace(const std::string& path) const {
     if (!file) throw io_error(fmt::format("Profile::write_chrome_trace: cannot write {}", path));
 }
 
-ProfileRange::ProfileRange(const char* name) : profile_(active && active->stop_ns_ < 0 ? active : nullptr) {
-    if (!profile_) return;
+void ProfileRange::begin(const char* name, const std::string* owned_name) {
+    if (!active || active->stop_ns_ >= 0) return;
+    profile_ = active;
+    if (owned_name) name = profile_->range_names_.insert(*owned_name).first->c_str();
     const std::int64_t now = detail::profile_clock();
     event_ = profile_->events_.size();
     profile_->events_.push_back({name, Profile::Kind::range, now, now, 0});
     profile_->last_end_ns_ = now;
 }
 
-ProfileRange::ProfileRange(const std::string& name) : profile_(active && active->stop_ns_ < 0 ? active : nullptr) {
-    if (!profile_) return;
-    const char* interned = profile_->range_names_.insert(name).first->c_str();
-    const std::int64_t now = detail::profile_clock();
-    event_ = profile_->events_.size();
-    profile_->events_.push_back({interned, Profile::Kind::range, now, now, 0});
-    profile_->last_end_ns_ = now;
-}
-
-ProfileRange::~ProfileRange() {
-    if (!profile_ || active != profile_) return;
+void ProfileRange::end() noexcept {
+    if (active != profile_) return;  // the profile ended first
     const std::int64_t now = detail::profile_clock();
     profile_->events_[event_].end_ns = now;
     profile_->last_end_ns_ = now;

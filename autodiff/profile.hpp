@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "autodiff/tape.hpp"
+
 namespace ad {
 
 namespace detail {
@@ -100,14 +102,25 @@ private:
 /// Costs one test when no profile is on.
 class ProfileRange {
 public:
-    explicit ProfileRange(const char* name);
-    explicit ProfileRange(const std::string& name);
-    ~ProfileRange();
+    // Inline tests of the observe byte: optimizers open ranges every step.
+    explicit ProfileRange(const char* name) {
+        if (detail::recording_state.observe & detail::observe_profile) begin(name, nullptr);
+    }
+    explicit ProfileRange(const std::string& name) {
+        if (detail::recording_state.observe & detail::observe_profile) begin(nullptr, &name);
+    }
+    ~ProfileRange() {
+        if (profile_) end();
+    }
     ProfileRange(const ProfileRange&) = delete;
     ProfileRange& operator=(const ProfileRange&) = delete;
 
 private:
-    Profile* profile_;
+    /// Opens the range in the current profile: `name`, or a copy of `owned_name`.
+    void begin(const char* name, const std::string* owned_name);
+    void end() noexcept;
+
+    Profile* profile_ = nullptr;
     std::size_t event_ = 0;
 };
 
