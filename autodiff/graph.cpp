@@ -287,8 +287,10 @@ struct Writer {
     }
 };
 
-std::string write_dot(const Tape& tape, std::optional<std::size_t> root, const DotOptions& options) {
-    const std::vector<RecordInfo> infos = describe(tape);
+std::string write_dot(const Tape& tape, std::optional<std::size_t> root, const Shape& root_shape,
+                      const DotOptions& options) {
+    std::vector<RecordInfo> infos = describe(tape);
+    if (root && !infos[*root].shape) infos[*root].shape = root_shape;  // the loss's value is at hand
     Writer writer{infos, options, {}, root, {}, {}, {}, {}};
     if (root) {
         // The records the loss depends on: back along the inputs from its record.
@@ -316,7 +318,7 @@ std::string write_dot(const Tape& tape, std::optional<std::size_t> root, const D
 
 }  // namespace
 
-std::string to_dot(const Tape& tape, const DotOptions& options) { return write_dot(tape, std::nullopt, options); }
+std::string to_dot(const Tape& tape, const DotOptions& options) { return write_dot(tape, std::nullopt, {}, options); }
 
 template <class T>
 std::string to_dot(const Var<T>& loss, const DotOptions& options) {
@@ -334,7 +336,7 @@ std::string to_dot(const Var<T>& loss, const DotOptions& options) {
                                      "before its last clear())",
                                      shape_string_of(node.value)));
     }
-    return write_dot(*tape, node.record_index, options);
+    return write_dot(*tape, node.record_index, shape_of(node.value), options);
 }
 
 template std::string to_dot(const Var<float>&, const DotOptions&);
