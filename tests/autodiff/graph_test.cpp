@@ -22,6 +22,18 @@ std::size_t count(const std::string& text, const std::string& what) {
     return n;
 }
 
+/// A graph with fan-out, built by hand: r0 = a * b, r1 = exp(r0),
+/// r2 = r0 + r1, r3 = sum(r2); a and b are parameters.
+struct HandGraph {
+    ad::Var<double> a = ad::param(Array<double>{1.0, 2.0});
+    ad::Var<double> b = ad::param(Array<double>{3.0, 4.0});
+    ad::Var<double> loss;
+    HandGraph() {
+        auto c = a * b;
+        loss = ad::sum(c + ad::exp(c));
+    }
+};
+
 }  // namespace
 
 TEST_CASE("to_dot: one node per record, labelled with its op, shape, dtype and kept bytes") {
@@ -65,17 +77,13 @@ TEST_CASE("to_dot: bytes are written for a reader") {
 
 TEST_CASE("to_dot: edges follow the data flow of a hand-built graph") {
     ad::Tape tape;
-    auto a = ad::param(Array<double>{1.0, 2.0});
-    auto b = ad::param(Array<double>{3.0, 4.0});
-    auto c = a * b;            // r0
-    auto d = ad::exp(c);       // r1
-    auto e = c + d;            // r2
-    auto loss = ad::sum(e);    // r3
+    HandGraph g;
     REQUIRE(tape.size() == 4);
+    REQUIRE(std::string(tape.op_name(1)) == "exp");
     ad::DotOptions options;
-    options.names[a.node_ptr().get()] = "a";
-    options.names[b.node_ptr().get()] = "b";
-    const std::string dot = ad::to_dot(loss, options);
+    options.names[g.a.node_ptr().get()] = "a";
+    options.names[g.b.node_ptr().get()] = "b";
+    const std::string dot = ad::to_dot(g.loss, options);
     const auto nodes = dot_nodes(dot);
     const std::string pa = node_named(nodes, "a"), pb = node_named(nodes, "b");
     REQUIRE(!pa.empty());
@@ -94,14 +102,10 @@ TEST_CASE("to_dot: edges follow the data flow of a hand-built graph") {
 
 TEST_CASE("to_dot: show_backward numbers the VJPs in sweep order, from the loss down") {
     ad::Tape tape;
-    auto a = ad::param(Array<double>{1.0, 2.0});
-    auto b = ad::param(Array<double>{3.0, 4.0});
-    auto c = a * b;            // r0
-    auto d = ad::exp(c);       // r1
-    auto loss = ad::sum(c + d);  // r2, r3
+    HandGraph g;
     ad::DotOptions options;
     options.show_backward = true;
-    const std::string dot = ad::to_dot(loss, options);
+    const std::string dot = ad::to_dot(g.loss, options);
     const auto nodes = dot_nodes(dot);
     // Unnamed parameters: "parameter" and their shape.
     std::vector<std::string> parameters;
