@@ -225,19 +225,42 @@ struct Writer {
         out += "];\n";
         out += "  node [fontname=\"Helvetica\", fontsize=10, margin=\"0.12,0.04\"];\n";
         out += "  edge [fontname=\"Helvetica\", fontsize=9, color=\"#555555\", arrowsize=0.7];\n";
-        for (const void* p : parameters) out += "  " + parameter_node(p) + "\n";
-        // Records, in clusters of consecutive records of one module call.
-        std::size_t clusters = 0;
+        // Clusters: runs of boxes of one module call. A parameter that only
+        // that call reads is drawn inside it.
+        std::vector<std::ptrdiff_t> cluster_of(boxes.size(), -1);
+        std::ptrdiff_t clusters = 0;
+        for (std::size_t b = 0; b < boxes.size(); ++b) {
+            if (options.collapse_modules || boxes[b].key.empty()) continue;
+            cluster_of[b] = b > 0 && boxes[b - 1].key == boxes[b].key ? cluster_of[b - 1] : clusters++;
+        }
+        std::map<const void*, std::ptrdiff_t> home;
+        for (std::size_t i : selected) {
+            const std::ptrdiff_t c = cluster_of[static_cast<std::size_t>(box_of[i])];
+            for (const InputInfo& in : infos[i].inputs) {
+                if (!in.parameter) continue;
+                auto [it, added] = home.emplace(in.parameter, c);
+                if (!added && it->second != c) it->second = -1;
+            }
+        }
+        auto parameters_in = [&](std::ptrdiff_t cluster, const char* indent) {
+            std::string lines;
+            for (const void* p : parameters) {
+                if (home.at(p) == cluster) lines += indent + parameter_node(p) + "\n";
+            }
+            return lines;
+        };
+        out += parameters_in(-1, "  ");
         for (std::size_t b = 0; b < boxes.size();) {
-            const std::string& key = boxes[b].key;
-            if (options.collapse_modules || key.empty()) {
+            const std::ptrdiff_t c = cluster_of[b];
+            if (c < 0) {
                 out += "  " + box_node(b++) + "\n";
                 continue;
             }
             out += fmt::format("  subgraph cluster_{} {{\n    label=\"{}\"; style=\"rounded,dashed\"; color=\"#888888\"; "
                                "fontsize=10;\n",
-                               clusters++, escape(key));
-            for (; b < boxes.size() && boxes[b].key == key; ++b) out += "    " + box_node(b) + "\n";
+                               c, escape(boxes[b].key));
+            out += parameters_in(c, "    ");
+            for (; b < boxes.size() && cluster_of[b] == c; ++b) out += "    " + box_node(b) + "\n";
             out += "  }\n";
         }
         // The data flow, input -> op, once per pair of nodes.

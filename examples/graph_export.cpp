@@ -15,6 +15,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <nn/nn.hpp>
 #include <xtensor/xmanipulation.hpp>
@@ -54,7 +55,7 @@ int run(const Options& options) {
     dot_options.collapse_modules = options.collapse;
     dot_options.show_backward = options.backward;
     dot_options.show_call_sites = options.call_sites;
-    dot_options.title = fmt::format("XOR, textbook network {}: one training step", model.describe());
+    dot_options.title = fmt::format("XOR: one training step of the textbook network {}", fmt::join(model.sizes(), "-"));
     // Export before backward(): the sweep frees what the records kept.
     const std::string dot = nn::to_dot(loss, model, dot_options);
 

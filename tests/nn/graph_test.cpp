@@ -67,6 +67,11 @@ TEST_CASE("nn::to_dot: collapse_modules draws one node per module call; otherwis
     CHECK(detailed.find("subgraph cluster_2 {") == std::string::npos);
     CHECK(detailed.find("label=\"first (") != std::string::npos);
     CHECK(detailed.find("label=\"second (") != std::string::npos);
+    // A parameter only one call reads is drawn inside that call's cluster.
+    const std::size_t cluster = detailed.find("subgraph cluster_0 {"), end = detailed.find("  }", cluster);
+    const std::size_t w = detailed.find("p0 [");
+    CHECK((cluster < w && w < end));
+    CHECK(detailed.find("first.w\\n(2,) float64") > cluster);
 
     DotOptions options;
     options.collapse_modules = true;
