@@ -56,7 +56,7 @@ int run(const Options& options) {
     dot_options.show_backward = options.backward;
     dot_options.show_call_sites = options.call_sites;
     dot_options.title = fmt::format("XOR: one training step of the textbook network {}", fmt::join(model.sizes(), "-"));
-    // Export before backward(): the sweep frees what the records kept.
+    // The step's graph (it can be drawn after backward() too, until tape.clear()).
     const std::string dot = nn::to_dot(loss, model, dot_options);
 
     optimizer.zero_grad();

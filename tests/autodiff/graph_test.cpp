@@ -228,3 +228,19 @@ TEST_CASE("to_dot: a loss that no record of the current tape computed is a tape_
     }
     CHECK(starts_with_to_dot([&] { ad::to_dot(other_loss); }));  // recorded on another tape
 }
+
+TEST_CASE("to_dot: the graph can still be drawn after backward(), until the tape is cleared") {
+    ad::Tape tape;
+    HandGraph g;
+    const std::string before = ad::to_dot(g.loss);
+    g.loss.backward();
+    const std::string after = ad::to_dot(g.loss);
+    std::set<std::string> before_ids, after_ids;
+    for (const auto& node : dot_nodes(before)) before_ids.insert(node.first);
+    for (const auto& node : dot_nodes(after)) after_ids.insert(node.first);
+    CHECK(before_ids.size() == 6);
+    CHECK(after_ids == before_ids);
+    CHECK(dot_edges(after) == dot_edges(before));
+    tape.clear();
+    CHECK_THROWS_AS(ad::to_dot(g.loss), ad::tape_error);
+}
