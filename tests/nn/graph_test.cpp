@@ -19,6 +19,21 @@ struct TwoBlocks final : nn::Module<double> {
     Var<double> forward(const Var<double>& x) override { return (*second)((*first)(x)); }
 };
 
+/// blocks.0.a, blocks.0.b, blocks.1.a, blocks.1.b: two levels of modules.
+struct Pair final : nn::Module<double> {
+    std::shared_ptr<Block> a = register_module("a", Block());
+    std::shared_ptr<Block> b = register_module("b", Block());
+    Var<double> forward(const Var<double>& x) override { return (*b)((*a)(x)); }
+};
+struct Nested final : nn::Module<double> {
+    std::shared_ptr<nn::ModuleList<double>> blocks = register_module("blocks", nn::ModuleList<double>());
+    Nested() {
+        blocks->push_back(std::make_shared<Pair>());
+        blocks->push_back(std::make_shared<Pair>());
+    }
+    Var<double> forward(const Var<double>& x) override { return (*(*blocks)[1])((*(*blocks)[0])(x)); }
+};
+
 std::size_t starting_with(const std::map<std::string, std::string>& nodes, char c) {
     std::size_t n = 0;
     for (const auto& node : nodes) n += node.first[0] == c;
@@ -120,5 +135,37 @@ TEST_CASE("nn::to_dot: float models name float32") {
     const std::string dot = nn::to_dot(loss, model);
     CHECK(dot.find("layers.2.bias\\n(1,) float32") != std::string::npos);
     CHECK(dot.find("float64") == std::string::npos);
+    ad::test::check_dot_parses(dot);
+}
+
+TEST_CASE("nn::to_dot: collapse_depth chooses the level of the module calls drawn as one node") {
+    Tape tape{{.annotate = true}};
+    Nested model;
+    auto loss = sum(model(constant(Array<double>{1.0, 2.0})));
+    REQUIRE(tape.size() == 4 * 3 + 1);
+    DotOptions options;
+    options.collapse_modules = true;
+    // Depth 1: blocks.0 and blocks.1 (a list index belongs to its list's level).
+    auto boxes = dot_nodes(nn::to_dot(loss, model, options));
+    REQUIRE(starting_with(boxes, 'm') == 2);
+    std::set<std::string> titles;
+    for (const auto& [id, label] : boxes) {
+        if (id[0] == 'm') {
+            titles.insert(label.substr(0, label.find("\\n")));
+            CHECK(label.find("6 ops: ") != std::string::npos);
+        }
+    }
+    CHECK(titles == std::set<std::string>{"blocks.0", "blocks.1"});
+    // Depth 2: each Block call, titled by its module label.
+    options.collapse_depth = 2;
+    const std::string dot = nn::to_dot(loss, model, options);
+    boxes = dot_nodes(dot);
+    CHECK(starting_with(boxes, 'm') == 4);
+    titles.clear();
+    for (const auto& [id, label] : boxes) {
+        if (id[0] == 'm') titles.insert(label.substr(0, label.find(" (")));
+    }
+    CHECK(titles == std::set<std::string>{"blocks.0.a", "blocks.0.b", "blocks.1.a", "blocks.1.b"});
+    CHECK(starting_with(boxes, 'p') == 4);
     ad::test::check_dot_parses(dot);
 }
