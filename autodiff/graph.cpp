@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <string_view>
@@ -187,8 +188,14 @@ struct Writer {
         }
         lines.push_back(shape_and_dtype(last.shape, last.element_size));
         lines.push_back("keeps " + detail::human_bytes(kept));
-        if (options.show_call_sites && box.title.empty() && last.call_site && !last.call_site->file.empty()) {
-            lines.push_back(fmt::format("at {}:{}", last.call_site->file, last.call_site->line));
+        if (options.show_call_sites && box.title.empty() && last.call_site) {
+            // Files and lines need debug information (-g or -g1); the function may be known without.
+            const CallSite& site = *last.call_site;
+            if (!site.file.empty()) {
+                lines.push_back(fmt::format("at {}:{}", std::filesystem::path(site.file).filename().string(), site.line));
+            } else if (!site.function.empty()) {
+                lines.push_back("in " + site.function);
+            }
         }
         const bool made_by_backward = last.backward_of >= 0;
         if (options.show_backward && made_by_backward) {

@@ -39,7 +39,8 @@ struct DotOptions {
     /// made by a create_graph sweep are shaded and linked by a dotted edge to
     /// the record whose VJP made them.
     bool show_backward = false;
-    /// Annotated records: add the user's call site ("file:line") to the label.
+    /// Annotated records: add the user's call site ("file.cpp:42", which needs
+    /// debug information: -g or -g1) to the label of records drawn one per box.
     bool show_call_sites = false;
     /// Draw records made inside a module in a box (a cluster) labelled with
     /// the module path, one per module call (annotated records only).
