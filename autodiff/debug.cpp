@@ -65,18 +65,30 @@ backtrace_state* backtrace() {
 #endif
 
 /// Whether a source file belongs to tapegrad, xtensor, the standard library
-/// or the C library rather than to the user's program. Only absolute paths
-/// are the user's: the C library's debug information names its files
-/// relative to a build folder that is not here.
+/// or the C library rather than to the user's program. A relative path (a
+/// build that passes the compiler relative paths, as Ninja does) is read
+/// from its first folder: tapegrad's own are autodiff/ and nn/, and the C
+/// library names its files by the folders of its source tree.
 bool internal_file(const char* file) {
-    if (!file || file[0] != '/') return true;
-    auto starts = [&](const std::string& prefix) { return std::strncmp(file, prefix.c_str(), prefix.size()) == 0; };
-    static const std::string prefixes[] = {
+    if (!file || !*file) return true;
+    auto starts = [](const char* text, const std::string& prefix) {
+        return std::strncmp(text, prefix.c_str(), prefix.size()) == 0;
+    };
+    if (file[0] != '/') {
+        while (starts(file, "../") || starts(file, "./")) file += file[1] == '/' ? 2 : 3;
+        static const std::string relative[] = {"autodiff/", "nn/", "sysdeps/", "csu/", "nptl/", "stdlib/", "libio/",
+                                               "misc/", "string/", "signal/", "elf/"};
+        for (const auto& prefix : relative) {
+            if (starts(file, prefix)) return true;
+        }
+        return false;
+    }
+    static const std::string absolute[] = {
         std::string(TAPEGRAD_SOURCE_DIR) + "/autodiff/", std::string(TAPEGRAD_SOURCE_DIR) + "/nn/",
         std::string(TAPEGRAD_INCLUDE_DIR) + "/autodiff/", std::string(TAPEGRAD_INCLUDE_DIR) + "/nn/",
         "/usr/include/", "/usr/lib/gcc/", "/usr/local/include/xtensor", "/usr/local/include/xtl"};
-    for (const auto& prefix : prefixes) {
-        if (starts(prefix)) return true;
+    for (const auto& prefix : absolute) {
+        if (starts(file, prefix)) return true;
     }
     return false;
 }
@@ -235,7 +247,7 @@ void observe_op(const char* op, const Var<T>& result, const Var<T>* const* input
             state.pending_kept = 0;
             const auto* scope = current_scope();
             throw value_error(fmt::format(
-                "{}: anomaly: its result (shape {}) holds {} at index {} although its inputs ({}) are finite; "
+                "{}: anomaly: its result (shape {}) holds {} at index {} from finite inputs of shapes {}; "
                 "{} was called at {}{}",
                 op, shape_string_of(y), value_string(y.data()[bad]), flat_index_string(shape_of(y), bad),
                 fmt::join(shapes, ", "), op, current_call_site().to_string(), scope ? module_part(*scope) : ""));

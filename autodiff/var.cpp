@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "autodiff/debug.hpp"
 #include "autodiff/functional.hpp"
 #include "autodiff/ops/elementwise.hpp"
 #include "autodiff/ops/reduce.hpp"
@@ -255,9 +256,14 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
     }
     for (const T* v = value.data(); v != value.data() + value.size(); ++v) {
         if (!std::isfinite(*v)) {
-            throw value_error(fmt::format("{}: the value of shape {} holds {}; its gradients would be "
+            // Anomaly mode also says which op computed it, and where.
+            const Tape* tape = Tape::current();
+            const auto& node = *loss.node_ptr();
+            const bool known = anomaly_mode() && tape && !node.is_leaf && node.epoch == tape->epoch();
+            throw value_error(fmt::format("{}: the value of shape {} holds {}{}; its gradients would be "
                                           "meaningless",
-                                          fn, shape_string_of(value), std::isnan(*v) ? "nan" : *v > 0 ? "inf" : "-inf"));
+                                          fn, shape_string_of(value), std::isnan(*v) ? "nan" : *v > 0 ? "inf" : "-inf",
+                                          known ? origin_of(*tape, node.record_index) : std::string()));
         }
     }
     if (!loss.requires_grad()) {
