@@ -244,3 +244,18 @@ TEST_CASE("to_dot: the graph can still be drawn after backward(), until the tape
     tape.clear();
     CHECK_THROWS_AS(ad::to_dot(g.loss), ad::tape_error);
 }
+
+TEST_CASE("to_dot: show_call_sites labels annotated records with the file and line of the user's call") {
+    ad::Tape tape{{.annotate = true}};
+    auto x = ad::param(Array<double>{1.0, 2.0});
+    const int line = __LINE__ + 1;
+    auto loss = ad::sum(ad::exp(x));
+    ad::DotOptions options;
+    options.show_call_sites = true;
+    const auto nodes = dot_nodes(ad::to_dot(loss, options));
+    const std::string here = "at graph_test.cpp:" + std::to_string(line);
+    INFO(nodes.at("r0"));
+    CHECK(nodes.at("r0").find(here) != std::string::npos);
+    CHECK(nodes.at("r1").find(here) != std::string::npos);
+    CHECK(ad::to_dot(loss).find("graph_test.cpp") == std::string::npos);  // not asked for
+}
