@@ -118,8 +118,14 @@ struct Writer {
     std::optional<std::size_t> root;          // the loss's record
     std::vector<Box> boxes;
     std::vector<std::ptrdiff_t> box_of;       // by record index, -1: not drawn
+    /// A parameter's node id (p<index>) and what its first reader saw of it.
+    struct Parameter {
+        std::size_t index;
+        Shape shape;
+        std::size_t element_size;
+    };
     std::vector<const void*> parameters;      // in order of first use
-    std::map<const void*, std::size_t> parameter_element_size;
+    std::map<const void*, Parameter> parameter_info;
 
     std::string box_id(std::size_t b) const {
         const Box& box = boxes[b];
@@ -127,7 +133,7 @@ struct Writer {
                                                              : fmt::format("m{}", box.records[0]);
     }
     std::string parameter_id(const void* p) const {
-        return fmt::format("p{}", std::find(parameters.begin(), parameters.end(), p) - parameters.begin());
+        return fmt::format("p{}", parameter_info.at(p).index);
     }
     /// The source node of an input edge, or empty for an input not drawn.
     std::string input_id(const InputInfo& in) const {
@@ -163,10 +169,9 @@ struct Writer {
             box_of[i] = static_cast<std::ptrdiff_t>(boxes.size() - 1);
             for (const InputInfo& in : info.inputs) {
                 if (!in.parameter) continue;
-                if (std::find(parameters.begin(), parameters.end(), in.parameter) == parameters.end()) {
+                if (parameter_info.emplace(in.parameter, Parameter{parameters.size(), in.shape, info.element_size}).second) {
                     parameters.push_back(in.parameter);
                 }
-                parameter_element_size.emplace(in.parameter, info.element_size);
             }
         }
     }
@@ -211,14 +216,9 @@ struct Writer {
 
     std::string parameter_node(const void* p) const {
         auto name = options.names.find(p);
-        std::optional<Shape> shape;
-        for (std::size_t i : selected) {
-            for (const InputInfo& in : infos[i].inputs) {
-                if (in.parameter == p && !shape) shape = in.shape;
-            }
-        }
+        const Parameter& parameter = parameter_info.at(p);
         std::vector<std::string> lines{name != options.names.end() ? name->second : std::string("parameter"),
-                                       shape_and_dtype(shape, parameter_element_size.at(p))};
+                                       shape_and_dtype(parameter.shape, parameter.element_size)};
         return fmt::format("{} [shape=ellipse, style=filled, fillcolor=\"#fdf1d6\", label=\"{}\"];", parameter_id(p),
                            label(lines));
     }
