@@ -100,6 +100,17 @@ std::string demangled(const char* name) {
     if (status != 0 || !plain) return name;
     std::string out(plain);
     std::free(plain);
+    // "f(ad::Var<double> const&, ...)" -> "f": the line already says which call.
+    if (!out.empty() && out.back() == ')') {
+        int depth = 0;
+        for (std::size_t i = out.size(); i-- > 0;) {
+            if (out[i] == ')') ++depth;
+            if (out[i] == '(' && --depth == 0) {
+                out.resize(i);
+                break;
+            }
+        }
+    }
     return out;
 }
 

@@ -111,23 +111,26 @@ std::string Profile::table(std::size_t max_rows) const {
     for (const Row& row : all) {
         if (!row.range) op_total += row.total_us();
     }
-    std::string out = fmt::format("{:<24} {:>8} {:>13} {:>9} {:>14} {:>13} {:>8} {:>11}\n", "op", "calls", "forward (us)",
+    std::string out = fmt::format("{:<32} {:>8} {:>13} {:>9} {:>14} {:>13} {:>8} {:>11}\n", "op", "calls", "forward (us)",
                                   "backward", "backward (us)", "total (us)", "total %", "made");
-    const std::string rule(24 + 9 + 14 + 10 + 15 + 14 + 9 + 12, '-');
+    const std::string rule(32 + 9 + 14 + 10 + 15 + 14 + 9 + 12, '-');
     out += rule + "\n";
     std::size_t shown = 0;
     bool ranges_started = false;
     for (const Row& row : all) {
         if (row.range && !ranges_started) {
-            out += fmt::format("{}\nranges (their time includes the ops inside):\n", rule);
+            out += fmt::format("{}\nranges (their time includes the ops inside)         calls    total (us)\n", rule);
             ranges_started = true;
         }
         if (!row.range && max_rows && shown++ >= max_rows) continue;
-        out += fmt::format("{:<24} {:>8} {:>13.1f} {:>9} {:>14.1f} {:>13.1f} {:>7.1f}% {:>11}\n",
-                           row.name.size() > 24 ? row.name.substr(0, 21) + "..." : row.name, row.count,
-                           row.forward_us, row.range ? std::string("") : std::to_string(row.backward_count),
-                           row.backward_us, row.total_us(), op_total > 0 && !row.range ? 100 * row.total_us() / op_total : 0.0,
-                           row.range ? std::string("") : bytes_string(row.bytes));
+        const std::string name = row.name.size() > 32 ? row.name.substr(0, 29) + "..." : row.name;
+        if (row.range) {
+            out += fmt::format("{:<32} {:>8} {:>13.1f}\n", name, row.count, row.forward_us);
+            continue;
+        }
+        out += fmt::format("{:<32} {:>8} {:>13.1f} {:>9} {:>14.1f} {:>13.1f} {:>7.1f}% {:>11}\n", name, row.count,
+                           row.forward_us, row.backward_count, row.backward_us, row.total_us(),
+                           op_total > 0 ? 100 * row.total_us() / op_total : 0.0, bytes_string(row.bytes));
     }
     out += rule + "\n";
     out += fmt::format("ops: {:.1f} us of {:.1f} us wall time\n", op_total, wall_us());
@@ -183,10 +186,10 @@ ProfileRange::ProfileRange(const char* name) : profile_(active && active->stop_n
 
 ProfileRange::ProfileRange(const std::string& name) : profile_(active && active->stop_ns_ < 0 ? active : nullptr) {
     if (!profile_) return;
-    profile_->range_names_.push_back(name);
+    const char* interned = profile_->range_names_.insert(name).first->c_str();
     const std::int64_t now = detail::profile_clock();
     event_ = profile_->events_.size();
-    profile_->events_.push_back({profile_->range_names_.back().c_str(), Profile::Kind::range, now, now, 0});
+    profile_->events_.push_back({interned, Profile::Kind::range, now, now, 0});
     profile_->last_end_ns_ = now;
 }
 

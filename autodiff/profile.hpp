@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <unordered_set>
 #include <string>
 #include <vector>
 
@@ -87,7 +88,7 @@ private:
     friend void detail::profile_backward(const char* op, std::int64_t start_ns);
 
     std::vector<Event> events_;
-    std::deque<std::string> range_names_;  // stable addresses for Event::name
+    std::unordered_set<std::string> range_names_;  // Event::name of named ranges (node-based: stable addresses)
     std::int64_t start_ns_;
     std::int64_t stop_ns_ = -1;
     std::int64_t last_end_ns_;  // where the next forward op's time starts

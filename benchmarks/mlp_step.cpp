@@ -13,6 +13,8 @@
 //   libtorch  see torch_peers.cpp
 //   paired    (xor only) tape and hand steps in alternating blocks of one
 //             benchmark: the tape/hand ratio with both under the same load
+//   anomaly, profile  (xor, mnist) the tape step with anomaly mode or the
+//             profiler off and on in alternating blocks: `on_over_off`
 //
 // sgemm/<n>/threads:<n>: the GEMM rate of this machine measured in the same
 // run, for the "share of the sgemm rate" ratios.
@@ -257,6 +259,36 @@ void paired_step(benchmark::State& state, const std::string& name, int threads) 
                                        std::chrono::duration<double>(hand_time).count();
 }
 
+/// The tape step with a debugging tool off and on, in alternating blocks
+/// like paired_step: `on_over_off` is what the tool costs a step (anomaly
+/// mode: every value checked for NaN and infinity and every record's call
+/// stack walked; the profiler: two clock reads per op and per record).
+template <class Tool>
+void debug_tool_step(benchmark::State& state, const std::string& name, int threads) {
+    using Clock = std::chrono::steady_clock;
+    const int block = name == "xor" ? 64 : 4;
+    bench::set_blas_threads(threads);
+    const ModelData& d = bench::model_data(name);
+    TapeModel model(d);
+    ad::Tape tape;
+    model.step(tape);
+    Clock::duration off_time{}, on_time{};
+    for (auto _ : state) {
+        const auto start = Clock::now();
+        for (int i = 0; i < block; ++i) benchmark::DoNotOptimize(model.step(tape));
+        const auto middle = Clock::now();
+        {
+            Tool on;
+            for (int i = 0; i < block; ++i) benchmark::DoNotOptimize(model.step(tape));
+        }
+        const auto end = Clock::now();
+        off_time += middle - start;
+        on_time += end - middle;
+    }
+    state.counters["on_over_off"] = std::chrono::duration<double>(on_time).count() /
+                                    std::chrono::duration<double>(off_time).count();
+}
+
 /// Not an implementation: the hand step's GEMMs without anything else, the
 /// floor for the goals stated against the GEMM time.
 void gemms_step(benchmark::State& state, const std::string& name, int threads) {
@@ -342,6 +374,10 @@ void register_mlp_step() {
             add("textbook", textbook_step);
             if (spec.name != "xor") add("gemms", gemms_step);
             if (spec.name == "xor") add("paired", paired_step);
+            if (spec.name == "xor" || spec.name == "mnist") {
+                add("anomaly", debug_tool_step<ad::DetectAnomaly>);
+                add("profile", debug_tool_step<ad::Profile>);
+            }
             register_torch_mlp_step(spec.name, threads);
         }
     }

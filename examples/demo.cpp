@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@ struct Options {
     std::uint64_t seed = 0;
     std::string precision = "double";
     std::string out = "demo-output";
+    bool profile = false;
 };
 
 /// A one-line bar redrawn in place with \r: epoch, loss, speed.
@@ -94,6 +96,9 @@ int run(const Options& options) {
     std::vector<double> losses;
     losses.reserve(options.epochs);
     ad::Tape tape;
+    // --profile: where an epoch's time goes, op by op (autodiff/profile.hpp).
+    std::optional<ad::Profile> profile;
+    if (options.profile) profile.emplace();
     auto start = Clock::now();
     auto last_draw = start;
     for (std::size_t epoch = 1; epoch <= options.epochs; ++epoch) {
@@ -113,6 +118,13 @@ int run(const Options& options) {
     double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     fmt::print("trained in {:.2f} s ({:.1f} us per epoch), final loss {:.6g}\n\n", seconds,
                1e6 * seconds / double(options.epochs), losses.back());
+    if (profile) {
+        profile->stop();
+        std::filesystem::create_directories(options.out);
+        const auto trace = std::filesystem::path(options.out) / "trace.json";
+        profile->write_chrome_trace(trace.string());
+        fmt::print("{}\nChrome trace (chrome://tracing, Perfetto): {}\n\n", profile->table(), trace.string());
+    }
 
     ad::Array<T> predictions;
     {
@@ -157,6 +169,7 @@ int main(int argc, char** argv) {
     app.add_option("--precision", options.precision, "training precision")
         ->check(CLI::IsMember({"float", "double"}))->capture_default_str();
     app.add_option("--out", options.out, "folder for loss.csv and loss.png")->capture_default_str();
+    app.add_flag("--profile", options.profile, "profile the training: a table by op, and <out>/trace.json");
     CLI11_PARSE(app, argc, argv);
     try {
         return options.precision == "float" ? run<float>(options) : run<double>(options);

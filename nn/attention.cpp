@@ -180,7 +180,9 @@ Var<T> MultiheadAttention<T>::attend(const Var<T>& query, const Var<T>& key, con
     Var<T> heads = matmul(attention, v);  // (N, H, L, Dh)
     Var<T> merged = bf ? transpose(heads, {0, 2, 1, 3}) : transpose(heads, {2, 0, 1, 3});
     merged = reshape(merged, {-1, E});
-    Var<T> projected = options_.bias() ? out_proj_->forward(merged) : matmul(merged, out_proj_->weight(), false, true);
+    Var<T> projected = out_proj_->call([&] {
+        return options_.bias() ? out_proj_->forward(merged) : matmul(merged, out_proj_->weight(), false, true);
+    });
     if (weights) *weights = mean(attention, 1, false);
     return bf ? reshape(projected, {N, long(l), E}) : reshape(projected, {long(l), N, E});
 }
@@ -226,17 +228,19 @@ std::string TransformerEncoderLayer<T>::describe() const {
 
 template <class T>
 Var<T> TransformerEncoderLayer<T>::self_attention_block(const Var<T>& x, const AttentionMasks& masks) {
-    return dropout1_->forward(self_attn_->forward(x, x, x, masks).output);
+    // Children are called through Module::call (operator() does) so debugging tools see the calls.
+    Var<T> attended = self_attn_->call([&] { return self_attn_->forward(x, x, x, masks).output; });
+    return (*dropout1_)(attended);
 }
 
 template <class T>
 Var<T> TransformerEncoderLayer<T>::feed_forward_block(const Var<T>& x) {
     const auto& shape = x.value().shape();
     Var<T> x2 = reshape(x, {-1, long(options_.d_model())});
-    Var<T> hidden = linear1_->forward(x2);
+    Var<T> hidden = (*linear1_)(x2);
     hidden = options_.activation() == TransformerActivation::relu ? relu(hidden) : gelu(hidden);
-    Var<T> y = linear2_->forward(dropout_->forward(hidden));
-    return dropout2_->forward(reshape(y, {long(shape[0]), long(shape[1]), long(shape[2])}));
+    Var<T> y = (*linear2_)((*dropout_)(hidden));
+    return (*dropout2_)(reshape(y, {long(shape[0]), long(shape[1]), long(shape[2])}));
 }
 
 template <class T>
@@ -255,11 +259,11 @@ Var<T> TransformerEncoderLayer<T>::forward(const Var<T>& src, const AttentionMas
     check_masks(describe(), masks, n, l, l);  // before norm1 of norm_first records anything
     Var<T> x = src;
     if (options_.norm_first()) {
-        x = x + self_attention_block(norm1_->forward(x), masks);
-        x = x + feed_forward_block(norm2_->forward(x));
+        x = x + self_attention_block((*norm1_)(x), masks);
+        x = x + feed_forward_block((*norm2_)(x));
     } else {
-        x = norm1_->forward(x + self_attention_block(x, masks));
-        x = norm2_->forward(x + feed_forward_block(x));
+        x = (*norm1_)(x + self_attention_block(x, masks));
+        x = (*norm2_)(x + feed_forward_block(x));
     }
     return x;
 }

@@ -29,7 +29,9 @@ public:
     /// The rows of the table at `tokens`: shape tokens.shape + (D,). A token
     /// outside [0, V) is a value_error naming the layer, the token and V.
     Var<T> forward(const IndexArray& tokens);
-    Var<T> operator()(const IndexArray& tokens) { return forward(tokens); }
+    Var<T> operator()(const IndexArray& tokens) {
+        return this->call([&] { return forward(tokens); });
+    }
     /// forward(Var) stays Module's: an Embedding takes indices, not values.
     using Module<T>::forward;
     using Module<T>::operator();

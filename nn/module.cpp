@@ -51,6 +51,21 @@ std::vector<CallFrame<T>>& call_stack() {
     return stack;
 }
 
+/// Finds `target` among `root`'s descendants, depth first, and writes its
+/// dotted path below `root` into `path`; names are built only along the way
+/// to it (this runs for every module call while a debugging tool is on).
+template <class T>
+bool find_path(const Module<T>& root, const Module<T>& target, std::string& path) {
+    for (const auto& child : root.named_children()) {
+        std::string below;
+        if (child.module.get() == &target || find_path(*child.module, target, below)) {
+            path = below.empty() ? child.name : child.name + "." + below;
+            return true;
+        }
+    }
+    return false;
+}
+
 template <class T>
 ModuleWatcher<T>*& current_watcher() {
     thread_local ModuleWatcher<T>* watcher = nullptr;
@@ -75,14 +90,8 @@ Module<T>::ModuleCall::ModuleCall(const Module& module) : module_(module) {
     // as Sequential's "layers" list does). A module the enclosing one did not
     // register is shown by its description alone.
     std::string path;
-    if (!stack.empty()) {
-        const CallFrame<T>& outer = stack.back();
-        for (const auto& named : outer.module->named_modules()) {
-            if (named.module.get() == &module) {
-                path = joined_path(outer.path, named.name);
-                break;
-            }
-        }
+    if (!stack.empty() && find_path(*stack.back().module, module, path)) {
+        path = joined_path(stack.back().path, path);
     }
     stack.push_back({&module, path});
     try {

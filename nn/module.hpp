@@ -102,7 +102,11 @@ public:
         if (!ad::detail::recording_state.observe) return run();
         ModuleCall scope(*this);
         auto out = run();
-        if constexpr (std::is_same_v<decltype(out), Var<T>>) scope.returned(out);
+        if constexpr (std::is_same_v<decltype(out), Var<T>>) {
+            scope.returned(out);
+        } else {
+            scope.returned(Var<T>());  // the watcher learns of the call, without a shape
+        }
         return out;
     }
 
@@ -207,12 +211,15 @@ public:
 };
 
 /// Watches the module calls of this thread (nn::summary): one watcher at a
-/// time, told of every call that returns a value.
+/// time, told of every call that returns (calls return inside out: a
+/// module's children before the module).
 template <class T>
 struct ModuleWatcher {
     virtual ~ModuleWatcher() = default;
     /// `path` is the module's dotted path from the outermost module called
-    /// ("" for that one), `depth` how many calls enclose this one.
+    /// ("" for that one), `depth` how many calls enclose this one; `output`
+    /// is undefined when the call returned something other than a Var
+    /// (MultiheadAttention's AttentionOutput, GRU's GRUOutput).
     virtual void returned(const Module<T>& module, const std::string& path, std::size_t depth, const Var<T>& output) = 0;
 };
 

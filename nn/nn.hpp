@@ -20,4 +20,5 @@
 #include "nn/scheduler.hpp"
 #include "nn/sequential.hpp"
 #include "nn/serialize.hpp"
+#include "nn/summary.hpp"
 #include "nn/textbook.hpp"

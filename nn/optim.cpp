@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "autodiff/kernels.hpp"
+#include "autodiff/profile.hpp"
 
 namespace ad::nn {
 namespace {
@@ -26,6 +28,15 @@ void check_learning_rate(const char* who, double lr) {
     if (!std::isfinite(lr) || lr <= 0) {
         throw value_error(fmt::format("{}: learning rate is {}; it must be finite and positive", who, lr));
     }
+}
+
+/// The profile range of an optimizer's zero_grad, by kind(): a literal,
+/// since a range keeps the name's pointer (no string made per step).
+const char* zero_grad_range(const char* kind) {
+    if (std::strcmp(kind, "SGD") == 0) return "SGD.zero_grad";
+    if (std::strcmp(kind, "Adam") == 0) return "Adam.zero_grad";
+    if (std::strcmp(kind, "AdamW") == 0) return "AdamW.zero_grad";
+    return "Optimizer.zero_grad";
 }
 
 }  // namespace
@@ -60,6 +71,7 @@ Optimizer<T>::Optimizer(const char* who, std::vector<ParameterGroup<T>> groups, 
 
 template <class T>
 void Optimizer<T>::zero_grad() {
+    ad::ProfileRange range(zero_grad_range(kind()));
     for (auto& p : parameters_) p.var.zero_grad();
 }
 
@@ -185,6 +197,9 @@ std::vector<std::string> SGD<T>::slot_names() const {
 
 template <class T>
 void SGD<T>::step() {
+    // A profile range, so the profiler charges the step to the optimizer,
+    // not to the next op.
+    ad::ProfileRange range("SGD.step");
     // Once the gradients pass the checks, and the state is made, nothing
     // below can fail: the update runs in place, with no arrays made per step.
     this->check_gradients("SGD::step");
@@ -234,6 +249,7 @@ Adam<T>::Adam(const char* who, std::vector<ParameterGroup<T>> groups, AdamOption
 
 template <class T>
 void Adam<T>::step() {
+    ad::ProfileRange range(decoupled_ ? "AdamW.step" : "Adam.step");
     this->check_gradients(decoupled_ ? "AdamW::step" : "Adam::step");
     // The moments start at zero (the first step's m is then (1 - b1) g), made
     // before anything changes; after that nothing can fail, and each

@@ -53,7 +53,9 @@ Var<T> Sequential<T>::forward(const Var<T>& x) {
         // The context string is built only on the error path: forward runs every step.
         auto where = [&] { return fmt::format("layers.{} ({})", i, layers_[i]->describe()); };
         try {
-            if (fused_with_next_[i]) {
+            // While a summary watches module calls, each layer runs as its own
+            // call, so the Sigmoid shows as a row of its own.
+            if (fused_with_next_[i] && !(ad::detail::recording_state.observe & ad::detail::observe_modules)) {
                 // The Sigmoid cannot fail, so an error here is the Linear's: i stays its index.
                 auto& linear = static_cast<Linear<T>&>(*layers_[i]);
                 a = linear.call([&] { return linear.forward_sigmoid(*in); });

@@ -21,6 +21,24 @@ struct Net final : nn::Module<double> {
     Var<double> forward(const Var<double>& x) override { return (*head)((*encoder)(x)) * scale; }
 };
 
+/// A module whose forward takes a logarithm: NaN for a negative input.
+int log_line = 0;
+struct LogOf final : nn::Module<double> {
+    Var<double> forward(const Var<double>& x) override {
+        log_line = __LINE__ + 1;
+        return log(x);
+    }
+    std::string describe() const override { return "LogOf"; }
+};
+
+/// A model that calls its children through operator(), one level down.
+struct Block final : nn::Module<double> {
+    std::shared_ptr<nn::Linear<double>> fc =
+        register_module("fc", nn::Linear<double>(Array<double>{{-1.0, 0.0}, {0.0, -1.0}}, Array<double>{0.0, 0.0}));
+    std::shared_ptr<LogOf> out = register_module("out", LogOf());
+    Var<double> forward(const Var<double>& x) override { return (*out)((*fc)(x)); }
+};
+
 TEST_CASE("Module: a user's module plugs into parameters, zero_grad and Sequential naming") {
     Tape tape;
     auto scale = std::make_shared<ColumnScale>();
@@ -133,6 +151,39 @@ TEST_CASE("Module: bad registrations are value_errors naming the module") {
     nn::ModuleList<double> list;
     CHECK_THROWS_WITH_AS(list(Array<double>{1.0}), "ModuleList: has no forward of one input; call its own forward",
                          value_error);
+}
+
+TEST_CASE("Module: in anomaly mode, a NaN made inside a module names the module's path and the user's line") {
+    Tape tape;
+    DetectAnomaly anomaly;
+    nn::Sequential<double> model;
+    model.add(std::make_shared<Block>());
+    const std::string file = __FILE__;
+    try {
+        model(constant<double>({{1.0, 2.0}}));
+        FAIL("no value_error");
+    } catch (const value_error& e) {
+        const std::string message = e.what();
+        INFO(message);
+        CHECK(message.find("log: anomaly:") != std::string::npos);
+        CHECK(message.find(file + ":" + std::to_string(log_line)) != std::string::npos);
+        CHECK(message.find("inside module layers.0.out (LogOf)") != std::string::npos);
+    }
+    CHECK(tape.size() == 1);  // the Linear's record; the failed log left none
+    // The module paths are gone with the calls.
+    CHECK(detail::current_scope() == nullptr);
+}
+
+TEST_CASE("Module: annotated records carry the path of the module call that made them") {
+    Tape tape({.annotate = true});
+    Block block;
+    Var<double> y = block(constant<double>({{-1.0, -2.0}}));
+    const auto records = describe(tape);
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].module == "fc (Linear(2, 2))");
+    CHECK(records[1].module == "out (LogOf)");
+    Var<double> z = sum(y);
+    CHECK(describe(tape).back().module.empty());  // outside any module
 }
 
 }  // namespace

@@ -76,6 +76,27 @@ TEST_CASE("Adam: the first two steps by hand") {
     CHECK(test::max_abs_diff(p.value(), w1 - 0.01 * mhat / (xt::sqrt(vhat) + 1e-8)) < 1e-15);
 }
 
+TEST_CASE("optimizers: step and zero_grad are profile ranges named by the optimizer") {
+    auto p = with_grad(Array<double>{1.0, -2.0}, Array<double>{0.5, 0.25});
+    nn::SGD<double> sgd({{"p", p}}, {0.1});
+    nn::Adam<double> adam({{"p", p}}, nn::AdamOptions{});
+    Profile profile;
+    sgd.step();
+    sgd.step();
+    adam.step();
+    sgd.zero_grad();
+    profile.stop();
+    auto entries = [&](const std::string& name) {
+        for (const auto& row : profile.rows())
+            if (row.range && row.name == name) return row.count;
+        return std::size_t(0);
+    };
+    CHECK(entries("SGD.step") == 2);
+    CHECK(entries("Adam.step") == 1);
+    CHECK(entries("SGD.zero_grad") == 1);
+    CHECK(entries("Adam.zero_grad") == 0);
+}
+
 TEST_CASE("optimizers train a model: SGD and Adam lower the loss, in float and double") {
     Array<double> x = test::uniform({16, 2}, 1);
     Array<double> y = xt::sum(x, {1}, xt::keep_dims) * 0.5;
