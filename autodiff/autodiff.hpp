@@ -7,6 +7,7 @@
 #include "autodiff/debug.hpp"
 #include "autodiff/errors.hpp"
 #include "autodiff/functional.hpp"
+#include "autodiff/graph.hpp"
 #include "autodiff/ops/activation.hpp"
 #include "autodiff/ops/conv.hpp"
 #include "autodiff/ops/decomposition.hpp"
