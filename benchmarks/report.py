@@ -206,6 +206,26 @@ class Report:
         if tape is not None:
             self.goal("op_overhead tape <= 100 ns per op", fmt_time(per(tape)), per(tape) <= 100e-9)
 
+    def debug_tools(self):
+        # mlp_step/{anomaly,profile}: the tape step with the tool off and on in alternating blocks.
+        rows = []
+        for threads in THREADS:
+            for model in ("xor", "mnist"):
+                key = f"{model}/threads:{threads}"
+                anomaly = self.counter(f"mlp_step/anomaly/{key}", "on_over_off")
+                profile = self.counter(f"mlp_step/profile/{key}", "on_over_off")
+                if anomaly is None and profile is None:
+                    continue
+                rows.append([model, str(threads), fmt_ratio(anomaly), fmt_ratio(profile)])
+                if model == "mnist" and anomaly is not None:
+                    self.goal(f"mnist step with anomaly mode on <= 1.5x off ({threads} thr)", fmt_ratio(anomaly),
+                              anomaly <= 1.5)
+        if not rows:
+            return
+        self.out("### Debugging tools (a training step with the tool on, over off)")
+        self.out()
+        self.table(["model", "thr", "anomaly mode", "profiler"], rows)
+
     def jacobian(self):
         # series: (benchmark, label); slopes fitted over all N and over N >= FIT_FROM,
         # where per-op overhead no longer hides the asymptotic cost.
@@ -372,6 +392,7 @@ class Report:
         self.jac, self.hes = {}, []
         self.mlp()
         self.op_overhead()
+        self.debug_tools()
         self.jacobian()
         self.hessian()
         self.memory()
