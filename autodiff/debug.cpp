@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <cxxabi.h>
 #include <unordered_map>
 #include <utility>
@@ -179,6 +180,18 @@ const RecordNote* TapeNotes::find(std::size_t record) const {
     auto it = std::lower_bound(notes.begin(), notes.end(), record,
                                [](const RecordNote& note, std::size_t r) { return note.record < r; });
     return it != notes.end() && it->record == record ? &*it : nullptr;
+}
+
+std::string human_bytes(std::size_t bytes) {
+    if (bytes < 1024) return fmt::format("{} B", bytes);
+    const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+    double value = static_cast<double>(bytes) / 1024;
+    std::size_t unit = 0;
+    while (value >= 1024 && unit + 1 < std::size(units)) {
+        value /= 1024;
+        ++unit;
+    }
+    return fmt::format("{:.1f} {}", value, units[unit]);
 }
 
 CallSite call_site_of(const std::uintptr_t* frames, std::size_t count) {

@@ -127,6 +127,9 @@ struct TapeNotes {
     }
 };
 
+/// "0 B", "512 B", "1.5 KiB", "3.0 MiB": bytes for a reader (graph export, the profiler).
+std::string human_bytes(std::size_t bytes);
+
 /// The call site of a stack of program counters (innermost first).
 CallSite call_site_of(const std::uintptr_t* frames, std::size_t count);
 /// The call site of the caller of the function calling this.

@@ -16,22 +16,6 @@
 #include "autodiff/node.hpp"
 
 namespace ad {
-namespace detail {
-
-std::string human_bytes(std::size_t bytes) {
-    if (bytes < 1024) return fmt::format("{} B", bytes);
-    const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-    double value = static_cast<double>(bytes) / 1024;
-    std::size_t unit = 0;
-    while (value >= 1024 && unit + 1 < std::size(units)) {
-        value /= 1024;
-        ++unit;
-    }
-    return fmt::format("{:.1f} {}", value, units[unit]);
-}
-
-}  // namespace detail
-
 namespace {
 
 /// A DOT double-quoted string's content: quotes and backslashes escaped,

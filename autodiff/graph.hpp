@@ -17,6 +17,7 @@
 #include <map>
 #include <string>
 
+#include "autodiff/debug.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/var.hpp"
 
@@ -63,10 +64,5 @@ std::string to_dot(const Var<T>& loss, const DotOptions& options = {});
 
 extern template std::string to_dot(const Var<float>&, const DotOptions&);
 extern template std::string to_dot(const Var<double>&, const DotOptions&);
-
-namespace detail {
-/// "0 B", "512 B", "1.5 KiB", "3.0 MiB": bytes for a reader.
-std::string human_bytes(std::size_t bytes);
-}  // namespace detail
 
 }  // namespace ad

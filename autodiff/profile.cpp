@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "autodiff/debug.hpp"
 #include "autodiff/errors.hpp"
 #include "autodiff/observe.hpp"
 
@@ -19,11 +20,6 @@ thread_local Profile* active = nullptr;
 
 double to_us(std::int64_t ns) { return static_cast<double>(ns) / 1e3; }
 
-std::string bytes_string(std::size_t bytes) {
-    if (bytes >= (std::size_t{1} << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20));
-    if (bytes >= (std::size_t{1} << 10)) return fmt::format("{:.1f} KiB", static_cast<double>(bytes) / (1 << 10));
-    return fmt::format("{} B", bytes);
-}
 
 }  // namespace
 
@@ -130,7 +126,7 @@ std::string Profile::table(std::size_t max_rows) const {
         }
         out += fmt::format("{:<32} {:>8} {:>13.1f} {:>9} {:>14.1f} {:>13.1f} {:>7.1f}% {:>11}\n", name, row.count,
                            row.forward_us, row.backward_count, row.backward_us, row.total_us(),
-                           op_total > 0 ? 100 * row.total_us() / op_total : 0.0, bytes_string(row.bytes));
+                           op_total > 0 ? 100 * row.total_us() / op_total : 0.0, detail::human_bytes(row.bytes));
     }
     out += rule + "\n";
     out += fmt::format("ops: {:.1f} us of {:.1f} us wall time\n", op_total, wall_us());
