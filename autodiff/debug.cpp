@@ -11,8 +11,9 @@
 
 #include <fmt/format.h>
 
-#ifdef TAPEGRAD_HAVE_BACKTRACE
-#include <backtrace.h>
+#ifdef TAPEGRAD_BACKTRACE_HEADER
+#include TAPEGRAD_BACKTRACE_HEADER  // GCC's libbacktrace (autodiff/CMakeLists.txt)
+#define TAPEGRAD_HAVE_BACKTRACE
 #endif
 
 #include "autodiff/errors.hpp"
