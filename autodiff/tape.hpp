@@ -107,7 +107,6 @@ public:
     std::size_t bytes() const noexcept;
 
     bool keeps_results() const noexcept { return options_.keep_results; }
-    const TapeOptions& options() const noexcept { return options_; }
 
     /// The call sites and module paths of records made while annotating
     /// (debug.hpp); nullptr when none were.
