@@ -1,0 +1,1 @@
+#include "nn/distributed/data_parallel.hpp"

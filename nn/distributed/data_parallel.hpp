@@ -1,0 +1,2 @@
+#pragma once
+// DistributedDataParallel: being written (issue 23).

@@ -1,0 +1,1 @@
+// DistributedDataParallel's tests: being written (issue 23).
