@@ -167,7 +167,9 @@ public:
         const std::uint64_t hint = node->pin_hint.load(std::memory_order_relaxed);
         const std::size_t index = static_cast<std::uint32_t>(hint);
         if ((hint >> 32) == id() && index < pins_.size() && pins_[index].node == node) {
-            pins_[index].used = true;
+            Pin& pin = pins_[index];
+            pin.used = true;
+            if (pin.first_record == no_record) pin.first_record = records_.size();
             return true;
         }
         return pin_slowly(node, hold, release, claim);
@@ -175,12 +177,25 @@ public:
     /// Nodes pinned now.
     std::size_t pins() const noexcept { return pins_.size(); }
 
+    /// The first record, at or above consumed_end(), that reads the pinned
+    /// `node` (a parameter an op took as input, or whose value a VJP reads):
+    /// a backward sweep has summed the node's whole cotangent once it has run
+    /// that record. no_record when no record since consumed_end() reads it.
+    static constexpr std::size_t no_record = ~std::size_t{0};
+    std::size_t first_record_of(const detail::NodeBase* node) const noexcept {
+        const std::uint64_t hint = node->pin_hint.load(std::memory_order_relaxed);
+        const std::size_t index = static_cast<std::uint32_t>(hint);
+        if ((hint >> 32) == id() && index < pins_.size() && pins_[index].node == node) return pins_[index].first_record;
+        for (const Pin& pin : pins_) {
+            if (pin.node == node) return pin.first_record;
+        }
+        return no_record;
+    }
+
     /// Records with index below this were walked by a backward() that did not
     /// keep the graph.
     std::size_t consumed_end() const noexcept { return consumed_end_; }
-    void consume(std::size_t end) noexcept {
-        if (end > consumed_end_) consumed_end_ = end;
-    }
+    void consume(std::size_t end) noexcept;
 
 private:
     struct Record {
@@ -217,6 +232,7 @@ private:
         void (*release)(detail::NodeBase*) noexcept;
         bool used;     // by a record since the last clear()
         bool claimed;  // a parameter, claimed for this thread (NodeBase::owner)
+        std::size_t first_record;  // see first_record_of
     };
     bool pin_slowly(detail::NodeBase* node, void (*hold)(detail::NodeBase*) noexcept,
                     void (*release)(detail::NodeBase*) noexcept, bool claim);
@@ -268,6 +284,29 @@ void Tape::record_in_place(Construct&& construct) {
     record.result = stored->result.defined() ? &stored->result : nullptr;
     record.element_size = sizeof(typename decltype(stored->result)::value_type);
 }
+
+/// Watches the backward() sweeps of this thread (not grad(), which leaves
+/// grad() alone): nn::DistributedDataParallel sends a parameter's gradient
+/// to the other processes as soon as the sweep has run the first record
+/// that reads the parameter (Tape::first_record_of), while the sweep goes on.
+/// A sweep started inside a VJP (a nested backward) is not watched.
+class SweepListener {
+public:
+    virtual ~SweepListener() = default;
+    /// The sweep is about to run records [first, end) of `tape`, from end-1 down.
+    virtual void sweep_begins(const Tape& tape, std::size_t first, std::size_t end) = 0;
+    /// The sweep has run record `index` and every record above it.
+    virtual void record_done(std::size_t index) = 0;
+    /// The sweep has ended and every parameter's grad() holds its sum.
+    virtual void sweep_ends() = 0;
+    /// The sweep failed; its exception propagates when this returns.
+    virtual void sweep_failed() noexcept = 0;
+};
+
+/// Sets the calling thread's sweep listener (nullptr: none) and returns the previous one.
+SweepListener* listen_to_sweeps(SweepListener* listener) noexcept;
+/// The calling thread's sweep listener, or nullptr.
+SweepListener* sweep_listener() noexcept;
 
 /// Whether ops record (true unless inside a NoGrad scope) on this thread.
 inline bool grad_enabled() noexcept { return detail::recording_state.grad_enabled; }

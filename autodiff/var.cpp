@@ -191,6 +191,35 @@ Array<T>& written_grad(Node<T>& parameter) {
     return grad;
 }
 
+template <class T>
+void copy_gradient_so_far(const Var<T>& parameter, T* out) {
+    const Node<T>& node = *parameter.node_ptr();
+    const std::size_t n = node.value.size();
+    auto check_size = [&](const Array<T>& a, const char* what) {
+        if (a.size() != n) {
+            throw shape_error(fmt::format("copy_gradient_so_far: the parameter has shape {} but its {} has shape {}",
+                                          shape_string_of(node.value), what, shape_string_of(a)));
+        }
+    };
+    // Lent by lend_grad_buffer: the gradient's node holds the cotangent itself.
+    if (node.cotangent && node.cotangent == node.grad) {
+        check_size(node.grad->value, "cotangent");
+        std::copy(node.grad->value.data(), node.grad->value.data() + n, out);
+        return;
+    }
+    if (node.grad && !node.grad_is_zero) {
+        check_size(node.grad->value, "gradient");
+        std::copy(node.grad->value.data(), node.grad->value.data() + n, out);
+    } else {
+        std::fill(out, out + n, T(0));
+    }
+    if (node.cotangent) {
+        check_size(node.cotangent->value, "cotangent");
+        const T* c = node.cotangent->value.data();
+        for (std::size_t i = 0; i < n; ++i) out[i] += c[i];  // the order accumulate_grad adds in
+    }
+}
+
 /// Adds a parameter's summed cotangent into its grad() (end of a sweep).
 template <class T>
 AD_INLINE void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) {
@@ -318,6 +347,22 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         reached.resize(reached_before);
     };
     std::vector<Var<T>> grads(wrt.size());
+    // A backward() may be watched (SweepListener): record by record then. Not
+    // the sweeps nested in its VJPs, which see no listener while it runs.
+    SweepListener* const listener = accumulate ? sweep_listener() : nullptr;
+    struct Unlisten {
+        SweepListener* listener;
+        ~Unlisten() {
+            if (listener) listen_to_sweeps(listener);
+        }
+    } unlisten{listener ? listen_to_sweeps(nullptr) : nullptr};
+    auto sweep = [&](std::size_t from, std::size_t to) {
+        if (!listener) return tape->run(from, to, Pass::backward);
+        for (std::size_t i = to; i-- > from;) {
+            tape->run(i, i + 1, Pass::backward);
+            listener->record_done(i);
+        }
+    };
     {
         std::optional<NoGrad> no_grad;
         std::optional<EnableGrad> enable_grad;
@@ -327,13 +372,14 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         LendingGrads lending(accumulate && !options.create_graph);
         loss_slot = seed_var.node_ptr();
         try {
+            if (listener) listener->sweep_begins(*tape, first, end);
             std::size_t top = end;
             for (auto [index, position] : stops) {
-                tape->run(index + 1, top, Pass::backward);
+                sweep(index + 1, top);
                 top = index + 1;
                 if (const auto& slot = tape->slot<CotangentSlot<T>>(index)) grads[position] = Var<T>(slot);
             }
-            tape->run(first, top, Pass::backward);
+            sweep(first, top);
             if (first > 0) tape->run(0, first, Pass::reject_reached);
             for (std::size_t i = 0; i < wrt.size(); ++i) {
                 if (grads[i].defined()) continue;
@@ -343,6 +389,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         } catch (...) {
             tape->run(0, end, Pass::discard);
             drop_reached_cotangents();
+            if (listener) listener->sweep_failed();
             throw;
         }
     }
@@ -359,6 +406,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             }
         } catch (...) {
             drop_reached_cotangents();
+            if (listener) listener->sweep_failed();
             throw;
         }
         reached.resize(reached_before);  // their cotangents are reset already
@@ -366,6 +414,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         drop_reached_cotangents();
     }
     if (!options.retain_graph && !options.create_graph) tape->consume(end);
+    if (listener) listener->sweep_ends();
     return grads;
 }
 
@@ -397,6 +446,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template void add_to_cotangent(CotangentSlot<T>&, Var<T>);                                          \
     template Array<T>* running_sum(CotangentSlot<T>&, const SavedShape&);                               \
     template Array<T>& written_grad(Node<T>&);                                                          \
+    template void copy_gradient_so_far(const Var<T>&, T*);                                                          \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \
     }

@@ -443,6 +443,13 @@ AD_INLINE void note_reached(Node<T>& parameter) {
     reached_parameters<T>().push_back(&parameter);
 }
 
+/// During a backward sweep, writes what parameter's grad() will hold when
+/// the sweep ends (its grad() plus the cotangent summed so far) to `out`, in
+/// row-major order (parameter.size() elements): final once the sweep has run
+/// Tape::first_record_of(parameter). For SweepListeners.
+template <class T>
+void copy_gradient_so_far(const Var<T>& parameter, T* out);
+
 /// The parameter's grad() with a pending zero_grad() carried out.
 template <class T>
 Array<T>& written_grad(Node<T>& parameter);
