@@ -56,7 +56,25 @@ std::vector<Batch<T>> DataLoader<T>::epoch() {
         nn::shuffle(order, rng);
     }
     ++epoch_;
-    std::vector<Batch<T>> batches;
+    return batches(order);
+}
+
+template <class T>
+std::vector<Batch<T>> DataLoader<T>::epoch(const std::vector<std::size_t>& rows) {
+    ad::ProfileRange range("DataLoader.epoch");
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (rows[i] >= samples()) {
+            throw value_error(fmt::format("DataLoader::epoch: row {} (position {} of the order) is out of range for a "
+                                          "data set of {} samples",
+                                          rows[i], i, samples()));
+        }
+    }
+    return batches(rows);
+}
+
+template <class T>
+std::vector<Batch<T>> DataLoader<T>::batches(const std::vector<std::size_t>& order) const {
+    std::vector<Batch<T>> out;
     for (std::size_t begin = 0; begin < order.size(); begin += batch_size_) {
         std::size_t end = std::min(order.size(), begin + batch_size_);
         std::vector<std::size_t> rows(order.begin() + long(begin), order.begin() + long(end));
@@ -67,9 +85,9 @@ std::vector<Batch<T>> DataLoader<T>::epoch() {
         } else {
             for (std::size_t r : rows) batch.labels.push_back(labels_[r]);
         }
-        batches.push_back(std::move(batch));
+        out.push_back(std::move(batch));
     }
-    return batches;
+    return out;
 }
 
 template class DataLoader<float>;

@@ -37,6 +37,11 @@ public:
     /// The next epoch's batches, in a fresh order when shuffling. The last
     /// batch is smaller when the batch size does not divide the data set.
     std::vector<Batch<T>> epoch();
+    /// The batches of the given rows, in that order (batch_size() of them a
+    /// batch, the last one smaller): for an order made elsewhere, such as a
+    /// rank's share of a distributed sampler. Does not count an epoch.
+    /// A row out of range is a value_error.
+    std::vector<Batch<T>> epoch(const std::vector<std::size_t>& rows);
     /// The epoch the next call to epoch() gives (0 for a new loader); set it
     /// to resume a run at that epoch's order.
     std::size_t next_epoch() const { return epoch_; }
@@ -47,6 +52,8 @@ public:
     std::size_t batches_per_epoch() const { return (samples() + batch_size_ - 1) / batch_size_; }
 
 private:
+    std::vector<Batch<T>> batches(const std::vector<std::size_t>& order) const;
+
     Var<T> inputs_;
     Var<T> targets_;  // empty with labels
     std::vector<std::size_t> labels_;

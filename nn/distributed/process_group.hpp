@@ -16,8 +16,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <mpi.h>
 
@@ -75,11 +77,13 @@ public:
 
 private:
     friend class ProcessGroup;
-    Request(MPI_Request request, const char* op, std::chrono::milliseconds timeout) noexcept
-        : request_(request), op_(op), timeout_(timeout) {}
+    Request(MPI_Request request, const char* op, std::chrono::milliseconds timeout, int rank, int size) noexcept
+        : request_(request), op_(op), timeout_(timeout), rank_(rank), size_(size) {}
     MPI_Request request_ = MPI_REQUEST_NULL;
     const char* op_ = "";
     std::chrono::milliseconds timeout_{0};
+    int rank_ = 0;  // for the timeout's message
+    int size_ = 1;
 };
 
 class ProcessGroup {
@@ -87,7 +91,9 @@ public:
     /// Every process of the job (a duplicate of MPI_COMM_WORLD). MPI must be
     /// running (Environment): otherwise distributed_error.
     static ProcessGroup world(GroupOptions options = {});
-    /// The processes of `comm` (duplicated; the caller keeps `comm`).
+    /// The processes of `comm` (duplicated; the caller keeps `comm`). A
+    /// collective over `comm`: every rank of it must make the group. Throws
+    /// value_error for a timeout that is not positive.
     explicit ProcessGroup(MPI_Comm comm, GroupOptions options = {});
     ~ProcessGroup();
     ProcessGroup(ProcessGroup&& other) noexcept;
@@ -104,13 +110,16 @@ public:
     void barrier();
 
     /// Makes `values` on every rank a copy of rank `root`'s (shape included).
+    /// The templates take T = float, double, std::int64_t. A collective that
+    /// fails or times out leaves `values` as they were.
     template <class T>
     void broadcast(Array<T>& values, int root = 0);
     void broadcast(std::string& text, int root = 0);
 
     /// Replaces `values` on every rank by the elementwise sum (mean, max) over
     /// the ranks. Every rank must pass the same shape: otherwise shape_error
-    /// on every rank, naming the ranks' shapes.
+    /// on every rank, naming the ranks' shapes. Reduce::mean of integers is a
+    /// value_error.
     template <class T>
     void allreduce(Array<T>& values, Reduce op = Reduce::sum);
 
@@ -128,10 +137,26 @@ public:
     Request allreduce_async(T* data, std::size_t count, Reduce op = Reduce::sum);
 
 private:
+    /// A collective that timed out: MPI may still read or write its buffers
+    /// until the other ranks join, so the group keeps them (and polls the
+    /// request in later operations) instead of freeing them.
+    struct Abandoned {
+        MPI_Request request;
+        std::shared_ptr<void> buffers;
+    };
+
+    /// Polls `request` until it completes; on timeout keeps it (with
+    /// `buffers`) as abandoned and throws distributed_error naming `op`.
+    void complete(MPI_Request request, const char* op, std::shared_ptr<void> buffers);
+    /// Every rank's shape, in rank order; shape_error on every rank when they differ.
+    void check_same_shape(const Shape& shape, const char* op);
+    void progress_abandoned();
+
     MPI_Comm comm_ = MPI_COMM_NULL;
     int rank_ = 0;
     int size_ = 1;
     GroupOptions options_;
+    std::vector<Abandoned> abandoned_;
 };
 
 }  // namespace ad::dist
