@@ -443,12 +443,19 @@ AD_INLINE void note_reached(Node<T>& parameter) {
     reached_parameters<T>().push_back(&parameter);
 }
 
-/// During a backward sweep, writes what parameter's grad() will hold when
-/// the sweep ends (its grad() plus the cotangent summed so far) to `out`, in
-/// row-major order (parameter.size() elements): final once the sweep has run
-/// Tape::first_record_of(parameter). For SweepListeners.
+/// During a backward sweep that has run Tape::first_record_of(parameter),
+/// moves what the parameter's grad() would hold when the sweep ends (its
+/// grad() plus the cotangent the sweep summed) to `out`, in row-major order
+/// (parameter.size() elements), and leaves grad() at zero with nothing for
+/// the sweep to add: for SweepListeners that send gradients elsewhere
+/// (DistributedDataParallel) and put them back with grad_to_overwrite.
 template <class T>
-void copy_gradient_so_far(const Var<T>& parameter, T* out);
+void take_gradient(const Var<T>& parameter, T* out);
+
+/// The parameter's grad() array, of the parameter's shape, for the caller to
+/// overwrite whole: a pending zero_grad() is dropped, not carried out.
+template <class T>
+Array<T>& grad_to_overwrite(const Var<T>& parameter);
 
 /// The parameter's grad() with a pending zero_grad() carried out.
 template <class T>

@@ -168,7 +168,7 @@ void DistributedDataParallel<T>::start_ready(std::size_t index) {
 template <class T>
 void DistributedDataParallel<T>::start(Bucket& bucket, std::size_t index) {
     for (std::size_t k : bucket.members) {
-        detail::copy_gradient_so_far(parameters_[k], bucket.buffer.data() + offsets_[k]);
+        detail::take_gradient(parameters_[k], bucket.buffer.data() + offsets_[k]);
     }
     bucket.request = group_.allreduce_async(bucket.buffer.data(), bucket.buffer.size(), dist::Reduce::sum);
     bucket.started = true;
@@ -183,16 +183,28 @@ void DistributedDataParallel<T>::start(Bucket& bucket, std::size_t index) {
 template <class T>
 void DistributedDataParallel<T>::poll() {
     // MPI moves a non-blocking collective on only inside MPI calls: testing
-    // the oldest running bucket between records keeps it going.
+    // the oldest running bucket between records keeps it going, and a
+    // bucket that is done is written back while the sweep goes on.
     for (std::size_t b = 0; b < next_bucket_; ++b) {
         Bucket& bucket = buckets_[b];
         if (bucket.finished) continue;
-        if (bucket.request.test()) {
-            bucket.finished = true;
-            timeline_.buckets[b].finished = now();
-        }
+        if (bucket.request.test()) finished(b);
         return;
     }
+}
+
+template <class T>
+void DistributedDataParallel<T>::finished(std::size_t b) {
+    Bucket& bucket = buckets_[b];
+    bucket.finished = true;
+    const T ranks = T(group_.size());
+    for (std::size_t k : bucket.members) {
+        Array<T>& grad = detail::grad_to_overwrite(parameters_[k]);
+        const T* sum = bucket.buffer.data() + offsets_[k];
+        T* out = grad.data();
+        for (std::size_t i = 0; i < grad.size(); ++i) out[i] = sum[i] / ranks;
+    }
+    timeline_.buckets[b].finished = now();
 }
 
 template <class T>
@@ -209,35 +221,33 @@ void DistributedDataParallel<T>::finish_step(const std::string* failure) {
         for (std::size_t b = 0; b < buckets_.size(); ++b) {
             if (buckets_[b].finished) continue;
             buckets_[b].request.wait();
-            buckets_[b].finished = true;
-            timeline_.buckets[b].finished = now();
+            finished(b);
         }
         status_request.wait();
     } catch (const dist::distributed_error& e) {
         broken_ = e.what();
+        zero_gradients();
         throw;
     }
+    timeline_.averaged = now();
     std::vector<int> failed;
     for (int r = 0; r < group_.size(); ++r) {
         if (status[static_cast<std::size_t>(r)] != 0) failed.push_back(r);
     }
     if (!failed.empty()) {
+        // The buckets held whatever the failed ranks had: not a gradient.
+        zero_gradients();
         std::string reason = failure ? *failure : std::string();
         group_.broadcast(reason, failed.front());
         throw dist::distributed_error(fmt::format("backward: rank{} {} failed during the step; rank {}: {}",
                                                   failed.size() > 1 ? "s" : "", fmt::join(failed, ", "),
                                                   failed.front(), reason));
     }
-    const T ranks = T(group_.size());
-    for (const Bucket& bucket : buckets_) {
-        for (std::size_t k : bucket.members) {
-            Array<T>& grad = parameters_[k].mutable_grad();
-            const T* average = bucket.buffer.data() + offsets_[k];
-            T* out = grad.data();
-            for (std::size_t i = 0; i < grad.size(); ++i) out[i] = average[i] / ranks;
-        }
-    }
-    timeline_.averaged = now();
+}
+
+template <class T>
+void DistributedDataParallel<T>::zero_gradients() noexcept {
+    for (auto& p : parameters_) p.zero_grad();
 }
 
 template <class T>

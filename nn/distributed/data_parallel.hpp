@@ -12,9 +12,10 @@
 // record that reads its parameters (Tape::first_record_of), so the
 // communication of the last layers overlaps the backward of the first ones;
 // buckets start in the same order on every rank (MPI's rule for
-// collectives). When the sweep ends, backward() waits for every bucket and
-// writes the average into each parameter's grad(): the optimizer needs no
-// change.
+// collectives). A finished bucket's averages are written into its
+// parameters' grad() while the sweep goes on; when it ends, backward()
+// waits for the rest: the optimizer needs no change. After a step that
+// failed on any rank, every grad() reads zeros.
 //
 // Averaging: each rank's bucket holds its grad() (plus the sweep's
 // cotangent); the allreduce sums the ranks' buckets in MPI's order and each
@@ -153,6 +154,10 @@ private:
     void start_ready(std::size_t index);
     void start(Bucket& bucket, std::size_t index);
     void poll();
+    /// Bucket b's allreduce is done: its averages become the grad()s.
+    void finished(std::size_t b);
+    /// After a failed step: every grad() reads zeros.
+    void zero_gradients() noexcept;
     /// Starts what is left, waits for every bucket and the ranks' status;
     /// throws distributed_error when a rank failed (this one included).
     void finish_step(const std::string* failure);
