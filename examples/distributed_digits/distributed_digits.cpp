@@ -16,9 +16,11 @@
 // seconds, the samples per second of all processes together, and the exposed
 // communication (the part of the gradient averaging that backward's sweep did
 // not hide, summed over the epoch's steps). At the end rank 0 writes a
-// checkpoint (dist::save_checkpoint) into <out>/checkpoint; every process
-// loads it (dist::load_checkpoint) into a fresh model and optimizer and
-// evaluates again. The last line is exactly "test accuracy <value>". Every
+// checkpoint (dist::save_checkpoint) of the unwrapped model and its Adam
+// state into <out>/checkpoint (names as examples/digits', layers.0.weight...,
+// so one process can load it with nn::load_checkpoint); every process loads
+// it (dist::load_checkpoint) into a fresh model and optimizer and evaluates
+// again. The last line is exactly "test accuracy <value>". Every
 // process exits 1 if a reloaded model differs from the trained one on any
 // process or the accuracy is below the floor printed before it.
 //
