@@ -26,6 +26,7 @@
 #include <nn/nn.hpp>
 
 #include "digits_data.hpp"
+#include "digits_model.hpp"
 
 #ifndef TAPEGRAD_DIGITS_DATA
 #define TAPEGRAD_DIGITS_DATA "digits.bin.gz"
@@ -37,52 +38,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// The models --model chooses from; each reads images (N, 1, 8, 8) and
-/// returns logits (N, 10).
-nn::ModulePtr<float> make_model(const std::string& name, std::uint64_t seed) {
-    if (name == "mlp") {
-        // 64-64-10: ReLU hidden layer (He-uniform weights), logits out.
-        auto model = std::make_shared<nn::Sequential<float>>();
-        model->add(nn::Flatten<float>());
-        model->add(nn::MLP<float>({digits::side * digits::side, 64, digits::classes}, nn::Activation::relu, seed,
-                                  nn::Activation::identity));
-        return model;
-    }
-    if (name == "cnn") {
-        // Two 3x3 convolutions (padding 1) with ReLU and 2x2 max pooling:
-        // (1, 8, 8) -> (16, 4, 4) -> (32, 2, 2), then a linear read-out.
-        auto model = std::make_shared<nn::Sequential<float>>();
-        model->add(nn::Conv2d<float>(nn::Conv2dOptions(1, 16, 3).padding(1).seed(nn::derive_seed(seed, 0))));
-        model->add(nn::ReLU<float>());
-        model->add(nn::MaxPool2d<float>(2));
-        model->add(nn::Conv2d<float>(nn::Conv2dOptions(16, 32, 3).padding(1).seed(nn::derive_seed(seed, 1))));
-        model->add(nn::ReLU<float>());
-        model->add(nn::MaxPool2d<float>(2));
-        model->add(nn::Flatten<float>());
-        model->add(nn::Linear<float>(32 * 2 * 2, digits::classes, nn::derive_seed(seed, 2)));
-        return model;
-    }
-    throw ad::value_error(fmt::format("make_model: unknown model '{}'", name));
-}
-const std::vector<std::string> model_names = {"cnn", "mlp"};
-
-struct Scores {
-    double loss = 0;
-    double accuracy = 0;
-};
-
-/// Loss and accuracy over a whole split, in evaluation mode, recording nothing.
-Scores evaluate(nn::Module<float>& model, const digits::Digits<float>& data) {
-    ad::NoGrad no_grad;
-    bool was_training = model.is_training();
-    model.eval();
-    Var<float> logits = model(data.images);
-    model.train(was_training);
-    ad::IndexArray predicted = ad::argmax(logits, 1);
-    std::size_t correct = 0;
-    for (std::size_t i = 0; i < data.size(); ++i) correct += std::size_t(predicted(i)) == data.labels[i];
-    return {double(nn::softmax_cross_entropy(logits, data.labels).item()), double(correct) / double(data.size())};
-}
+using digits::Scores;
+using digits::evaluate;
 
 std::string bar(std::size_t done, std::size_t total) {
     const std::size_t width = 20, filled = width * done / total;
@@ -141,7 +98,7 @@ int main(int argc, char** argv) {
     std::string out = (fs::temp_directory_path() / "tapegrad_digits").string();
     std::string data_file = TAPEGRAD_DIGITS_DATA;
     CLI::App app{"Classify the 8x8 handwritten digits: train, plot the curves, save, reload and evaluate again"};
-    app.add_option("--model", model_name, "model")->check(CLI::IsMember(model_names))->capture_default_str();
+    app.add_option("--model", model_name, "model")->check(CLI::IsMember(digits::model_names))->capture_default_str();
     app.add_option("--epochs", epochs, "training epochs")->check(CLI::Range(1, 100000))->capture_default_str();
     app.add_option("--lr", learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--seed", seed, "seed of the split, the initial weights and the batches")->capture_default_str();
@@ -154,7 +111,7 @@ int main(int argc, char** argv) {
 
     try {
         auto split = digits::train_test_split(digits::load_digits<float>(data_file), nn::derive_seed(seed, 0));
-        nn::ModulePtr<float> model = make_model(model_name, nn::derive_seed(seed, 1));
+        nn::ModulePtr<float> model = digits::make_model(model_name, nn::derive_seed(seed, 1));
         fmt::print("{} training and {} test digits from {}\n{}: {} parameters\n", split.train.size(),
                    split.test.size(), data_file, model->describe(), model->parameter_count());
 
@@ -184,7 +141,7 @@ int main(int argc, char** argv) {
 
         const fs::path checkpoint = fs::path(out) / "checkpoint";
         nn::save_parameters(*model, checkpoint);
-        nn::ModulePtr<float> reloaded = make_model(model_name, nn::derive_seed(seed, 99));  // other weights
+        nn::ModulePtr<float> reloaded = digits::make_model(model_name, nn::derive_seed(seed, 99));  // other weights
         double fresh = evaluate(*reloaded, split.test).accuracy;
         nn::load_parameters(*reloaded, checkpoint);
         double trained = evaluate(*model, split.test).accuracy, restored = evaluate(*reloaded, split.test).accuracy;
