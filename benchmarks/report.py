@@ -372,6 +372,38 @@ class Report:
             self.table(["model", "tape", "libtorch", "tape/libtorch", "GEMM share tape", "GEMM share libtorch",
                         "first loss tape / libtorch"], rows)
 
+    def dist_step(self):
+        """Data-parallel steps (dist_step.cpp, issue 23): samples per second of all ranks, each rank one
+        OpenBLAS thread and the model's batch; exposed communication from DistributedDataParallel's timeline."""
+        rows = []
+        for model in ("mnist", "wide"):
+            one, two = (self.runs.get(f"dist_step/{np}/{model}") for np in (1, 2))
+            if one is None and two is None:
+                continue
+            rate = lambda r: None if r is None else r.get("items_per_second")
+            speedup = None if rate(one) is None or rate(two) is None else rate(two) / rate(one)
+            share = lambda r: "-" if r is None else f"{100 * r.get('exposed_share', 0):.3g}% ({r.get('exposed_ms', 0):.3g} ms)"
+            alone = self.t(f"dist_allreduce/2/{model}")
+            rows.append([model, "-" if rate(one) is None else f"{rate(one):.4g}",
+                         "-" if rate(two) is None else f"{rate(two):.4g}", fmt_ratio(speedup), share(one), share(two),
+                         fmt_time(alone)])
+            if model == "wide":
+                self.goal("dist_step wide: 2 processes >= 1.8x the samples/s of 1", fmt_ratio(speedup),
+                          None if speedup is None else speedup >= 1.8)
+                exposed = None if two is None else two.get("exposed_share")
+                self.goal("dist_step wide: exposed communication <= 10% of the step (2 processes)",
+                          "-" if exposed is None else f"{100 * exposed:.3g}%", None if exposed is None else exposed <= 0.10)
+        if rows:
+            self.out("### dist_step (data-parallel training steps on MPI, float32, one OpenBLAS thread per process)")
+            self.out()
+            self.out("The textbook MLPs `mnist` (batch 128 per process) and `wide` (batch 256 per process) through "
+                     "nn::DistributedDataParallel with SGD, launched by mpirun at 1 and 2 processes. `exposed`: from "
+                     "the end of the backward sweep until every gradient held its average, and its share of the step; "
+                     "`allreduce alone`: the same buckets allreduced back to back with nothing else running.")
+            self.out()
+            self.table(["model", "samples/s, 1 process", "samples/s, 2 processes", "2 / 1", "exposed, 1 process",
+                        "exposed, 2 processes", "allreduce alone (2)"], rows)
+
     def goals_table(self):
         if not self.goals:
             return
@@ -398,6 +430,7 @@ class Report:
         self.memory()
         self.ops()
         self.model_step()
+        self.dist_step()
         self.goals_table()
         return "\n".join(self.lines)
 

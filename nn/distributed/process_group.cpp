@@ -61,14 +61,20 @@ MPI_Op mpi_op(Reduce op) { return op == Reduce::max ? MPI_MAX : MPI_SUM; }
 /// the process yields and sleeps between polls, so that ranks sharing cores
 /// (more processes than cores, as on CI) leave the others time to arrive.
 bool poll_until(MPI_Request& request, Clock::time_point deadline, const char* op) {
+    // MPI moves a large message on by a fragment per call: the wait keeps
+    // calling (yielding the core to anything else runnable), and only one
+    // that has lasted a second, a rank late or gone, sleeps between calls.
+    const Clock::time_point start = Clock::now();
     for (long polls = 0;; ++polls) {
         int done = 0;
         check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), op, "MPI_Test");
         if (done) return true;
-        if (Clock::now() >= deadline) return false;
-        if (polls > 1000) {
-            std::this_thread::sleep_for(std::chrono::microseconds(50));
-        } else if (polls > 50) {
+        if (polls % 64 != 63) continue;
+        const Clock::time_point now = Clock::now();
+        if (now >= deadline) return false;
+        if (now - start > std::chrono::seconds(1)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        } else {
             std::this_thread::yield();
         }
     }
