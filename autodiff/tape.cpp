@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <utility>
 
 namespace ad {
 namespace {
@@ -123,18 +122,9 @@ bool Tape::pin_slowly(detail::NodeBase* node, void (*hold)(detail::NodeBase*) no
         pins_.push_back({node, release, true, claim, records_.size()});
     }
     pins_[index].used = true;
-    if (pins_[index].first_record == no_record) pins_[index].first_record = records_.size();
+    if (pins_[index].first_record + 1 <= consumed_end_) pins_[index].first_record = records_.size();
     node->pin_hint.store((std::uint64_t{id()} << 32) | index, std::memory_order_relaxed);
     return true;
-}
-
-void Tape::consume(std::size_t end) noexcept {
-    if (end <= consumed_end_) return;
-    consumed_end_ = end;
-    // The records a later sweep walks start at `end`: what they read is what counts.
-    for (Pin& pin : pins_) {
-        if (pin.first_record < end) pin.first_record = no_record;
-    }
 }
 
 std::size_t Tape::bytes() const noexcept {
@@ -169,16 +159,6 @@ void Tape::run(std::size_t first, std::size_t last, Pass pass) {
         record.run(record.closure, pass);
     }
 }
-
-namespace {
-thread_local SweepListener* current_sweep_listener = nullptr;
-}  // namespace
-
-SweepListener* listen_to_sweeps(SweepListener* listener) noexcept {
-    return std::exchange(current_sweep_listener, listener);
-}
-
-SweepListener* sweep_listener() noexcept { return current_sweep_listener; }
 
 NoGrad::NoGrad() noexcept : previous_(detail::recording_state.grad_enabled) { detail::recording_state.grad_enabled = false; }
 NoGrad::~NoGrad() { detail::recording_state.grad_enabled = previous_; }

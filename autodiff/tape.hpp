@@ -52,6 +52,7 @@ struct TapeOptions {
 };
 
 class Tape;
+class SweepListener;
 
 namespace detail {
 
@@ -77,6 +78,8 @@ struct RecordingState {
     bool lending_grads = false;
     /// Observe bits: zero unless a debugging tool is on.
     std::uint8_t observe = 0;
+    /// Watches this thread's backward() sweeps (listen_to_sweeps), or nullptr.
+    SweepListener* sweep_listener = nullptr;
 };
 inline thread_local RecordingState recording_state;
 
@@ -169,7 +172,8 @@ public:
         if ((hint >> 32) == id() && index < pins_.size() && pins_[index].node == node) {
             Pin& pin = pins_[index];
             pin.used = true;
-            if (pin.first_record == no_record) pin.first_record = records_.size();
+            // Unset (no_record wraps to 0) or read only by records a sweep consumed.
+            if (pin.first_record + 1 <= consumed_end_) pin.first_record = records_.size();
             return true;
         }
         return pin_slowly(node, hold, release, claim);
@@ -181,21 +185,27 @@ public:
     /// `node` (a parameter an op took as input, or whose value a VJP reads):
     /// a backward sweep has summed the node's whole cotangent once it has run
     /// that record. no_record when no record since consumed_end() reads it.
-    static constexpr std::size_t no_record = ~std::size_t{0};
+    static constexpr std::size_t no_record = ~std::size_t{0};  // + 1 wraps to 0: see pin()
     std::size_t first_record_of(const detail::NodeBase* node) const noexcept {
         const std::uint64_t hint = node->pin_hint.load(std::memory_order_relaxed);
         const std::size_t index = static_cast<std::uint32_t>(hint);
-        if ((hint >> 32) == id() && index < pins_.size() && pins_[index].node == node) return pins_[index].first_record;
-        for (const Pin& pin : pins_) {
-            if (pin.node == node) return pin.first_record;
+        const Pin* pin = nullptr;
+        if ((hint >> 32) == id() && index < pins_.size() && pins_[index].node == node) {
+            pin = &pins_[index];
+        } else {
+            for (const Pin& p : pins_) {
+                if (p.node == node) pin = &p;
+            }
         }
-        return no_record;
+        return pin && pin->first_record + 1 > consumed_end_ ? pin->first_record : no_record;
     }
 
     /// Records with index below this were walked by a backward() that did not
     /// keep the graph.
     std::size_t consumed_end() const noexcept { return consumed_end_; }
-    void consume(std::size_t end) noexcept;
+    void consume(std::size_t end) noexcept {
+        if (end > consumed_end_) consumed_end_ = end;
+    }
 
 private:
     struct Record {
@@ -304,9 +314,11 @@ public:
 };
 
 /// Sets the calling thread's sweep listener (nullptr: none) and returns the previous one.
-SweepListener* listen_to_sweeps(SweepListener* listener) noexcept;
+inline SweepListener* listen_to_sweeps(SweepListener* listener) noexcept {
+    return std::exchange(detail::recording_state.sweep_listener, listener);
+}
 /// The calling thread's sweep listener, or nullptr.
-SweepListener* sweep_listener() noexcept;
+inline SweepListener* sweep_listener() noexcept { return detail::recording_state.sweep_listener; }
 
 /// Whether ops record (true unless inside a NoGrad scope) on this thread.
 inline bool grad_enabled() noexcept { return detail::recording_state.grad_enabled; }
