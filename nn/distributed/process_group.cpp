@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
