@@ -36,7 +36,10 @@ struct distributed_error : std::runtime_error {
 
 /// Starts MPI (MPI_Init_thread, MPI_THREAD_FUNNELED: one thread of each
 /// process calls MPI) unless it is running, and finalizes it at destruction
-/// when it started it. One per program, at the top of main.
+/// when it started it. One per program, at the top of main. When it starts
+/// MPI it also makes MPI_COMM_WORLD return error codes instead of aborting
+/// (MPI_ERRORS_RETURN): Open MPI reports errors of non-blocking collectives
+/// there, and the groups turn them into distributed_error.
 class Environment {
 public:
     Environment();
