@@ -56,7 +56,11 @@ enum class Reduce { sum, mean, max };
 
 struct GroupOptions {
     /// How long an operation waits for every rank to join before it throws
-    /// distributed_error.
+    /// distributed_error. After a timeout the group's collectives may no
+    /// longer line up across the ranks (allreduce, all_gather and broadcast
+    /// are several MPI collectives each, and the rank that gave up stopped
+    /// partway): make a new group or end the job. A barrier is one
+    /// collective: once the late ranks call it too, the group is in step.
     std::chrono::milliseconds timeout = std::chrono::minutes(5);
 };
 
