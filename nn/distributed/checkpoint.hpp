@@ -30,8 +30,10 @@ void save_checkpoint(ProcessGroup& group, const std::filesystem::path& folder, c
 /// schedule become rank 0's, and every rank returns the saved step. First
 /// the ranks check that their models, optimizers and schedules have the
 /// same parameters, buffers, shapes, kind and groups as rank 0's. Any failure
-/// is an io_error on every rank naming the rank and its reason, and nothing
-/// changed on any rank.
+/// is an io_error on every rank naming the rank and its reason; a different
+/// layout or a checkpoint rank 0 cannot load changes nothing on any rank.
+/// (Once rank 0 has loaded, a rank can still refuse its state only if its
+/// schedule rejects the saved step; that rank then stays unchanged.)
 template <class T>
 std::size_t load_checkpoint(ProcessGroup& group, const std::filesystem::path& folder, const nn::Module<T>& model,
                             nn::Optimizer<T>& optimizer, nn::LRScheduler<T>* scheduler = nullptr);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -106,6 +107,11 @@ void start_mpi(int* argc, char*** argv, bool& started) {
         throw distributed_error("Environment: this MPI does not support MPI_THREAD_FUNNELED (calls from the main thread "
                                 "of a threaded process)");
     }
+    // Open MPI reports an error that completing a non-blocking collective
+    // finds (MPI_Test) to MPI_COMM_WORLD's handler, not to the group's
+    // communicator: without this the job would abort instead of the group
+    // throwing distributed_error.
+    check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "Environment", "MPI_Comm_set_errhandler");
 }
 
 }  // namespace

@@ -36,7 +36,10 @@ struct distributed_error : std::runtime_error {
 
 /// Starts MPI (MPI_Init_thread, MPI_THREAD_FUNNELED: one thread of each
 /// process calls MPI) unless it is running, and finalizes it at destruction
-/// when it started it. One per program, at the top of main.
+/// when it started it. One per program, at the top of main. When it starts
+/// MPI it also makes MPI_COMM_WORLD return error codes instead of aborting
+/// (MPI_ERRORS_RETURN): Open MPI reports errors of non-blocking collectives
+/// there, and the groups turn them into distributed_error.
 class Environment {
 public:
     Environment();
@@ -53,7 +56,11 @@ enum class Reduce { sum, mean, max };
 
 struct GroupOptions {
     /// How long an operation waits for every rank to join before it throws
-    /// distributed_error.
+    /// distributed_error. After a timeout the group's collectives may no
+    /// longer line up across the ranks (allreduce, all_gather and broadcast
+    /// are several MPI collectives each, and the rank that gave up stopped
+    /// partway): make a new group or end the job. A barrier is one
+    /// collective: once the late ranks call it too, the group is in step.
     std::chrono::milliseconds timeout = std::chrono::minutes(5);
 };
 

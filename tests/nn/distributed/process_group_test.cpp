@@ -39,13 +39,19 @@ TEST_CASE("ProcessGroup: rank and size are MPI's, and all_gather stacks the rank
 
 TEST_CASE("ProcessGroup::barrier: no rank leaves before the last one arrives") {
     ProcessGroup& group = test::group();
-    const auto delay = std::chrono::milliseconds(200);
-    group.barrier();  // start together
-    const auto start = Clock::now();
-    if (group.rank() == 0) std::this_thread::sleep_for(delay);
+    // Rank 0 arrives last (it sleeps first); every rank notes when it leaves.
+    // The ranks run on one machine, whose monotonic clock they share.
+    auto now = [] { return std::int64_t(Clock::now().time_since_epoch() / std::chrono::nanoseconds(1)); };
     group.barrier();
-    const auto waited = Clock::now() - start;
-    CHECK(waited >= delay);  // rank 0 slept it; the others waited for rank 0
+    if (group.rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const std::int64_t arrived = now();
+    group.barrier();
+    const std::int64_t left = now();
+    Array<std::int64_t> times = group.all_gather(Array<std::int64_t>{arrived, left});
+    for (int r = 0; r < group.size(); ++r) {
+        INFO("rank " << r);
+        CHECK(times(r, 1) >= times(0, 0));
+    }
 }
 
 TEST_CASE("ProcessGroup::broadcast: the root's values and shape reach every rank, for each element type and strings") {
@@ -211,7 +217,7 @@ TEST_CASE("ProcessGroup: a rank that does not join within the timeout is a distr
                              dist::distributed_error);
         CHECK(Clock::now() - start >= std::chrono::milliseconds(300));
     } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1500));
         // Rank 0's barrier is still running in MPI (the group kept it): this
         // one completes it.
         impatient.barrier();
@@ -222,6 +228,34 @@ TEST_CASE("ProcessGroup: a rank that does not join within the timeout is a distr
     Array<double> ranks = {double(group.rank())};
     impatient.allreduce(ranks);
     CHECK(ranks(0) == double(group.size() * (group.size() - 1) / 2));
+}
+
+TEST_CASE("ProcessGroup: an error MPI reports is a distributed_error naming the operation, not an abort") {
+    ProcessGroup& group = test::group();
+    if (group.size() < 2) return;
+    // Ranks that pass different counts: a rank receiving more than it
+    // expects gets MPI_ERR_TRUNCATE. On a group of its own with a short
+    // timeout, since the ranks that did not see the error may be left
+    // waiting (a timeout, also a distributed_error).
+    dist::GroupOptions options;
+    options.timeout = std::chrono::milliseconds(2000);
+    std::string message;
+    {
+        ProcessGroup mismatched(group.comm(), options);
+        std::vector<double> values(group.rank() == 0 ? 64 : 2, 1.0);
+        try {
+            dist::Request request = mismatched.allreduce_async(values.data(), values.size());
+            request.wait();
+        } catch (const dist::distributed_error& e) {
+            message = e.what();
+        }
+        group.barrier();
+    }
+    const bool truncated = message.rfind("allreduce_async: MPI_Test failed: MPI_ERR_TRUNCATE", 0) == 0;
+    Array<double> ranks_truncated = {truncated ? 1.0 : 0.0};
+    group.allreduce(ranks_truncated);
+    INFO(message);
+    CHECK(ranks_truncated(0) >= 1);
 }
 
 TEST_CASE("ProcessGroup: made from any communicator, moved, and rejects a timeout that is not positive") {
