@@ -192,38 +192,6 @@ Array<T>& written_grad(Node<T>& parameter) {
 }
 
 template <class T>
-void take_gradient(const Var<T>& parameter, T* out) {
-    Node<T>& node = *parameter.node_ptr();
-    const std::size_t n = node.value.size();
-    auto check_size = [&](const Array<T>& a, const char* what) {
-        if (a.size() != n) {
-            throw shape_error(fmt::format("take_gradient: the parameter has shape {} but its {} has shape {}",
-                                          shape_string_of(node.value), what, shape_string_of(a)));
-        }
-    };
-    if (node.cotangent && node.cotangent == node.grad) {
-        // Lent by lend_grad_buffer: the gradient's node holds the cotangent itself.
-        check_size(node.grad->value, "cotangent");
-        std::copy(node.grad->value.data(), node.grad->value.data() + n, out);
-        node.cotangent.release_local();
-    } else {
-        if (node.cotangent) check_size(node.cotangent->value, "cotangent");
-        if (node.grad && !node.grad_is_zero) {
-            check_size(node.grad->value, "gradient");
-            std::copy(node.grad->value.data(), node.grad->value.data() + n, out);
-        } else {
-            std::fill(out, out + n, T(0));
-        }
-        if (node.cotangent) {
-            const T* c = node.cotangent->value.data();
-            for (std::size_t i = 0; i < n; ++i) out[i] += c[i];  // the order accumulate_grad adds in
-            node.cotangent.reset();
-        }
-    }
-    if (node.grad) node.grad_is_zero = true;
-}
-
-template <class T>
 Array<T>& grad_to_overwrite(const Var<T>& parameter) {
     Node<T>& node = *parameter.node_ptr();
     Array<T>& grad = node.grad->value;
@@ -252,6 +220,19 @@ AD_INLINE void accumulate_grad(Node<T>& parameter, CotangentSlot<T>& cotangent) 
         return;
     }
     written_grad(parameter) += cotangent->value;
+}
+
+template <class T>
+Array<T>& finish_gradient(const Var<T>& parameter) {
+    Node<T>& node = *parameter.node_ptr();
+    if (!node.cotangent) return written_grad(node);
+    accumulate_grad(node, node.cotangent);
+    if (node.cotangent == node.grad) {
+        node.cotangent.release_local();  // lent by lend_grad_buffer: the node holds it still
+    } else {
+        node.cotangent.reset();
+    }
+    return node.grad->value;
 }
 
 /// Sets whether VJPs may take parameters' gradient nodes for the scope of a
@@ -409,7 +390,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         try {
             for (std::size_t k = reached_before; k < reached.size(); ++k) {
                 Node<T>& parameter = *reached[k];
-                // No cotangent: a SweepListener took it (take_gradient).
+                // No cotangent: a SweepListener folded it in already (finish_gradient).
                 if (parameter.grad && parameter.cotangent) accumulate_grad(parameter, parameter.cotangent);
                 if (parameter.cotangent == parameter.grad) {
                     parameter.cotangent.release_local();  // lent by lend_grad_buffer: the node holds it still
@@ -459,7 +440,7 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     template void add_to_cotangent(CotangentSlot<T>&, Var<T>);                                          \
     template Array<T>* running_sum(CotangentSlot<T>&, const SavedShape&);                               \
     template Array<T>& written_grad(Node<T>&);                                                          \
-    template void take_gradient(const Var<T>&, T*);                                                    \
+    template Array<T>& finish_gradient(const Var<T>&);                                                 \
     template Array<T>& grad_to_overwrite(const Var<T>&);                                                          \
     template std::vector<Var<T>> run_backward(const char*, const Var<T>&, const Var<T>*,              \
                                               const std::vector<Var<T>>&, BackwardOptions, bool);       \

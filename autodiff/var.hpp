@@ -443,14 +443,13 @@ AD_INLINE void note_reached(Node<T>& parameter) {
     reached_parameters<T>().push_back(&parameter);
 }
 
-/// During a backward sweep that has run Tape::first_record_of(parameter),
-/// moves what the parameter's grad() would hold when the sweep ends (its
-/// grad() plus the cotangent the sweep summed) to `out`, in row-major order
-/// (parameter.size() elements), and leaves grad() at zero with nothing for
-/// the sweep to add: for SweepListeners that send gradients elsewhere
-/// (DistributedDataParallel) and put them back with grad_to_overwrite.
+/// During a backward sweep that has run Tape::first_record_of(parameter):
+/// adds the cotangent the sweep summed into the parameter's grad() now, as
+/// the sweep's end would, and returns grad(); the sweep adds nothing more.
+/// For SweepListeners that send gradients elsewhere while the sweep goes on
+/// (DistributedDataParallel).
 template <class T>
-void take_gradient(const Var<T>& parameter, T* out);
+Array<T>& finish_gradient(const Var<T>& parameter);
 
 /// The parameter's grad() array, of the parameter's shape, for the caller to
 /// overwrite whole: a pending zero_grad() is dropped, not carried out.

@@ -50,9 +50,18 @@ struct DataParallelModel {
     void step() {
         tape.clear();
         optimizer.zero_grad();
-        ad::nn::half_sse(ddp(x), y).backward();
+        const auto t0 = std::chrono::steady_clock::now();
+        auto loss = ad::nn::half_sse(ddp(x), y);
+        const auto t1 = std::chrono::steady_clock::now();
+        loss.backward();
+        const auto t2 = std::chrono::steady_clock::now();
         optimizer.step();
+        const auto t3 = std::chrono::steady_clock::now();
+        forward_s += std::chrono::duration<double>(t1 - t0).count();
+        backward_s += std::chrono::duration<double>(t2 - t1).count();
+        update_s += std::chrono::duration<double>(t3 - t2).count();
     }
+    double forward_s = 0, backward_s = 0, update_s = 0;
 
     std::shared_ptr<ad::nn::MLP<float>> model;
     ad::Var<float> x, y;
@@ -83,26 +92,32 @@ void dist_step(benchmark::State& state, const std::string& name) {
     state.counters["exposed_ms"] = 1e3 * exposed / steps;
     state.counters["exposed_share"] = exposed / elapsed;
     state.counters["buckets"] = double(m.ddp.bucket_sizes().size());
+    // Per step, the warm-up step included: the forward, the backward (with
+    // the communication it did not hide) and the optimizer's update.
+    state.counters["forward_ms"] = 1e3 * m.forward_s / (steps + 1);
+    state.counters["backward_ms"] = 1e3 * m.backward_s / (steps + 1);
+    state.counters["update_ms"] = 1e3 * m.update_s / (steps + 1);
 }
 
 /// The step's buckets allreduced one after another, alone: what the step's
 /// communication costs when nothing hides it.
 void dist_allreduce(benchmark::State& state, const std::string& name) {
     const bench::ModelData& d = bench::model_data(name);
-    std::vector<std::vector<float>> buckets;
+    std::vector<std::vector<float>> buckets, sums;
     {
         DataParallelModel m(d);
-        const auto params = m.model->parameters();
-        std::size_t k = params.size();
-        for (std::size_t count : m.ddp.bucket_sizes()) {
-            std::size_t elements = 0;
-            for (std::size_t i = 0; i < count; ++i) elements += params[--k].size();
-            buckets.emplace_back(elements, 1.0f);
+        m.step();  // buckets as a step leaves them (in the order the sweep completes them)
+        for (const auto& b : m.ddp.last_sync().buckets) {
+            buckets.emplace_back(b.bytes / sizeof(float), 1.0f);
+            sums.emplace_back(b.bytes / sizeof(float), 0.0f);
         }
     }
     for (auto _ : state) {
         std::vector<ad::dist::Request> requests;
-        for (auto& b : buckets) requests.push_back(world->allreduce_async(b.data(), b.size()));
+        for (std::size_t b = 0; b < buckets.size(); ++b) {
+            requests.push_back(world->allreduce_async(static_cast<const float*>(buckets[b].data()), sums[b].data(),
+                                                      buckets[b].size()));
+        }
         for (auto& r : requests) r.wait();
     }
     std::size_t bytes = 0;

@@ -64,21 +64,63 @@ DistributedDataParallel<T>::DistributedDataParallel(ModulePtr<T> module, dist::P
     }
     for (const auto& b : buffers) group_.broadcast(*b.value, 0);
 
-    // Buckets in reverse registration order: a sweep completes the last
-    // layers' gradients first.
-    offsets_.resize(parameters_.size());
+    // Until a step has shown the order its sweep completes gradients in:
+    // reverse registration order, the usual one.
+    std::vector<std::size_t> order(parameters_.size());
+    for (std::size_t k = 0; k < order.size(); ++k) order[k] = order.size() - 1 - k;
+    build_buckets(order);
+    first_records_.assign(parameters_.size(), Tape::no_record);
+}
+
+template <class T>
+void DistributedDataParallel<T>::build_buckets(const std::vector<std::size_t>& order) {
+    buckets_.clear();
+    offsets_.assign(parameters_.size(), 0);
     std::size_t cap = options_.first_bucket_bytes;
-    for (std::size_t k = parameters_.size(); k-- > 0;) {
+    bool packing = false;  // the last bucket takes more small gradients
+    for (std::size_t k : order) {
         const std::size_t bytes = parameters_[k].size() * sizeof(T);
-        if (buckets_.empty() || (!buckets_.back().members.empty() && buckets_.back().buffer.size() * sizeof(T) + bytes > cap)) {
-            if (!buckets_.empty()) cap = options_.bucket_bytes;
-            buckets_.emplace_back();
-        }
-        Bucket& bucket = buckets_.back();
-        offsets_[k] = bucket.buffer.size();
+        Bucket& bucket = [&]() -> Bucket& {
+            if (bytes >= options_.first_bucket_bytes) {
+                // Large: alone, sent from its grad() and received beside it.
+                packing = false;
+                Bucket& alone = buckets_.emplace_back();
+                alone.alone = true;
+                alone.sum_array = Array<T>::from_shape(parameters_[k].value().shape());
+                return alone;
+            }
+            if (!packing || (buckets_.back().buffer.size() * sizeof(T) + bytes > cap)) {
+                if (!buckets_.empty()) cap = options_.bucket_bytes;
+                packing = true;
+                return buckets_.emplace_back();
+            }
+            return buckets_.back();
+        }();
         bucket.members.push_back(k);
-        bucket.buffer.resize(bucket.buffer.size() + parameters_[k].size());
+        if (!bucket.alone) {
+            offsets_[k] = bucket.buffer.size();
+            bucket.buffer.resize(bucket.buffer.size() + parameters_[k].size());
+            bucket.sum.resize(bucket.buffer.size());
+        }
     }
+}
+
+template <class T>
+void DistributedDataParallel<T>::rebuild_buckets() {
+    // Rank 0's order, so that every rank starts the same buckets in the same
+    // order even if their sweeps differed.
+    std::vector<std::size_t> order(parameters_.size());
+    for (std::size_t k = 0; k < order.size(); ++k) order[k] = order.size() - 1 - k;
+    // Unread parameters first (ready at once), then by the record after which
+    // each is complete, latest record first.
+    auto key = [&](std::size_t k) { return first_records_[k] == Tape::no_record ? ~std::size_t{0} : first_records_[k]; };
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return key(a) > key(b); });
+    Array<std::int64_t> shared = Array<std::int64_t>::from_shape({order.size()});
+    for (std::size_t i = 0; i < order.size(); ++i) shared(i) = std::int64_t(order[i]);
+    group_.broadcast(shared, 0);
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = std::size_t(shared(i));
+    build_buckets(order);
+    rebuilt_ = true;
 }
 
 template <class T>
@@ -141,7 +183,8 @@ void DistributedDataParallel<T>::sweep_begins(const Tape& tape, std::size_t firs
         bucket.ready_after = end;
         for (std::size_t k : bucket.members) {
             const std::size_t r = tape.first_record_of(parameters_[k].node_ptr().get());
-            if (r >= first && r < end) bucket.ready_after = std::min(bucket.ready_after, r);
+            first_records_[k] = r >= first && r < end ? r : Tape::no_record;
+            if (first_records_[k] != Tape::no_record) bucket.ready_after = std::min(bucket.ready_after, r);
         }
         bucket.started = bucket.finished = false;
     }
@@ -167,14 +210,21 @@ void DistributedDataParallel<T>::start_ready(std::size_t index) {
 
 template <class T>
 void DistributedDataParallel<T>::start(Bucket& bucket, std::size_t index) {
-    for (std::size_t k : bucket.members) {
-        detail::take_gradient(parameters_[k], bucket.buffer.data() + offsets_[k]);
+    if (bucket.alone) {
+        const Array<T>& grad = detail::finish_gradient(parameters_[bucket.members.front()]);
+        bucket.request = group_.allreduce_async(grad.data(), bucket.sum_array.data(), grad.size(), dist::Reduce::sum);
+    } else {
+        for (std::size_t k : bucket.members) {
+            const Array<T>& grad = detail::finish_gradient(parameters_[k]);
+            std::copy(grad.data(), grad.data() + grad.size(), bucket.buffer.data() + offsets_[k]);
+        }
+        bucket.request = group_.allreduce_async(static_cast<const T*>(bucket.buffer.data()), bucket.sum.data(),
+                                                bucket.buffer.size(), dist::Reduce::sum);
     }
-    bucket.request = group_.allreduce_async(bucket.buffer.data(), bucket.buffer.size(), dist::Reduce::sum);
     bucket.started = true;
     SyncTimeline::Bucket times;
     times.parameters = bucket.members.size();
-    times.bytes = bucket.buffer.size() * sizeof(T);
+    for (std::size_t k : bucket.members) times.bytes += parameters_[k].size() * sizeof(T);
     times.started_after_record = index;
     times.started = now();
     timeline_.buckets.push_back(times);
@@ -198,11 +248,19 @@ void DistributedDataParallel<T>::finished(std::size_t b) {
     Bucket& bucket = buckets_[b];
     bucket.finished = true;
     const T ranks = T(group_.size());
-    for (std::size_t k : bucket.members) {
-        Array<T>& grad = detail::grad_to_overwrite(parameters_[k]);
-        const T* sum = bucket.buffer.data() + offsets_[k];
-        T* out = grad.data();
-        for (std::size_t i = 0; i < grad.size(); ++i) out[i] = sum[i] / ranks;
+    if (bucket.alone) {
+        // The sum becomes the gradient's storage, and the gradient's old
+        // storage the next step's receive buffer: no copy.
+        Array<T>& grad = detail::grad_to_overwrite(parameters_[bucket.members.front()]);
+        std::swap(grad.storage(), bucket.sum_array.storage());
+        for (T& g : grad) g /= ranks;
+    } else {
+        for (std::size_t k : bucket.members) {
+            Array<T>& grad = detail::grad_to_overwrite(parameters_[k]);
+            const T* sum = bucket.sum.data() + offsets_[k];
+            T* out = grad.data();
+            for (std::size_t i = 0; i < grad.size(); ++i) out[i] = sum[i] / ranks;
+        }
     }
     timeline_.buckets[b].finished = now();
 }
@@ -243,6 +301,9 @@ void DistributedDataParallel<T>::finish_step(const std::string* failure) {
                                                   failed.size() > 1 ? "s" : "", fmt::join(failed, ", "),
                                                   failed.front(), reason));
     }
+    // The first step every rank completed shows the order the sweep
+    // completes gradients in: buckets follow it from now on.
+    if (!rebuilt_) rebuild_buckets();
 }
 
 template <class T>

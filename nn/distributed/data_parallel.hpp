@@ -5,9 +5,13 @@
 // optimizer step (PyTorch's torch.nn.parallel.DistributedDataParallel).
 //
 // At construction every rank takes rank 0's parameters and buffers. The
-// parameters are then split into buckets (in reverse registration order,
-// the order in which a backward sweep usually completes them; the first
-// bucket small, the rest up to bucket_bytes). During a backward() after
+// parameters are then split into buckets in the order a backward sweep
+// completes their gradients: reverse registration order at first, then the
+// order rank 0's first step showed (PyTorch rebuilds its buckets so too). A
+// gradient of first_bucket_bytes or more is a bucket alone, sent from its
+// grad() and received into a buffer that then becomes grad() (no copies);
+// smaller ones are packed, the first bucket up to first_bucket_bytes, the
+// rest up to bucket_bytes. During a backward() after
 // forward(), a bucket's allreduce starts as soon as the sweep has run every
 // record that reads its parameters (Tape::first_record_of), so the
 // communication of the last layers overlaps the backward of the first ones;
@@ -45,8 +49,9 @@ namespace ad::nn {
 struct DistributedOptions {
     /// Largest bucket (bytes of gradients), PyTorch's bucket_cap_mb.
     std::size_t bucket_bytes = 25u << 20;
-    /// The first bucket (the last parameters, complete first) is this small,
-    /// so that communication starts early in the sweep.
+    /// The first bucket (the parameters complete first) is this small, so
+    /// that communication starts early in the sweep; a gradient this large
+    /// or larger is a bucket of its own.
     std::size_t first_bucket_bytes = 1u << 20;
     /// Every forward() first gives all ranks rank 0's buffers (batch norm's
     /// running statistics), as PyTorch's broadcast_buffers does.
@@ -138,7 +143,10 @@ public:
 private:
     struct Bucket {
         std::vector<std::size_t> members;  // indices into parameters_
-        std::vector<T> buffer;             // the members' gradients, end to end
+        std::vector<T> buffer;             // small members' gradients, end to end
+        std::vector<T> sum;                // the allreduce's result (not in place: see allreduce_async)
+        bool alone = false;                // one large member, sent from its grad() (no buffer)
+        Array<T> sum_array;                // alone: the allreduce's result, swapped into grad()
         std::size_t ready_after = 0;       // the sweep's record after which every member is final
         dist::Request request;
         bool started = false;
@@ -146,6 +154,10 @@ private:
     };
 
     void begin_forward();
+    /// Buckets over the parameters in `order` (indices into parameters_).
+    void build_buckets(const std::vector<std::size_t>& order);
+    /// Buckets in the order the last sweep completed the gradients (rank 0's).
+    void rebuild_buckets();
     void sweep_begins(const Tape& tape, std::size_t first, std::size_t end) override;
     void record_done(std::size_t index) override;
     void sweep_ends() override;
@@ -171,6 +183,8 @@ private:
     std::vector<Var<T>> parameters_;
     std::vector<std::size_t> offsets_;  // each parameter's place in its bucket's buffer
     std::vector<Bucket> buckets_;
+    std::vector<std::size_t> first_records_;  // per parameter, in the last sweep (Tape::first_record_of)
+    bool rebuilt_ = false;         // buckets follow an observed sweep
     std::size_t next_bucket_ = 0;  // the next to start
     bool sync_ = true;             // no_sync() sets it false
     bool armed_ = false;           // forward() ran; its backward averages

@@ -406,6 +406,16 @@ Array<T> ProcessGroup::all_gather(const Array<T>& values) {
 
 template <class T>
 Request ProcessGroup::allreduce_async(T* data, std::size_t count, Reduce reduce) {
+    return start_allreduce(MPI_IN_PLACE, data, count, reduce);
+}
+
+template <class T>
+Request ProcessGroup::allreduce_async(const T* send, T* receive, std::size_t count, Reduce reduce) {
+    return start_allreduce(send, receive, count, reduce);
+}
+
+template <class T>
+Request ProcessGroup::start_allreduce(const void* send, T* receive, std::size_t count, Reduce reduce) {
     const char* op = "allreduce_async";
     if (comm_ == MPI_COMM_NULL) throw distributed_error("allreduce_async: the group was moved from");
     if (reduce == Reduce::mean) {
@@ -413,7 +423,7 @@ Request ProcessGroup::allreduce_async(T* data, std::size_t count, Reduce reduce)
     }
     progress_abandoned();
     MPI_Request request = MPI_REQUEST_NULL;
-    check(MPI_Iallreduce(MPI_IN_PLACE, data, count_of(count, op), datatype<T>(), mpi_op(reduce), comm_, &request), op,
+    check(MPI_Iallreduce(send, receive, count_of(count, op), datatype<T>(), mpi_op(reduce), comm_, &request), op,
           "MPI_Iallreduce");
     return Request(request, op, options_.timeout, rank_, size_);
 }
@@ -422,7 +432,8 @@ Request ProcessGroup::allreduce_async(T* data, std::size_t count, Reduce reduce)
     template void ProcessGroup::broadcast(Array<T>&, int);                  \
     template void ProcessGroup::allreduce(Array<T>&, Reduce);               \
     template Array<T> ProcessGroup::all_gather(const Array<T>&);            \
-    template Request ProcessGroup::allreduce_async(T*, std::size_t, Reduce);
+    template Request ProcessGroup::allreduce_async(T*, std::size_t, Reduce);            \
+    template Request ProcessGroup::allreduce_async(const T*, T*, std::size_t, Reduce);
 
 TAPEGRAD_DIST_INSTANTIATE(float)
 TAPEGRAD_DIST_INSTANTIATE(double)

@@ -142,6 +142,12 @@ public:
     /// double, std::int64_t.
     template <class T>
     Request allreduce_async(T* data, std::size_t count, Reduce op = Reduce::sum);
+    /// The same from `send` into `receive` (not overlapping). Faster for
+    /// large arrays: Open MPI's non-blocking allreduce in place copies the
+    /// data through a temporary array it allocates on every call, and on a
+    /// 16 MiB array the fresh pages cost more than the reduction.
+    template <class T>
+    Request allreduce_async(const T* send, T* receive, std::size_t count, Reduce op = Reduce::sum);
 
 private:
     /// A collective that timed out: MPI may still read or write its buffers
@@ -158,6 +164,8 @@ private:
     /// Every rank's shape, in rank order; shape_error on every rank when they differ.
     void check_same_shape(const Shape& shape, const char* op);
     void progress_abandoned();
+    template <class T>
+    Request start_allreduce(const void* send, T* receive, std::size_t count, Reduce op);
 
     MPI_Comm comm_ = MPI_COMM_NULL;
     int rank_ = 0;

@@ -302,3 +302,44 @@ TEST_CASE("DistributedDataParallel: forward under NoGrad does not arm a step, an
     bad.bucket_bytes = 0;
     CHECK_THROWS_AS(ad::nn::DistributedDataParallel<double>(net, group, bad), ad::value_error);
 }
+
+namespace {
+
+/// Registers its layers in the opposite order to the one it calls them in:
+/// reverse registration order is then the wrong guess of when gradients complete.
+struct CalledOutOfOrder final : ad::nn::Module<double> {
+    std::shared_ptr<ad::nn::Linear<double>> late = register_module("late", ad::nn::Linear<double>(8, outputs, 5));
+    std::shared_ptr<ad::nn::Linear<double>> early = register_module("early", ad::nn::Linear<double>(inputs, 8, 6));
+    Var<double> forward(const Var<double>& x) override { return (*late)(ad::tanh((*early)(x))); }
+};
+
+}  // namespace
+
+TEST_CASE("DistributedDataParallel: after the first step, buckets follow the order the sweep completes gradients in") {
+    auto& group = ad::test::group();
+    auto model = std::make_shared<CalledOutOfOrder>();
+    ad::nn::DistributedOptions options;
+    options.first_bucket_bytes = 1;  // one parameter a bucket
+    options.bucket_bytes = 1;
+    ad::nn::DistributedDataParallel<double> ddp(model, group, options);
+    const Data data;
+    ad::Tape tape;
+    auto step = [&] {
+        tape.clear();
+        model->zero_grad();
+        ad::nn::mse(ddp(data.x), ad::constant(data.y)).backward();
+        return ddp.last_sync();
+    };
+    // First guess: early's bias first, which only the sweep's last record
+    // completes; buckets start in order, so every one waits for it.
+    const ad::nn::SyncTimeline first = step();
+    REQUIRE(first.buckets.size() == 4);
+    for (const auto& b : first.buckets) CHECK(b.started_after_record == 0);
+    // Then late's gradients go first, as soon as its record has run.
+    const ad::nn::SyncTimeline second = step();
+    REQUIRE(second.buckets.size() == 4);
+    CHECK(second.buckets[0].started_after_record > 0);
+    CHECK(second.buckets[1].started_after_record > 0);
+    CHECK(second.buckets[3].started_after_record == 0);
+    for (const auto& p : model->parameters()) CHECK(ad::test::same_on_every_rank(p.grad()));
+}
