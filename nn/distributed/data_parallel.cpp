@@ -253,7 +253,8 @@ void DistributedDataParallel<T>::finished(std::size_t b) {
         // storage the next step's receive buffer: no copy.
         Array<T>& grad = detail::grad_to_overwrite(parameters_[bucket.members.front()]);
         std::swap(grad.storage(), bucket.sum_array.storage());
-        for (T& g : grad) g /= ranks;
+        T* g = grad.data();  // a plain loop: g++ vectorises it, xarray's iterator it does not
+        for (std::size_t i = 0, n = grad.size(); i < n; ++i) g[i] /= ranks;
     } else {
         for (std::size_t k : bucket.members) {
             Array<T>& grad = detail::grad_to_overwrite(parameters_[k]);
