@@ -132,41 +132,4 @@ TEST_CASE("DataLoader: class labels as targets, images as inputs, and an epoch's
                          shape_error);
 }
 
-TEST_CASE("DataLoader: batches of a given order, with labels or targets, without counting an epoch") {
-    Array<double> x = numbered(7, 2);
-    Array<double> y = numbered(7, 1);
-    nn::DataLoader<double> loader(x, y, 3, true, 7);
-    std::vector<std::size_t> order{6, 2, 2, 0, 5};  // repeats allowed: a sampler pads by repeating
-    auto batches = loader.epoch(order);
-    REQUIRE(batches.size() == 2);
-    CHECK(batches[0].rows == std::vector<std::size_t>{6, 2, 2});
-    CHECK(batches[1].rows == std::vector<std::size_t>{0, 5});
-    CHECK(batches[1].inputs.value()(1, 1) == 51.0);
-    CHECK(batches[0].targets.value()(0, 0) == 60.0);
-    CHECK(loader.next_epoch() == 0);
-    CHECK(loader.epoch(std::vector<std::size_t>{}).empty());
-    CHECK_THROWS_WITH_AS(loader.epoch(std::vector<std::size_t>{1, 7}),
-                         "DataLoader::epoch: row 7 (position 1 of the order) is out of range for a data set of 7 samples",
-                         value_error);
-
-    // The shuffled order of epoch() batched again gives the same batches.
-    auto shuffled = loader.epoch();
-    std::vector<std::size_t> rows;
-    for (const auto& b : shuffled) rows.insert(rows.end(), b.rows.begin(), b.rows.end());
-    auto again = loader.epoch(rows);
-    REQUIRE(again.size() == shuffled.size());
-    for (std::size_t i = 0; i < again.size(); ++i) {
-        CHECK(again[i].rows == shuffled[i].rows);
-        CHECK(again[i].inputs.value() == shuffled[i].inputs.value());
-    }
-
-    nn::DataLoader<float> labelled(Array<float>(xt::arange<float>(0, 8).reshape({4, 2})),
-                                   std::vector<std::size_t>{3, 1, 4, 1}, 2, false);
-    auto with_labels = labelled.epoch(std::vector<std::size_t>{2, 0, 3});
-    REQUIRE(with_labels.size() == 2);
-    CHECK(with_labels[0].labels == std::vector<std::size_t>{4, 3});
-    CHECK(with_labels[1].labels == std::vector<std::size_t>{1});
-    CHECK(!with_labels[0].targets.defined());
-}
-
 }  // namespace
