@@ -186,7 +186,7 @@ void DistributedDataParallel<T>::sweep_begins(const Tape& tape, std::size_t firs
             first_records_[k] = r >= first && r < end ? r : Tape::no_record;
             if (first_records_[k] != Tape::no_record) bucket.ready_after = std::min(bucket.ready_after, r);
         }
-        bucket.started = bucket.finished = false;
+        bucket.finished = false;
     }
     start_ready(end);
 }
@@ -221,7 +221,6 @@ void DistributedDataParallel<T>::start(Bucket& bucket, std::size_t index) {
         bucket.request = group_.allreduce_async(static_cast<const T*>(bucket.buffer.data()), bucket.sum.data(),
                                                 bucket.buffer.size(), dist::Reduce::sum);
     }
-    bucket.started = true;
     SyncTimeline::Bucket times;
     times.parameters = bucket.members.size();
     for (std::size_t k : bucket.members) times.bytes += parameters_[k].size() * sizeof(T);
@@ -330,7 +329,7 @@ void DistributedDataParallel<T>::fail_step(const std::string& reason) noexcept {
         sweep_began_ = std::chrono::steady_clock::now();
         timeline_ = SyncTimeline{};
         next_bucket_ = 0;
-        for (Bucket& bucket : buckets_) bucket.started = bucket.finished = false;
+        for (Bucket& bucket : buckets_) bucket.finished = false;
     }
     try {
         finish_step(&reason);

@@ -149,7 +149,6 @@ private:
         Array<T> sum_array;                // alone: the allreduce's result, swapped into grad()
         std::size_t ready_after = 0;       // the sweep's record after which every member is final
         dist::Request request;
-        bool started = false;
         bool finished = false;
     };
 
