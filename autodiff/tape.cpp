@@ -68,6 +68,7 @@ Tape::~Tape() {
     if (options_.annotate) detail::count_observer(detail::observe_annotate, -1);
     if (options_.detect_anomaly) detail::set_anomaly_mode(previous_anomaly_);
     destroy_records();
+    for (auto& stream : scalar_streams_) stream.reset();
     release_pins(true);
     // Tapes are scoped objects, so they are destroyed in reverse order of
     // creation and the previous tape becomes current again.
@@ -87,6 +88,9 @@ void Tape::destroy_records() noexcept {
 
 void Tape::clear() {
     destroy_records();
+    for (auto& stream : scalar_streams_) {
+        if (stream) stream->clear();
+    }
     if (notes_) notes_->clear();
     release_pins(false);
     ++epoch_;  // the low 32 bits count clears of this tape
@@ -100,29 +104,41 @@ void Tape::release_pins(bool all) noexcept {
         if (pin.used && !all) {
             pin.used = false;
             pin.first_record = no_record;
-            if (kept != i) pin.node->pin_hint.store((std::uint64_t{id()} << 32) | kept, std::memory_order_relaxed);
+            if (kept != i) {
+                pin.node->pin_hint.store((std::uint64_t{id()} << 32) | kept, std::memory_order_relaxed);
+                pin_index_[pin.node] = kept;
+            }
             pins_[kept++] = pin;
         } else {
+            pin_index_.erase(pin.node);
             if (pin.claimed) unclaim(*pin.node);
             pin.release(pin.node);  // last: it may recycle the node
         }
     }
     pins_.resize(kept);
+    if (all) pin_index_.clear();
 }
 
 bool Tape::pin_slowly(detail::NodeBase* node, void (*hold)(detail::NodeBase*) noexcept,
-                      void (*release)(detail::NodeBase*) noexcept, bool claim) {
-    // Another tape's hint, or none: look through the pins.
-    std::size_t index = 0;
-    while (index < pins_.size() && pins_[index].node != node) ++index;
-    if (index == pins_.size()) {
-        if (pins_.size() == pins_.capacity()) pins_.reserve(std::max<std::size_t>(16, 2 * pins_.size()));  // may throw: nothing done yet
-        if (claim && !claim_for(*node, thread_)) return false;
+                      void (*release)(detail::NodeBase*) noexcept, bool claim, std::size_t reader) {
+    // Another tape's hint, or none.
+    std::size_t index;
+    if (auto found = pin_index_.find(node); found != pin_index_.end()) {
+        index = found->second;
+    } else {
+        index = pins_.size();
+        // Room first (may throw: nothing done yet).
+        if (pins_.size() == pins_.capacity()) pins_.reserve(std::max<std::size_t>(16, 2 * pins_.size()));
+        const auto entry = pin_index_.emplace(node, index).first;
+        if (claim && !claim_for(*node, thread_)) {
+            pin_index_.erase(entry);
+            return false;
+        }
         hold(node);
-        pins_.push_back({node, release, true, claim, records_.size()});
+        pins_.push_back({node, release, true, claim, reader});  // within the reserved capacity
     }
     pins_[index].used = true;
-    if (pins_[index].first_record + 1 <= consumed_end_) pins_[index].first_record = records_.size();
+    if (pins_[index].first_record + 1 <= consumed_end_) pins_[index].first_record = reader;
     node->pin_hint.store((std::uint64_t{id()} << 32) | index, std::memory_order_relaxed);
     return true;
 }
@@ -130,7 +146,11 @@ bool Tape::pin_slowly(detail::NodeBase* node, void (*hold)(detail::NodeBase*) no
 std::size_t Tape::bytes() const noexcept {
     std::size_t arena = 0;
     for (std::size_t size : chunk_sizes_) arena += size;
-    return records_.capacity() * sizeof(Record) + arena;
+    std::size_t scalars = 0;
+    for (const auto& stream : scalar_streams_) {
+        if (stream) scalars += stream->bytes();
+    }
+    return records_.capacity() * sizeof(Record) + arena + scalars;
 }
 
 void* Tape::allocate_in_next_chunk(std::size_t size, std::size_t align) {

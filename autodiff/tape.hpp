@@ -23,6 +23,7 @@
 #include <memory>
 #include <new>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -58,6 +59,19 @@ namespace detail {
 
 struct TapeNotes;
 
+/// The compact records of the 0-d ops of one element type (scalar_tape.hpp),
+/// which a tape owns beside its closures. Not a template here, so that the
+/// tape can clear and size them without knowing their element type.
+class ScalarStreamBase {
+public:
+    virtual ~ScalarStreamBase() = default;
+    virtual void clear() noexcept = 0;
+    virtual std::size_t bytes() const noexcept = 0;
+    /// Ops recorded (entries) and the records that hold them (runs).
+    virtual std::size_t entry_count() const noexcept = 0;
+    virtual std::size_t run_count() const noexcept = 0;
+};
+
 /// What watches ops on this thread (RecordingState::observe): bits that turn
 /// on the slow path of every op and record (debug.hpp), one byte tested on
 /// the fast path.
@@ -78,6 +92,9 @@ struct RecordingState {
     bool lending_grads = false;
     /// Observe bits: zero unless a debugging tool is on.
     std::uint8_t observe = 0;
+    /// 0-d ops may record on the tape's scalar stream (scalar_tape.hpp);
+    /// off while a recording sweep replays one of them through its op.
+    bool scalar_records = true;
     /// Watches this thread's backward() sweeps (listen_to_sweeps), or nullptr.
     SweepListener* sweep_listener = nullptr;
 };
@@ -101,8 +118,17 @@ public:
     /// backward) but keeps the storage for the next step.
     void clear();
 
-    /// Number of records.
+    /// Number of records. The consecutive 0-d ops of the scalar stream share
+    /// one record (scalar_tape.hpp): ops() counts each.
     std::size_t size() const noexcept { return records_.size(); }
+    /// Number of ops recorded.
+    std::size_t ops() const noexcept {
+        std::size_t n = records_.size();
+        for (const auto& stream : scalar_streams_) {
+            if (stream) n += stream->entry_count() - stream->run_count();
+        }
+        return n;
+    }
     bool empty() const noexcept { return records_.empty(); }
 
     /// Bytes of the tape's own storage: the record array and the closure
@@ -164,8 +190,9 @@ public:
     /// is new here, `release` drops it. With `claim` (a parameter) the node
     /// is also claimed for this thread (NodeBase::owner): false, and nothing
     /// pinned, when tapes of another thread hold it.
+    /// `reader` is the record that reads the node: the next one by default.
     AD_INLINE bool pin(detail::NodeBase* node, void (*hold)(detail::NodeBase*) noexcept,
-                       void (*release)(detail::NodeBase*) noexcept, bool claim) {
+                       void (*release)(detail::NodeBase*) noexcept, bool claim, std::size_t reader = no_record) {
         // The node remembers where its pin is: found in a load and two compares.
         const std::uint64_t hint = node->pin_hint.load(std::memory_order_relaxed);
         const std::size_t index = static_cast<std::uint32_t>(hint);
@@ -173,13 +200,27 @@ public:
             Pin& pin = pins_[index];
             pin.used = true;
             // Unset (no_record wraps to 0) or read only by records a sweep consumed.
-            if (pin.first_record + 1 <= consumed_end_) pin.first_record = records_.size();
+            if (pin.first_record + 1 <= consumed_end_) pin.first_record = reader == no_record ? records_.size() : reader;
             return true;
         }
-        return pin_slowly(node, hold, release, claim);
+        return pin_slowly(node, hold, release, claim, reader == no_record ? records_.size() : reader);
     }
     /// Nodes pinned now.
     std::size_t pins() const noexcept { return pins_.size(); }
+    /// Where the pin of `node` is, right after pin(node, ...) succeeded; it
+    /// stays there until the next clear().
+    static std::size_t pin_index(const detail::NodeBase* node) noexcept {
+        return static_cast<std::uint32_t>(node->pin_hint.load(std::memory_order_relaxed));
+    }
+    /// The node of pin `index`.
+    detail::NodeBase* pinned(std::size_t index) const noexcept { return pins_[index].node; }
+
+    /// The scalar stream `which` (0: float, 1: double), or nullptr before the
+    /// first 0-d op of that type recorded here (scalar_tape.hpp).
+    detail::ScalarStreamBase* scalar_stream(std::size_t which) const noexcept { return scalar_streams_[which].get(); }
+    void set_scalar_stream(std::size_t which, std::unique_ptr<detail::ScalarStreamBase> stream) noexcept {
+        scalar_streams_[which] = std::move(stream);
+    }
 
     /// The first record, at or above consumed_end(), that reads the pinned
     /// `node` (a parameter an op took as input, or whose value a VJP reads):
@@ -192,10 +233,8 @@ public:
         const Pin* pin = nullptr;
         if ((hint >> 32) == id() && index < pins_.size() && pins_[index].node == node) {
             pin = &pins_[index];
-        } else {
-            for (const Pin& p : pins_) {
-                if (p.node == node) pin = &p;
-            }
+        } else if (auto found = pin_index_.find(node); found != pin_index_.end()) {
+            pin = &pins_[found->second];
         }
         return pin && pin->first_record + 1 > consumed_end_ ? pin->first_record : no_record;
     }
@@ -245,7 +284,7 @@ private:
         std::size_t first_record;  // see first_record_of
     };
     bool pin_slowly(detail::NodeBase* node, void (*hold)(detail::NodeBase*) noexcept,
-                    void (*release)(detail::NodeBase*) noexcept, bool claim);
+                    void (*release)(detail::NodeBase*) noexcept, bool claim, std::size_t reader);
 
     // Chunks grow from small (a small model's step fits in the first) to a
     // size where one allocation serves hundreds of records.
@@ -262,6 +301,11 @@ private:
     Tape* previous_;
     std::uint32_t thread_;  // detail::thread_token() of the thread the tape records on
     std::vector<Pin> pins_;
+    // Where each pinned node's pin is, for nodes whose pin_hint another tape
+    // overwrote or that are new here: a search through the pins made the
+    // first step of a model with many parameters quadratic in their number.
+    std::unordered_map<const detail::NodeBase*, std::size_t> pin_index_;
+    std::array<std::unique_ptr<detail::ScalarStreamBase>, 2> scalar_streams_;
     std::unique_ptr<detail::TapeNotes> notes_;
     bool previous_anomaly_;  // anomaly mode before this tape turned it on (TapeOptions::detect_anomaly)
 };

@@ -12,6 +12,7 @@
 #include "autodiff/functional.hpp"
 #include "autodiff/ops/elementwise.hpp"
 #include "autodiff/ops/reduce.hpp"
+#include "autodiff/scalar_tape.hpp"
 
 namespace ad {
 template <class T>
@@ -281,7 +282,8 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             // Anomaly mode also says which op computed it, and where.
             const Tape* tape = Tape::current();
             const auto& node = *loss.node_ptr();
-            const bool known = anomaly_mode() && tape && !node.is_leaf && node.epoch == tape->epoch();
+            const bool known = anomaly_mode() && tape && !node.is_leaf && node.epoch == tape->epoch() &&
+                               !(node.record_index & scalar_record_bit);
             throw value_error(fmt::format("{}: the value of shape {} holds {}{}; its gradients would be "
                                           "meaningless",
                                           fn, shape_string_of(value), std::isnan(*v) ? "nan" : *v > 0 ? "inf" : "-inf",
@@ -311,9 +313,10 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
     Tape* tape = Tape::current();
     check_same_tape(fn, loss, tape);
     for (const auto& x : wrt) check_same_tape(fn, x, tape);
-    CotangentSlot<T>& loss_slot = tape->slot<CotangentSlot<T>>(loss_node.record_index);
-    std::size_t end = loss_node.record_index + 1;
-    if (loss_node.record_index < tape->consumed_end()) {
+    const std::size_t loss_record = record_of(*tape, loss_node);
+    CotangentSlot<T>& loss_slot = *slot_of(loss, *tape);
+    std::size_t end = loss_record + 1;
+    if (loss_record < tape->consumed_end()) {
         throw tape_error(fmt::format(
             "{}: the graph of this value (shape {}) was already walked back; pass retain_graph = true "
             "to the first backward to walk it twice",
@@ -324,14 +327,34 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
     // A value of `wrt` computed in [first, end) has its cotangent complete
     // once every later record has run, and its own record drops it: the
     // sweep stops above each such record to read it.
+    std::vector<Var<T>> grads(wrt.size());
+    // A value of the scalar stream instead has its entry leave its cotangent
+    // in its slot (scalar_keep).
     std::vector<std::pair<std::size_t, std::size_t>> stops;  // (record index, position in wrt)
+    std::vector<std::size_t> kept_scalars;                    // positions in wrt
     for (std::size_t i = 0; i < wrt.size(); ++i) {
         const auto& node = *wrt[i].node_ptr();
-        if (node.requires_grad && !node.is_leaf && node.record_index >= first && node.record_index < end) {
+        if (!node.requires_grad || node.is_leaf) continue;
+        const std::size_t record = record_of(*tape, node);
+        if (record < first || record >= end) continue;
+        if (node.record_index & scalar_record_bit) {
+            slot_of(wrt[i], *tape);  // makes the slot the entry leaves its cotangent in
+            scalar_entry(*tape, node).flags |= scalar_keep;
+            kept_scalars.push_back(i);
+        } else {
             stops.emplace_back(node.record_index, i);
         }
     }
     std::sort(stops.begin(), stops.end(), std::greater<>());
+    auto take_kept_scalars = [&](bool read) noexcept {
+        for (std::size_t i : kept_scalars) {
+            const auto& node = *wrt[i].node_ptr();
+            scalar_entry(*tape, node).flags &= ~scalar_keep;
+            CotangentSlot<T>& slot = *slot_of(wrt[i], *tape);
+            if (read && slot) grads[i] = Var<T>(slot);
+            slot.reset();
+        }
+    };
 
     auto& reached = reached_parameters<T>();
     const std::size_t reached_before = reached.size();
@@ -339,7 +362,6 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         for (std::size_t k = reached_before; k < reached.size(); ++k) reached[k]->cotangent.reset();
         reached.resize(reached_before);
     };
-    std::vector<Var<T>> grads(wrt.size());
     // A backward() may be watched (SweepListener): record by record then. Not
     // the sweeps nested in its VJPs, which see no listener while it runs.
     SweepListener* const listener = accumulate ? sweep_listener() : nullptr;
@@ -373,6 +395,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
                 if (const auto& slot = tape->slot<CotangentSlot<T>>(index)) grads[position] = Var<T>(slot);
             }
             sweep(first, top);
+            take_kept_scalars(true);
             if (first > 0) tape->run(0, first, Pass::reject_reached);
             for (std::size_t i = 0; i < wrt.size(); ++i) {
                 if (grads[i].defined()) continue;
@@ -380,6 +403,7 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
                 grads[i] = slot && *slot ? Var<T>(*slot) : constant(Array<T>(xt::zeros<T>(wrt[i].value().shape())));
             }
         } catch (...) {
+            take_kept_scalars(false);
             tape->run(0, end, Pass::discard);
             drop_reached_cotangents();
             if (listener) listener->sweep_failed();

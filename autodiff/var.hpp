@@ -374,7 +374,7 @@ private:
     static void release(NodeBase* node) noexcept { NodeRef<T>::drop_count(static_cast<Node<T>*>(node)); }
 
     template <class U>
-    friend Node<U>* pin_parameter(const char* op, const Var<U>& x, Tape& tape);
+    friend Node<U>* pin_parameter(const char* op, const Var<U>& x, Tape& tape, std::size_t reader);
 
     bool borrowed_ = false;
 };
@@ -487,6 +487,15 @@ AD_INLINE bool fits(const Var<T>& buffer, const S& shape) {
     return buffer.defined() && same_extents(buffer.value().shape(), shape);
 }
 
+/// In a node's record_index: the value was recorded on the tape's scalar
+/// stream, as the entry of that index (scalar_tape.hpp).
+constexpr std::size_t scalar_record_bit = std::size_t(1) << (8 * sizeof(std::size_t) - 1);
+
+/// The cotangent slot of the scalar stream's entry `entry` (made on first
+/// use; scalar_tape.hpp).
+template <class T>
+CotangentSlot<T>& scalar_slot(const Tape& tape, std::size_t entry);
+
 /// The slot that x's cotangent accumulates in on `tape` (x recorded there),
 /// or nullptr when x does not require a gradient.
 template <class T>
@@ -494,6 +503,7 @@ AD_INLINE CotangentSlot<T>* slot_of(const Var<T>& x, const Tape& tape) {
     auto& node = *x.node_ptr();
     if (!node.requires_grad) return nullptr;
     if (node.is_leaf) return &node.cotangent;
+    if (node.record_index & scalar_record_bit) return &scalar_slot<T>(tape, node.record_index & ~scalar_record_bit);
     return &tape.slot<CotangentSlot<T>>(node.record_index);
 }
 
@@ -502,12 +512,12 @@ template <class T>
 [[noreturn]] void reject_claimed(const char* op, const Var<T>& x);
 
 /// Pins parameter x to `tape` (claiming it for this thread) so that the
-/// record borrows it; a parameter that another thread's tapes are recording
-/// is a tape_error naming `op`.
+/// record `reader` (Tape::no_record: the next one) borrows it; a parameter
+/// that another thread's tapes are recording is a tape_error naming `op`.
 template <class T>
-AD_INLINE Node<T>* pin_parameter(const char* op, const Var<T>& x, Tape& tape) {
+AD_INLINE Node<T>* pin_parameter(const char* op, const Var<T>& x, Tape& tape, std::size_t reader) {
     Node<T>* node = x.node_ptr().get();
-    if (!tape.pin(node, &Kept<T>::hold, &Kept<T>::release, true)) reject_claimed(op, x);
+    if (!tape.pin(node, &Kept<T>::hold, &Kept<T>::release, true, reader)) reject_claimed(op, x);
     return node;
 }
 
@@ -516,7 +526,7 @@ AD_INLINE InputSlot<T> input_slot(const char* op, const Var<T>& x, Tape& tape) {
     CotangentSlot<T>* slot = slot_of(x, tape);
     if (!slot) return {};
     const auto& node = x.node_ptr();
-    return {slot, node->is_leaf ? pin_parameter(op, x, tape) : nullptr, SavedShape(node->value.shape())};
+    return {slot, node->is_leaf ? pin_parameter(op, x, tape, Tape::no_record) : nullptr, SavedShape(node->value.shape())};
 }
 
 template <class T, std::size_t N, std::size_t... I>

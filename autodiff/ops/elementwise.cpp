@@ -56,6 +56,7 @@
 
 #include "autodiff/kernels.hpp"
 #include "autodiff/ops/all.hpp"
+#include "autodiff/scalar_tape.hpp"
 
 namespace ad {
 namespace {
@@ -119,10 +120,28 @@ Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, Broadca
     return detail::record_op(op, std::move(y), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
 }
 
+/// y = f(x) with local derivative dy_dx(x, y), on the scalar stream
+/// (scalar_tape.hpp) when x is 0-d and recorded; else an empty Var, and the
+/// op takes its general path.
+template <class T, class F, class D>
+AD_INLINE Var<T> scalar_unary(const detail::ScalarRule<T>& rule, const Var<T>& x, F f, D dy_dx) {
+    Tape* tape = detail::scalar_recording(rule.op, x);
+    if (!tape) return Var<T>();
+    const T v = detail::scalar_value(x);
+    const T y = f(v);
+    return detail::record_scalar_unary(*tape, rule, x, y, dy_dx(v, y));
+}
+
 }  // namespace
 
 template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
+    if (Tape* tape = detail::scalar_recording("add", a, b)) {
+        static constexpr detail::ScalarRule<T> rule{
+            "add", [](const Var<T>* x, const T*) { return add(x[0], x[1]); }};
+        const T x = detail::scalar_value(a), y = detail::scalar_value(b);
+        return detail::record_scalar(*tape, rule, detail::ScalarKind::add, a, &b, x + y, x, y);
+    }
     detail::check_defined("add", a);
     detail::check_defined("add", b);
     return arithmetic("add", a, b, std::plus<T>(), [&] { return a.value() + b.value(); },
@@ -131,6 +150,12 @@ Var<T> add(const Var<T>& a, const Var<T>& b) {
 
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
+    if (Tape* tape = detail::scalar_recording("sub", a, b)) {
+        static constexpr detail::ScalarRule<T> rule{
+            "sub", [](const Var<T>* x, const T*) { return sub(x[0], x[1]); }};
+        const T x = detail::scalar_value(a), y = detail::scalar_value(b);
+        return detail::record_scalar(*tape, rule, detail::ScalarKind::sub, a, &b, x - y, x, y);
+    }
     detail::check_defined("sub", a);
     detail::check_defined("sub", b);
     return arithmetic("sub", a, b, std::minus<T>(), [&] { return a.value() - b.value(); },
@@ -139,6 +164,12 @@ Var<T> sub(const Var<T>& a, const Var<T>& b) {
 
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
+    if (Tape* tape = detail::scalar_recording("mul", a, b)) {
+        static constexpr detail::ScalarRule<T> rule{
+            "mul", [](const Var<T>* x, const T*) { return mul(x[0], x[1]); }};
+        const T x = detail::scalar_value(a), y = detail::scalar_value(b);
+        return detail::record_scalar(*tape, rule, detail::ScalarKind::mul, a, &b, x * y, x, y);
+    }
     detail::check_defined("mul", a);
     detail::check_defined("mul", b);
     return arithmetic("mul", a, b, std::multiplies<T>(), [&] { return a.value() * b.value(); },
@@ -149,6 +180,12 @@ Var<T> mul(const Var<T>& a, const Var<T>& b) {
 
 template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
+    if (Tape* tape = detail::scalar_recording("div", a, b)) {
+        static constexpr detail::ScalarRule<T> rule{
+            "div", [](const Var<T>* x, const T*) { return div(x[0], x[1]); }};
+        const T x = detail::scalar_value(a), y = detail::scalar_value(b);
+        return detail::record_scalar(*tape, rule, detail::ScalarKind::div, a, &b, x / y, x, y);
+    }
     detail::check_defined("div", a);
     detail::check_defined("div", b);
     return arithmetic("div", a, b, std::divides<T>(), [&] { return a.value() / b.value(); },
@@ -195,6 +232,11 @@ Var<T> pow(const Var<T>& x, T p) {
 
 template <class T>
 Var<T> affine(const Var<T>& x, T a, T b) {
+    static constexpr detail::ScalarRule<T> rule{"affine", [](const Var<T>* x, const T* values) {
+        (void)values;
+        return affine(x[0], values[1], T(0));
+    }};
+    if (Var<T> y = scalar_unary(rule, x, [a, b](T v) { return a * v + b; }, [a](T, T) { return a; }); y.defined()) return y;
     detail::check_defined("affine", x);
     return make_op("affine", detail::mapped(x, [a, b](T v) { return a * v + b; }), x,
                    [a](std::size_t, const Var<T>& g) { return a == T(1) ? g : g * a; });
@@ -202,6 +244,11 @@ Var<T> affine(const Var<T>& x, T a, T b) {
 
 template <class T>
 Var<T> neg(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"neg", [](const Var<T>* x, const T* values) {
+        (void)values;
+        return neg(x[0]);
+    }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { return -v; }, [](T, T) { return T(-1); }); y.defined()) return y;
     detail::check_defined("neg", x);
     return make_op("neg", Array<T>(-x.value()), x,
                    [](std::size_t, const Var<T>& g) { return -g; });
@@ -222,6 +269,11 @@ Var<T> mapped(const Var<T>& x, void (*kernel)(const T*, T*, std::size_t)) {
 
 template <class T>
 Var<T> exp(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"exp", [](const Var<T>* x, const T* values) {
+        (void)values;
+        return exp(x[0]);
+    }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { T y; kernels::exp(&v, &y, 1); return y; }, [](T, T y) { return y; }); y.defined()) return y;
     detail::check_defined("exp", x);
     return make_op("exp", mapped(x, kernels::exp<T>), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * y; });
@@ -229,12 +281,22 @@ Var<T> exp(const Var<T>& x) {
 
 template <class T>
 Var<T> log(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"log", [](const Var<T>* x, const T* values) {
+        (void)values;
+        return log(x[0]);
+    }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { T y; kernels::log(&v, &y, 1); return y; }, [](T v, T) { return T(1) / v; }); y.defined()) return y;
     detail::check_defined("log", x);
     return make_op("log", mapped(x, kernels::log<T>), x, [x](std::size_t, const Var<T>& g) { return g / x; });
 }
 
 template <class T>
 Var<T> sqrt(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"sqrt", [](const Var<T>* x, const T* values) {
+        (void)values;
+        return sqrt(x[0]);
+    }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; }); y.defined()) return y;
     detail::check_defined("sqrt", x);
     return make_op("sqrt", Array<T>(xt::sqrt(x.value())), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g / y * T(0.5); });
@@ -242,6 +304,11 @@ Var<T> sqrt(const Var<T>& x) {
 
 template <class T>
 Var<T> square(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"square", [](const Var<T>* x, const T* values) {
+        (void)values;
+        return square(x[0]);
+    }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { return v * v; }, [](T v, T) { return v * T(2); }); y.defined()) return y;
     detail::check_defined("square", x);
     return make_op("square", Array<T>(x.value() * x.value()), x,
                    [x](std::size_t, const Var<T>& g) { return g * x * T(2); });
@@ -257,6 +324,11 @@ Var<T> abs(const Var<T>& x) {
 
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"sigmoid", [](const Var<T>* x, const T* values) {
+        (void)values;
+        return sigmoid(x[0]);
+    }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { T y; kernels::sigmoid(&v, &y, 1); return y; }, [](T, T y) { return y * (T(1) - y); }); y.defined()) return y;
     detail::check_defined("sigmoid", x);
     Var<T> out = detail::make_uninitialized<T>(x.value().shape());
     kernels::sigmoid(x.value().data(), out.mutable_value().data(), out.size());
@@ -300,6 +372,11 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
 
 template <class T>
 Var<T> tanh(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"tanh", [](const Var<T>* x, const T* values) {
+        (void)values;
+        return tanh(x[0]);
+    }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { T y; kernels::tanh(&v, &y, 1); return y; }, [](T, T y) { return T(1) - y * y; }); y.defined()) return y;
     detail::check_defined("tanh", x);
     return make_op("tanh", mapped(x, kernels::tanh<T>), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * (T(1) - square(y)); });
@@ -406,11 +483,15 @@ Mask compare(const char* op, const Var<T>& a, T b, Compare c) {
 
 template <class T>
 Var<T> sin(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"sin", [](const Var<T>* x, const T*) { return sin(x[0]); }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { return std::sin(v); }, [](T v, T) { return std::cos(v); }); y.defined()) return y;
     return unary("sin", x, [](T v) { return std::sin(v); }, [x](std::size_t, const Var<T>& g) { return g * cos(x); });
 }
 
 template <class T>
 Var<T> cos(const Var<T>& x) {
+    static constexpr detail::ScalarRule<T> rule{"cos", [](const Var<T>* x, const T*) { return cos(x[0]); }};
+    if (Var<T> y = scalar_unary(rule, x, [](T v) { return std::cos(v); }, [](T v, T) { return -std::sin(v); }); y.defined()) return y;
     return unary("cos", x, [](T v) { return std::cos(v); }, [x](std::size_t, const Var<T>& g) { return -(g * sin(x)); });
 }
 
