@@ -11,6 +11,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_common.hpp"
+
 namespace bench::scalar {
 
 /// Chain: y = x, then n ops alternating y = y * a and y = y + c (as
@@ -95,13 +97,14 @@ inline void set_counters(benchmark::State& state, long ops, double tape_bytes, d
 }
 
 /// Registers `name/<n>` for every n of `sizes`: run(state, n), in real time.
+/// At n = 10 an iteration takes microseconds: kShortRepetitions, as op_overhead.
 template <class Run>
 void register_sizes(const std::string& name, const std::vector<long>& sizes, Run run) {
     for (long n : sizes) {
-        benchmark::RegisterBenchmark((name + "/" + std::to_string(n)).c_str(),
-                                     [run, n](benchmark::State& state) { run(state, n); })
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
+        auto* b = benchmark::RegisterBenchmark((name + "/" + std::to_string(n)).c_str(),
+                                               [run, n](benchmark::State& state) { run(state, n); });
+        b->UseRealTime()->Unit(benchmark::kMicrosecond);
+        if (n <= 10) b->Repetitions(kShortRepetitions);
     }
 }
 
