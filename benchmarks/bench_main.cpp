@@ -44,8 +44,14 @@ int main(int argc, char** argv) {
 #else
     benchmark::AddCustomContext("libtorch", "no (Torch not found at configure time)");
 #endif
+#ifdef TAPEGRAD_BENCH_ADOLC
+    benchmark::AddCustomContext("adolc", "yes");
+#else
+    benchmark::AddCustomContext("adolc", "no (ADOL-C not found at configure time)");
+#endif
     bench::register_mlp_step();
     bench::register_op_overhead();
+    bench::register_scalar();
     bench::register_jacobian_chain();
     bench::register_memory();
     bench::register_ops_conv2d();

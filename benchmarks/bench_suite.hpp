@@ -10,6 +10,7 @@ namespace bench {
 
 void register_mlp_step();       // mlp_step.cpp: sgemm, mlp_step/{tape,hand,textbook}
 void register_op_overhead();    // op_overhead.cpp
+void register_scalar();         // scalar.cpp: scalar/{chain,rosenbrock,vector_chain}/tape/<n>, then ADOL-C's
 void register_jacobian_chain(); // jacobian_chain.cpp: jacobian_chain/*, hessian/*
 void register_memory();         // memory.cpp
 void register_ops_conv2d();          // ops_conv2d.cpp: ops/conv2d/{tape,gemm}/<shape>
@@ -39,6 +40,14 @@ inline void register_torch_op_overhead() {}
 inline void register_torch_ops_conv2d() {}
 inline void register_torch_ops_layer_norm() {}
 inline void register_torch_model_step(const std::string&) {}
+#endif
+
+// The ADOL-C peers (adolc_peers.cpp), built only when CMake finds ADOL-C:
+// scalar/{chain,rosenbrock}/adolc_{retape,reuse}/<n>.
+#ifdef TAPEGRAD_BENCH_ADOLC
+void register_adolc_scalar();
+#else
+inline void register_adolc_scalar() {}
 #endif
 
 }  // namespace bench

@@ -7,7 +7,8 @@ Standard library only (runs on a fresh Debian 12 with /usr/bin/python3).
 Uses the median aggregate of every benchmark when the run had repetitions,
 the single run otherwise. Prints the ratio table and the goals
 (met / not met); with --plots, writes DIR/bench-mlp_step.png,
-DIR/bench-jacobian_chain.png and DIR/bench-hessian.png through gnuplot.
+DIR/bench-jacobian_chain.png, DIR/bench-hessian.png and DIR/bench-scalar.png
+through gnuplot.
 """
 
 import argparse
@@ -30,6 +31,17 @@ FIT_FROM = 256
 CONV_SHAPES = ["digits", "lenet"]
 # model_step goals, tape/libtorch (issue 20).
 MODEL_STEP_GOALS = {"digits_cnn": 0.3, "lenet": 0.8, "gru": 0.5, "transformer": 0.8}
+# The scalar benchmarks (issue 24): workload -> n; implementations (ADOL-C's may be missing).
+SCALAR_N = {"chain": [10, 1000, 100000, 1000000], "rosenbrock": [10, 1000, 100000],
+            "vector_chain": [10, 1000, 100000]}
+SCALAR_IMPLS = ["tape", "adolc_retape", "adolc_reuse"]
+SCALAR_NS_GOAL = 40        # ns per scalar op, chain and rosenbrock, every n
+SCALAR_ADOLC_GOAL = 0.3    # tape / adolc_retape, every n
+SCALAR_FLAT_GOAL = 1.5     # max / min of ns per op over n, per workload
+# Tape bytes per scalar op: the issue's 48 bytes plus the value. tape.bytes()
+# counts the records and the closure arena, not the values (they live beside
+# the tape), so it is compared with 48 alone.
+SCALAR_BYTES_GOAL = 48
 
 
 def clean_name(name):
@@ -164,6 +176,8 @@ class Report:
                     self.goal(f"wide tape >= 85% of sgemm rate ({threads} thr)",
                               f"{share(tape_gf)} (hand {share(hand_gf)})",
                               None if tape_gf is None or not sg else tape_gf / sg >= 0.85)
+        if not rows:
+            return
         self.out("### mlp_step (median time per training step)")
         self.out()
         self.table(["model", "thr", *IMPLS, "tape/libtorch", "tape/hand", "tape/hand paired", "tape GFLOP/s", "sgemm GFLOP/s",
@@ -205,6 +219,76 @@ class Report:
                      fmt_time(per(torch)), fmt_ratio(ratio(tape, torch))]])
         if tape is not None:
             self.goal("op_overhead tape <= 100 ns per op", fmt_time(per(tape)), per(tape) <= 100e-9)
+
+    def scalar_ns(self, workload, impl, n):
+        """ns per op of scalar/<workload>/<impl>/<n>: its counter, or its time over its ops."""
+        name = f"scalar/{workload}/{impl}/{n}"
+        ns = self.counter(name, "ns_per_op")
+        if ns is None and self.t(name) is not None and self.counter(name, "ops"):
+            ns = self.t(name) / self.counter(name, "ops") * 1e9
+        return ns
+
+    def scalar(self):
+        """The scalar workloads of issue 24: time per op against tape length, tape against ADOL-C."""
+        rows = []
+        self.sca = {}  # (workload, impl) -> [(ops, ns per op)]
+        fmt_ns = lambda v: "-" if v is None else f"{v:.3g}"
+        for workload, sizes in SCALAR_N.items():
+            for n in sizes:
+                ns = {i: self.scalar_ns(workload, i, n) for i in SCALAR_IMPLS}
+                if all(v is None for v in ns.values()):
+                    continue
+                ops = next((self.counter(f"scalar/{workload}/{i}/{n}", "ops") for i in SCALAR_IMPLS
+                            if self.counter(f"scalar/{workload}/{i}/{n}", "ops")), None)
+                for i in SCALAR_IMPLS:
+                    if ns[i] is not None and ops:
+                        self.sca.setdefault((workload, i), []).append((ops, ns[i]))
+                tape_bytes, adolc_bytes = (self.counter(f"scalar/{workload}/{i}/{n}", "tape_bytes_per_op")
+                                           for i in ("tape", "adolc_retape"))
+                rows.append([workload, str(n), "-" if ops is None else f"{ops:.0f}", *(fmt_ns(ns[i]) for i in SCALAR_IMPLS),
+                             fmt_ns(tape_bytes), fmt_ns(adolc_bytes),
+                             fmt_ratio(ratio(ns["tape"], ns["adolc_retape"])),
+                             fmt_ratio(ratio(ns["tape"], ns["adolc_reuse"]))])
+        if not rows:
+            return
+        self.out("### scalar (gradients of scalar code, double, per op; issue 24)")
+        self.out()
+        self.out("`chain`: n ops on a 0-d value, alternately y * a and y + c; `rosenbrock`: the gradient of the extended "
+                 "Rosenbrock function of n 0-d parameters, 8 scalar ops per term (ops = 8 (n - 1)); `vector_chain`: the "
+                 "chain on 64-element vectors (per vector op). Each iteration records, walks back and reads the gradients. "
+                 "ADOL-C: `adolc_retape` records and calls gradient() every iteration, `adolc_reuse` calls gradient() on a "
+                 "tape recorded once. Tape bytes: tapegrad's `Tape::bytes()` (records and closures, not the values) and "
+                 "ADOL-C's operations, locations and constants, per op.")
+        self.out()
+        self.table(["workload", "n", "ops", "tape ns/op", "adolc_retape ns/op", "adolc_reuse ns/op", "tape B/op",
+                    "adolc B/op", "tape/adolc_retape", "tape/adolc_reuse"], rows)
+        for workload in ("chain", "rosenbrock"):
+            pts = self.sca.get((workload, "tape"))
+            if not pts:
+                continue
+            worst_ops, worst = max(pts, key=lambda p: p[1])
+            self.goal(f"scalar {workload} tape <= {SCALAR_NS_GOAL} ns per op at every n",
+                      f"{worst:.3g} ns at {worst_ops:.0f} ops", worst <= SCALAR_NS_GOAL)
+            ratios = [ratio(self.scalar_ns(workload, "tape", n), self.scalar_ns(workload, "adolc_retape", n))
+                      for n in SCALAR_N[workload]]
+            ratios = [r for r in ratios if r is not None]
+            self.goal(f"scalar {workload} tape/adolc_retape <= {SCALAR_ADOLC_GOAL} at every n",
+                      f"{fmt_ratio(max(ratios))} (worst n)" if ratios else "-",
+                      max(ratios) <= SCALAR_ADOLC_GOAL if ratios else None)
+        for workload in SCALAR_N:
+            ns = [v for _, v in self.sca.get((workload, "tape"), [])]
+            if len(ns) > 1:
+                spread = max(ns) / min(ns)
+                self.goal(f"scalar {workload} tape flat: max/min ns per op over n <= {SCALAR_FLAT_GOAL}",
+                          fmt_ratio(spread), spread <= SCALAR_FLAT_GOAL)
+        # Judged on the longest tapes: on short ones the tape's first storage, a fixed cost, dominates.
+        tape_bytes = [self.counter(f"scalar/{w}/tape/{SCALAR_N[w][-1]}", "tape_bytes_per_op")
+                      for w in ("chain", "rosenbrock")]
+        tape_bytes = [b for b in tape_bytes if b is not None]
+        if tape_bytes:
+            self.goal(f"scalar tape bytes per op <= {SCALAR_BYTES_GOAL} at the longest chain and rosenbrock "
+                      "(Tape::bytes(), values not counted)",
+                      f"{max(tape_bytes):.3g} B (worst)", max(tape_bytes) <= SCALAR_BYTES_GOAL)
 
     def debug_tools(self):
         # mlp_step/{anomaly,profile}: the tape step with the tool off and on in alternating blocks.
@@ -421,9 +505,10 @@ class Report:
                  f"engine build: {ctx.get('engine_build', '?')}; "
                  f"medians of {self.repetitions()} repetitions.")
         self.out()
-        self.jac, self.hes = {}, []
+        self.jac, self.hes, self.sca = {}, [], {}
         self.mlp()
         self.op_overhead()
+        self.scalar()
         self.debug_tools()
         self.jacobian()
         self.hessian()
@@ -450,11 +535,14 @@ class Report:
             made += self.plot_mlp(gnuplot, tmp, outdir)
             made += self.plot_jacobian(gnuplot, tmp, outdir)
             made += self.plot_hessian(gnuplot, tmp, outdir)
+            made += self.plot_scalar(gnuplot, tmp, outdir)
         return made
 
     @staticmethod
-    def run_gnuplot(gnuplot, script):
-        subprocess.run([gnuplot], input=script, text=True, check=True)
+    def run_gnuplot(gnuplot, png, size, script):
+        """Runs `script` with gnuplot's output set to `png` of `size` ("900,560")."""
+        head = f"set terminal pngcairo size {size} font ',10'\nset output '{png}'\n"
+        subprocess.run([gnuplot], input=head + script, text=True, check=True)
 
     def plot_mlp(self, gnuplot, tmp, outdir):
         rows = []
@@ -474,9 +562,7 @@ class Report:
         series = ", ".join(
             f"'{dat}' using ($0+{(k - 1.5) * 0.12:.2f}):{k + 2}{':xtic(1)' if k == 0 else ''} "
             f"with points {styles[k]} ps 1.6 title '{impl}'" for k, impl in enumerate(IMPLS))
-        self.run_gnuplot(gnuplot, f"""
-set terminal pngcairo size 900,520 font ',10'
-set output '{png}'
+        self.run_gnuplot(gnuplot, png, "900,520", f"""
 set title 'mlp_step: one float32 training step (median; model / BLAS threads)' noenhanced
 set logscale y
 set ylabel 'time per step (us, log scale)'
@@ -511,9 +597,7 @@ plot {series}
         title = "jacobian_chain: dC/dx through 3 sigmoid layers of width N"
         if slopes:
             title += "\\nfitted slopes (N >= %d): " % FIT_FROM + ", ".join(slopes)
-        self.run_gnuplot(gnuplot, f"""
-set terminal pngcairo size 900,560 font ',10'
-set output '{png}'
+        self.run_gnuplot(gnuplot, png, "900,560", f"""
 set title "{title}" noenhanced
 set logscale xy
 set xlabel 'N'
@@ -535,9 +619,7 @@ plot {', '.join(lines)}
                 cols = ["NaN" if t is None else f"{t * 1e6:.6g}" for t in (h, full)]
                 f.write(f"{n} {cols[0]} {cols[1]}\n")
         png = os.path.join(outdir, "bench-hessian.png")
-        self.run_gnuplot(gnuplot, f"""
-set terminal pngcairo size 700,420 font ',10'
-set output '{png}'
+        self.run_gnuplot(gnuplot, png, "700,420", f"""
 set title 'Hessian-vector product vs full Hessian'
 set logscale xy
 set xlabel 'n (input size)'
@@ -546,6 +628,32 @@ set xtics (8, 16, 32, 64)
 set grid
 set key top left
 plot '{path}' using 1:2 with linespoints pt 7 title 'ad::hvp', '' using 1:3 with linespoints pt 5 title 'ad::hessian'
+""")
+        return [png]
+
+    def plot_scalar(self, gnuplot, tmp, outdir):
+        if not self.sca:
+            return []
+        lines = []
+        colors = {"chain": 1, "rosenbrock": 2, "vector_chain": 3}
+        dashes = {"tape": 1, "adolc_retape": 2, "adolc_reuse": 3}
+        points = {"tape": 7, "adolc_retape": 5, "adolc_reuse": 9}
+        for (workload, impl), pts in sorted(self.sca.items()):
+            path = os.path.join(tmp, f"scalar-{workload}-{impl}.dat")
+            with open(path, "w") as f:
+                for ops, ns in sorted(pts):
+                    f.write(f"{ops:.0f} {ns:.6g}\n")
+            lines.append(f"'{path}' using 1:2 with linespoints lc {colors.get(workload, 4)} dt {dashes.get(impl, 1)} "
+                         f"pt {points.get(impl, 1)} ps 1.3 title '{workload} / {impl}'")
+        png = os.path.join(outdir, "bench-scalar.png")
+        self.run_gnuplot(gnuplot, png, "900,560", f"""
+set title 'scalar: time per op against tape length (double; vector_chain per 64-element op)' noenhanced
+set logscale xy
+set xlabel 'ops recorded per gradient (tape length)'
+set ylabel 'time per op (ns)'
+set grid
+set key outside right top noenhanced
+plot {', '.join(lines)}, {SCALAR_NS_GOAL} with lines lc rgb 'gray' dt 4 title 'goal: {SCALAR_NS_GOAL} ns per op'
 """)
         return [png]
 
