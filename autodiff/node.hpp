@@ -154,20 +154,23 @@ struct Node : NodeBase {
         is_leaf = true;
     }
 
-    Array<T> value;
+    // What every op reads or writes first, on the node's first cache line
+    // with the reference count: a sweep over many parameters then touches
+    // fewer lines of each.
+    std::uint64_t epoch = 0;              // tape epoch of the record that made it (0: leaf)
+    std::size_t record_index = 0;         // that record's index on the tape
     // Parameters only: a node whose value is grad(), accumulated across
     // backward calls. A node, not an array, so that a sweep can lend it to a
     // VJP as that VJP's result (detail::lend_grad_buffer).
     NodeRef<T> grad;
+    NodeRef<T> cotangent;                 // parameters only: d loss / d value during a sweep
     // zero_grad() is lazy: it sets this instead of writing zeros, so that the
     // next backward can hand its cotangent buffer over instead of adding it
     // to zeros (for a big layer, two passes over its weights saved per step).
     bool grad_is_zero = false;
-    NodeRef<T> cotangent;                 // parameters only: d loss / d value during a sweep
-    std::uint64_t epoch = 0;              // tape epoch of the record that made it (0: leaf)
-    std::size_t record_index = 0;         // that record's index on the tape
     bool requires_grad = false;
     bool is_leaf = true;
+    Array<T> value;
 };
 
 template <class T>
