@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("libtorch", "no (Torch not found at configure time)");
 #endif
     bench::register_mlp_step();
+    bench::register_blas_threads();
     bench::register_op_overhead();
     bench::register_jacobian_chain();
     bench::register_memory();
