@@ -1,7 +1,9 @@
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <random>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "autodiff/blas.hpp"
@@ -207,4 +209,37 @@ TEST_CASE("blas: small calls leave OpenBLAS on one thread, large ones on the ori
     SUBCASE("a count below one is refused") {
         CHECK_THROWS_AS(ad::blas::set_threads(0), std::invalid_argument);
     }
+}
+
+TEST_CASE("blas: small and large products from two threads at once give the loops' results; the count survives") {
+    RestoreThreads restore;
+    ad::blas::set_thread_policy(ad::blas::ThreadPolicy::by_size);
+    const GemmShape s = kLargeGemm;
+    const auto a = random_values<double>(std::size_t(s.m) * s.k, 10);
+    const auto b = random_values<double>(std::size_t(s.k) * s.n, 11);
+    const auto expected_large = naive_gemm(false, false, s.m, s.n, s.k, a, s.k, b, s.n);
+    const auto expected_small = naive_gemm(false, false, kSmallGemm.m, kSmallGemm.n, kSmallGemm.k, a, kSmallGemm.k, b,
+                                           kSmallGemm.n);
+    // Each thread flips OpenBLAS's count the other way; OpenBLAS reads it as a call starts.
+    auto run = [&](const GemmShape& shape, const std::vector<double>& expected, double& worst) {
+        std::vector<double> c(std::size_t(shape.m) * shape.n);
+        for (int i = 0; i < 20; ++i) {
+            ad::blas::gemm(false, false, shape.m, shape.n, shape.k, 1.0, a.data(), shape.k, b.data(), shape.n, 0.0,
+                           c.data());
+            worst = std::max(worst, worst_difference(c, expected));
+        }
+    };
+    double worst_large = 0, worst_small = 0;
+    std::thread large([&] { run(s, expected_large, worst_large); });
+    std::thread small([&] {
+        for (int i = 0; i < 50; ++i) run(kSmallGemm, expected_small, worst_small);
+    });
+    large.join();
+    small.join();
+    CHECK(worst_large <= tolerance<double>());
+    CHECK(worst_small <= tolerance<double>());
+    std::vector<double> c(std::size_t(s.m) * s.n);
+    ad::blas::gemm(false, false, s.m, s.n, s.k, 1.0, a.data(), s.k, b.data(), s.n, 0.0, c.data());
+    CHECK(openblas_get_num_threads() == restore.original);
+    CHECK(ad::blas::threads() == restore.original);
 }
