@@ -7,11 +7,8 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include "autodiff/blas.hpp"
 #include "nn/nn.hpp"
-
-// OpenBLAS's own setter. Declared here rather than taken from <cblas.h>,
-// which cannot share a program's headers with xtensor-blas.
-extern "C" void openblas_set_num_threads(int);
 
 namespace bench {
 
@@ -73,7 +70,8 @@ double step_gemm_flops(const ModelSpec& spec) {
     return flops;
 }
 
-void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+// Through the engine, so that its large calls use this count too (autodiff/blas.hpp).
+void set_blas_threads(int threads) { ad::blas::set_threads(threads); }
 
 std::size_t heap_bytes_in_use() {
     // glibc's own count: small blocks in use plus mmap-ed large blocks, so

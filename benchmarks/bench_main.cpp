@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("adolc", "no (ADOL-C not found at configure time)");
 #endif
     bench::register_mlp_step();
+    bench::register_blas_threads();
     bench::register_op_overhead();
     bench::register_scalar();
     bench::register_jacobian_chain();

@@ -9,6 +9,7 @@
 namespace bench {
 
 void register_mlp_step();       // mlp_step.cpp: sgemm, mlp_step/{tape,hand,textbook}
+void register_blas_threads();   // blas_threads.cpp: blas_threads/{mlp_step,sgemm}/...
 void register_op_overhead();    // op_overhead.cpp
 void register_scalar();         // scalar.cpp: scalar/{chain,rosenbrock,vector_chain}/tape/<n>, then ADOL-C's
 void register_jacobian_chain(); // jacobian_chain.cpp: jacobian_chain/*, hessian/*

@@ -203,6 +203,49 @@ class Report:
             self.out(f"First-step losses of the implementations {verdict} (max relative difference {worst:.1e}).")
             self.out()
 
+    def blas_threads(self):
+        """The engine's BLAS thread policy (issue 24, blas_threads.cpp): small steps with the policy
+        against OpenBLAS forced to 1 and 2 threads, a large GEMM with the policy against 2 threads;
+        every ratio from alternating blocks of one benchmark."""
+        models = ["8-16-16-1_b32", "64-128-128-1_b32", "8-16-16-1_b1024"]
+        us = lambda v: "-" if v is None else fmt_time(v * 1e-6)
+        rows = []
+        for model in models:
+            for load in (0, 2):
+                name = f"blas_threads/mlp_step/{model}/load:{load}"
+                if name not in self.runs:
+                    continue
+                c = lambda key: self.counter(name, key)
+                # Two threads from a benchmark of their own (blas_threads.cpp says why).
+                two = self.counter(name + "/threads:2", "threads:2_us")
+                po, to = c("policy_over_one"), ratio(two, c("threads:1_us"))
+                rows.append([model, str(load), us(c("policy_us")), us(c("threads:1_us")), us(two),
+                             fmt_ratio(po), fmt_ratio(to), fmt_ratio(ratio(c("policy_us"), two))])
+                self.goal(f"blas_threads {model} step with policy <= 1.2x of one thread (load {load})",
+                          f"{fmt_ratio(po)} (2 threads: {fmt_ratio(to)})", None if po is None else po <= 1.2)
+        gemm = "blas_threads/sgemm/1024"
+        if gemm in self.runs:
+            pt = self.counter(gemm, "policy_over_two")
+            rows.append(["sgemm 1024^3", "0", us(self.counter(gemm, "policy_us")), "-",
+                         us(self.counter(gemm, "threads:2_us")), "-", "-", fmt_ratio(pt)])
+            self.goal("blas_threads large GEMM (1024^3) with policy <= 1.1x of two threads", fmt_ratio(pt),
+                      None if pt is None else pt <= 1.1)
+        if not rows:
+            return
+        self.out("### blas_threads (OpenBLAS threads for small products: the engine's policy against forced counts)")
+        self.out()
+        self.out("A float32 training step of a small sigmoid MLP (`in-width-width-1_b<batch>`, SGD) with the engine's "
+                 "policy (one thread below 2^22 m n k for GEMM and 2^18 elements for GEMV, GER, AXPY and DOT; "
+                 "OpenBLAS's 2 threads above), and with the policy off and OpenBLAS forced to 1 or 2 threads. "
+                 "`load 2`: two threads spin in the background (a busy 2-core machine). The policy and one thread run in "
+                 "alternating blocks of one benchmark (`policy / 1 thread`: the ratio of their summed times); two "
+                 "threads in a benchmark of their own, since OpenBLAS's worker spins for ~0.1 s after a threaded call "
+                 "and slows whatever block follows. The GEMM: the policy and two threads in alternating blocks.")
+        self.out()
+        self.table(["model", "load", "policy", "1 thread", "2 threads", "policy / 1 thread", "2 threads / 1 thread",
+                    "policy / 2 threads"],
+                   rows)
+
     def op_overhead(self):
         tape, torch = self.t("op_overhead/tape"), self.t("op_overhead/libtorch")
         floor = self.t("op_overhead/xarray_floor")
@@ -507,6 +550,7 @@ class Report:
         self.out()
         self.jac, self.hes, self.sca = {}, [], {}
         self.mlp()
+        self.blas_threads()
         self.op_overhead()
         self.scalar()
         self.debug_tools()
