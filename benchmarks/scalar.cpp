@@ -43,8 +43,8 @@ void run_tape(benchmark::State& state, std::vector<Var> params, long ops, Record
     double bytes = 0;
     {
         Var y = record();
-        if (tape.size() != static_cast<std::size_t>(ops)) {
-            std::string message = "recorded " + std::to_string(tape.size()) + " ops, not " + std::to_string(ops);
+        if (tape.ops() != static_cast<std::size_t>(ops)) {
+            std::string message = "recorded " + std::to_string(tape.ops()) + " ops, not " + std::to_string(ops);
             state.SkipWithError(message.c_str());
             return;
         }
