@@ -1,10 +1,52 @@
 #include "autodiff/scalar_tape.hpp"
 
 #include <algorithm>
+#include <mutex>
+
+#include <fmt/format.h>
 
 #include "autodiff/observe.hpp"
 
 namespace ad::detail {
+
+namespace {
+
+/// The rules that have an id, by id - 1. Few (one per op with a scalar
+/// path), registered on first use.
+template <class T>
+struct ScalarRules {
+    std::mutex mutex;
+    std::array<ScalarRule<T>*, 256> by_id{};
+    std::size_t count = 0;
+};
+
+template <class T>
+ScalarRules<T>& scalar_rules() {
+    static ScalarRules<T> rules;
+    return rules;
+}
+
+}  // namespace
+
+template <class T>
+std::uint16_t register_scalar_rule(ScalarRule<T>& rule) {
+    auto& rules = scalar_rules<T>();
+    std::lock_guard lock(rules.mutex);
+    if (std::uint16_t id = rule.id.load(std::memory_order_relaxed)) return id;  // another thread was first
+    if (rules.count == rules.by_id.size()) {
+        throw std::logic_error(fmt::format("{}: more than {} ops with a scalar path", rule.op, rules.by_id.size()));
+    }
+    rules.by_id[rules.count++] = &rule;
+    const auto id = static_cast<std::uint16_t>(rules.count);
+    rule.id.store(id, std::memory_order_release);
+    return id;
+}
+
+template <class T>
+const ScalarRule<T>& scalar_rule(std::uint16_t id) noexcept {
+    // Read without the lock: an id is published (release) after its slot is written.
+    return *scalar_rules<T>().by_id[id - 1];
+}
 
 template <class T>
 CotangentSlot<T>& scalar_slot(const Tape& tape, std::size_t entry) {
@@ -55,7 +97,7 @@ void ScalarRun<T>::operator()(Pass pass) {
         case Pass::reject_reached:
             for (std::size_t k = first; k < last; ++k) {
                 const ScalarEntry<T>& e = stream->entries[k];
-                if ((e.flags & scalar_reached) || (e.bridge && stream->bridges[e.bridge - 1])) reject(e.rule->op);
+                if ((e.flags & scalar_reached) || (e.bridge && stream->bridges[e.bridge - 1])) reject(scalar_rule<T>(e.rule).op);
             }
             return;
         case Pass::describe:
@@ -180,8 +222,7 @@ Var<T> ScalarRun<T>::stand_in(std::uint32_t from, T value) const {
 template <class T>
 void ScalarRun<T>::sweep_recorded() {
     for (std::size_t k = last; k-- > first;) {
-        // By value: the ops below may add entries and move the array.
-        const ScalarEntry<T> e = stream->entries[k];
+        const ScalarEntry<T>& e = stream->entries[k];  // entries never move
         if (!e.bridge || !stream->bridges[e.bridge - 1]) continue;
         NodeRef<T>& bridge = stream->bridges[e.bridge - 1];
         Var<T> g = (e.flags & scalar_keep) ? Var<T>(bridge) : Var<T>(std::move(bridge));
@@ -191,7 +232,7 @@ void ScalarRun<T>::sweep_recorded() {
         Var<T> y;
         {
             GeneralPathOnly general;
-            y = e.rule->apply(inputs.data(), e.values);
+            y = scalar_rule<T>(e.rule).apply(inputs.data(), e.values);
         }
         // The replayed op's record: its VJP sends g on through the op's own rule.
         const std::size_t index = y.node_ptr()->record_index;
@@ -225,7 +266,9 @@ void ScalarRun<T>::describe() const {
     template CotangentSlot<T>& scalar_slot(const Tape&, std::size_t);            \
     template std::size_t record_of(const Tape&, const Node<T>&);                  \
     template void open_scalar_run(Tape&, ScalarStream<T>&);                       \
-    template struct ScalarRun<T>;
+    template struct ScalarRun<T>;                                                 \
+    template std::uint16_t register_scalar_rule(ScalarRule<T>&);                  \
+    template const ScalarRule<T>& scalar_rule(std::uint16_t) noexcept;
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

@@ -24,6 +24,7 @@
 // through each op's own VJP.
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -35,6 +36,8 @@
 namespace ad::detail {
 
 /// How an op recorded on the scalar stream reaches the general path again.
+/// Each op has one, static; entries name it by `id`, two bytes instead of a
+/// pointer's eight.
 template <class T>
 struct ScalarRule {
     const char* op;
@@ -42,7 +45,17 @@ struct ScalarRule {
     /// `apply(inputs, values)` with the entry's stored values (a unary op's
     /// local derivative is values[1]; affine reads its factor there).
     Var<T> (*apply)(const Var<T>* inputs, const T* values);
+    /// 1 + its index among the rules, given when first recorded (0: not yet).
+    std::atomic<std::uint16_t> id{0};
 };
+
+/// Gives `rule` its id (once; thread-safe).
+template <class T>
+std::uint16_t register_scalar_rule(ScalarRule<T>& rule);
+
+/// The rule of id `id`.
+template <class T>
+const ScalarRule<T>& scalar_rule(std::uint16_t id) noexcept;
 
 /// How the sweep turns an entry's cotangent g into its operands' cotangents;
 /// each the same expression as the op's VJP (elementwise.cpp).
@@ -54,19 +67,50 @@ enum class ScalarKind : std::uint8_t {
     div,    ///< g / b, -(g y / b)
 };
 
-/// One 0-d op: 48 bytes for double, 40 for float.
+/// One 0-d op: 40 bytes for double, 28 for float.
 template <class T>
 struct ScalarEntry {
     T values[2];  // binary: a and b; unary: x and dy/dx
     T adjoint;    // d loss / d result, as it sums during a sweep
-    const ScalarRule<T>* rule;
     // Where operand i's cotangent goes, a tag in the low two bits: 0 none (a
     // constant), 1 entry (from >> 2), 2 the parameter of pin (from >> 2), 3
     // the slot of record (from >> 2).
     std::uint32_t from[2];
     std::uint32_t bridge;  // 1 + index of this entry's bridge slot; 0: none
+    std::uint16_t rule;    // ScalarRule::id
     ScalarKind kind;
     std::uint8_t flags;  // reached, keep
+};
+
+/// The entries, in blocks of a fixed size: the tape's memory stays within a
+/// block of what it records (a doubling array can hold twice that), an entry
+/// never moves, and a long tape grows without copying.
+template <class T>
+class ScalarEntries {
+public:
+    ScalarEntry<T>& operator[](std::size_t k) noexcept { return blocks_[k >> block_bits][k & (block_size - 1)]; }
+    const ScalarEntry<T>& operator[](std::size_t k) const noexcept {
+        return blocks_[k >> block_bits][k & (block_size - 1)];
+    }
+    std::size_t size() const noexcept { return size_; }
+    /// Room for one more entry (may throw, changing nothing); push() then cannot throw.
+    void reserve_one() {
+        if (size_ < blocks_.size() * block_size) return;
+        std::unique_ptr<ScalarEntry<T>[]> block(new ScalarEntry<T>[block_size]);
+        blocks_.push_back(std::move(block));
+    }
+    ScalarEntry<T>& push() noexcept { return (*this)[size_++]; }
+    /// Forgets the entries, keeping the blocks for the next step.
+    void clear() noexcept { size_ = 0; }
+    std::size_t bytes() const noexcept {
+        return blocks_.size() * block_size * sizeof(ScalarEntry<T>) + blocks_.capacity() * sizeof(blocks_[0]);
+    }
+
+private:
+    static constexpr std::size_t block_bits = 8;
+    static constexpr std::size_t block_size = std::size_t(1) << block_bits;
+    std::vector<std::unique_ptr<ScalarEntry<T>[]>> blocks_;
+    std::size_t size_ = 0;
 };
 
 enum : std::uint8_t {
@@ -90,8 +134,7 @@ public:
         open_run = nullptr;
     }
     std::size_t bytes() const noexcept override {
-        return entries.capacity() * sizeof(ScalarEntry<T>) + bridges.size() * sizeof(NodeRef<T>) +
-               runs.capacity() * sizeof(RunStart);
+        return entries.bytes() + bridges.size() * sizeof(NodeRef<T>) + runs.capacity() * sizeof(RunStart);
     }
 
     std::size_t entry_count() const noexcept override { return entries.size(); }
@@ -102,7 +145,7 @@ public:
         std::size_t record;
     };
 
-    std::vector<ScalarEntry<T>> entries;
+    ScalarEntries<T> entries;
     std::deque<NodeRef<T>> bridges;  // a deque: records keep pointers to them
     std::vector<RunStart> runs;      // where each run starts, to find an entry's record
     ScalarRun<T>* open_run = nullptr;  // the run new entries join while it is the tape's last record
@@ -168,9 +211,7 @@ private:
 /// tape, or nullptr for the general path.
 template <class T, std::size_t N>
 AD_INLINE Tape* scalar_recording(const char* op, const std::array<const Var<T>*, N>& inputs) {
-    const RecordingState& state = recording_state;
-    Tape* tape = state.tape;
-    if (!tape || !state.grad_enabled || state.observe || !state.scalar_records) return nullptr;
+    // The inputs first: an op on arrays leaves after a load and a compare each.
     bool any = false;
     for (const Var<T>* x : inputs) {
         if (!x->defined()) return nullptr;  // the general path names the op
@@ -178,6 +219,9 @@ AD_INLINE Tape* scalar_recording(const char* op, const std::array<const Var<T>*,
         if (node.value.dimension() != 0) return nullptr;
         any |= node.requires_grad;
     }
+    const RecordingState& state = recording_state;
+    Tape* tape = state.tape;
+    if (!tape || !state.grad_enabled || state.observe || !state.scalar_records) return nullptr;
     if (!any || tape->keeps_results() || tape->size() >= scalar_index_limit || tape->pins() >= scalar_index_limit) {
         return nullptr;
     }
@@ -216,15 +260,15 @@ void open_scalar_run(Tape& tape, ScalarStream<T>& stream);
 /// and returns its result `y`. `values` as in ScalarEntry; `b` is nullptr
 /// for a unary op. If it throws, the tape is as it was (a pin aside).
 template <class T>
-AD_INLINE Var<T> record_scalar(Tape& tape, const ScalarRule<T>& rule, ScalarKind kind, const Var<T>& a,
+AD_INLINE Var<T> record_scalar(Tape& tape, ScalarRule<T>& rule, ScalarKind kind, const Var<T>& a,
                                const Var<T>* b, T y, T value0, T value1) {
+    std::uint16_t rule_id = rule.id.load(std::memory_order_acquire);
+    if (rule_id == 0) rule_id = register_scalar_rule(rule);
     ScalarStream<T>& stream = scalar_stream<T>(tape);
     Var<T> result = make_uninitialized<T>(std::array<std::size_t, 0>{});
     auto& entries = stream.entries;
-    if (entries.size() == entries.capacity()) {
-        if (entries.size() >= scalar_index_limit) throw tape_error("scalar ops: more than 2^30 on one tape");
-        entries.reserve(std::max<std::size_t>(256, 2 * entries.capacity()));
-    }
+    if (entries.size() >= scalar_index_limit) throw tape_error("scalar ops: more than 2^30 on one tape");
+    entries.reserve_one();
     // The run the entry joins: the open one if it is the tape's last record,
     // else one opened after the pins (which may throw).
     const bool joins = stream.open_run && tape.size() == stream.runs.back().record + 1;
@@ -232,11 +276,11 @@ AD_INLINE Var<T> record_scalar(Tape& tape, const ScalarRule<T>& rule, ScalarKind
     const std::uint32_t from0 = scalar_source(rule.op, a, tape, reader);
     const std::uint32_t from1 = b ? scalar_source(rule.op, *b, tape, reader) : 0;
     if (!joins) open_scalar_run(tape, stream);
-    ScalarEntry<T>& entry = entries.emplace_back();  // within the reserved capacity
+    ScalarEntry<T>& entry = entries.push();  // within the reserved room
     entry.values[0] = value0;
     entry.values[1] = value1;
     entry.adjoint = T(0);
-    entry.rule = &rule;
+    entry.rule = rule_id;
     entry.from[0] = from0;
     entry.from[1] = from1;
     entry.bridge = 0;
@@ -254,7 +298,7 @@ AD_INLINE Var<T> record_scalar(Tape& tape, const ScalarRule<T>& rule, ScalarKind
 
 /// A unary op's entry: y = f(x) with local derivative dy_dx.
 template <class T>
-AD_INLINE Var<T> record_scalar_unary(Tape& tape, const ScalarRule<T>& rule, const Var<T>& x, T y, T dy_dx) {
+AD_INLINE Var<T> record_scalar_unary(Tape& tape, ScalarRule<T>& rule, const Var<T>& x, T y, T dy_dx) {
     return record_scalar<T>(tape, rule, ScalarKind::unary, x, nullptr, y, x.node_ptr()->value.data()[0], dy_dx);
 }
 

@@ -124,7 +124,7 @@ Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, Broadca
 /// (scalar_tape.hpp) when x is 0-d and recorded; else an empty Var, and the
 /// op takes its general path.
 template <class T, class F, class D>
-AD_INLINE Var<T> scalar_unary(const detail::ScalarRule<T>& rule, const Var<T>& x, F f, D dy_dx) {
+AD_INLINE Var<T> scalar_unary(detail::ScalarRule<T>& rule, const Var<T>& x, F f, D dy_dx) {
     Tape* tape = detail::scalar_recording(rule.op, x);
     if (!tape) return Var<T>();
     const T v = detail::scalar_value(x);
@@ -137,7 +137,7 @@ AD_INLINE Var<T> scalar_unary(const detail::ScalarRule<T>& rule, const Var<T>& x
 template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
     if (Tape* tape = detail::scalar_recording("add", a, b)) {
-        static constexpr detail::ScalarRule<T> rule{
+        static detail::ScalarRule<T> rule{
             "add", [](const Var<T>* x, const T*) { return add(x[0], x[1]); }};
         const T x = detail::scalar_value(a), y = detail::scalar_value(b);
         return detail::record_scalar(*tape, rule, detail::ScalarKind::add, a, &b, x + y, x, y);
@@ -151,7 +151,7 @@ Var<T> add(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
     if (Tape* tape = detail::scalar_recording("sub", a, b)) {
-        static constexpr detail::ScalarRule<T> rule{
+        static detail::ScalarRule<T> rule{
             "sub", [](const Var<T>* x, const T*) { return sub(x[0], x[1]); }};
         const T x = detail::scalar_value(a), y = detail::scalar_value(b);
         return detail::record_scalar(*tape, rule, detail::ScalarKind::sub, a, &b, x - y, x, y);
@@ -165,7 +165,7 @@ Var<T> sub(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
     if (Tape* tape = detail::scalar_recording("mul", a, b)) {
-        static constexpr detail::ScalarRule<T> rule{
+        static detail::ScalarRule<T> rule{
             "mul", [](const Var<T>* x, const T*) { return mul(x[0], x[1]); }};
         const T x = detail::scalar_value(a), y = detail::scalar_value(b);
         return detail::record_scalar(*tape, rule, detail::ScalarKind::mul, a, &b, x * y, x, y);
@@ -181,7 +181,7 @@ Var<T> mul(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
     if (Tape* tape = detail::scalar_recording("div", a, b)) {
-        static constexpr detail::ScalarRule<T> rule{
+        static detail::ScalarRule<T> rule{
             "div", [](const Var<T>* x, const T*) { return div(x[0], x[1]); }};
         const T x = detail::scalar_value(a), y = detail::scalar_value(b);
         return detail::record_scalar(*tape, rule, detail::ScalarKind::div, a, &b, x / y, x, y);
@@ -232,7 +232,7 @@ Var<T> pow(const Var<T>& x, T p) {
 
 template <class T>
 Var<T> affine(const Var<T>& x, T a, T b) {
-    static constexpr detail::ScalarRule<T> rule{"affine", [](const Var<T>* x, const T* values) {
+    static detail::ScalarRule<T> rule{"affine", [](const Var<T>* x, const T* values) {
         (void)values;
         return affine(x[0], values[1], T(0));
     }};
@@ -244,7 +244,7 @@ Var<T> affine(const Var<T>& x, T a, T b) {
 
 template <class T>
 Var<T> neg(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"neg", [](const Var<T>* x, const T* values) {
+    static detail::ScalarRule<T> rule{"neg", [](const Var<T>* x, const T* values) {
         (void)values;
         return neg(x[0]);
     }};
@@ -269,7 +269,7 @@ Var<T> mapped(const Var<T>& x, void (*kernel)(const T*, T*, std::size_t)) {
 
 template <class T>
 Var<T> exp(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"exp", [](const Var<T>* x, const T* values) {
+    static detail::ScalarRule<T> rule{"exp", [](const Var<T>* x, const T* values) {
         (void)values;
         return exp(x[0]);
     }};
@@ -281,7 +281,7 @@ Var<T> exp(const Var<T>& x) {
 
 template <class T>
 Var<T> log(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"log", [](const Var<T>* x, const T* values) {
+    static detail::ScalarRule<T> rule{"log", [](const Var<T>* x, const T* values) {
         (void)values;
         return log(x[0]);
     }};
@@ -292,7 +292,7 @@ Var<T> log(const Var<T>& x) {
 
 template <class T>
 Var<T> sqrt(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"sqrt", [](const Var<T>* x, const T* values) {
+    static detail::ScalarRule<T> rule{"sqrt", [](const Var<T>* x, const T* values) {
         (void)values;
         return sqrt(x[0]);
     }};
@@ -304,7 +304,7 @@ Var<T> sqrt(const Var<T>& x) {
 
 template <class T>
 Var<T> square(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"square", [](const Var<T>* x, const T* values) {
+    static detail::ScalarRule<T> rule{"square", [](const Var<T>* x, const T* values) {
         (void)values;
         return square(x[0]);
     }};
@@ -324,7 +324,7 @@ Var<T> abs(const Var<T>& x) {
 
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"sigmoid", [](const Var<T>* x, const T* values) {
+    static detail::ScalarRule<T> rule{"sigmoid", [](const Var<T>* x, const T* values) {
         (void)values;
         return sigmoid(x[0]);
     }};
@@ -372,7 +372,7 @@ Var<T> sigmoid_backward(const Var<T>& g, const Var<T>& y) {
 
 template <class T>
 Var<T> tanh(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"tanh", [](const Var<T>* x, const T* values) {
+    static detail::ScalarRule<T> rule{"tanh", [](const Var<T>* x, const T* values) {
         (void)values;
         return tanh(x[0]);
     }};
@@ -483,14 +483,14 @@ Mask compare(const char* op, const Var<T>& a, T b, Compare c) {
 
 template <class T>
 Var<T> sin(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"sin", [](const Var<T>* x, const T*) { return sin(x[0]); }};
+    static detail::ScalarRule<T> rule{"sin", [](const Var<T>* x, const T*) { return sin(x[0]); }};
     if (Var<T> y = scalar_unary(rule, x, [](T v) { return std::sin(v); }, [](T v, T) { return std::cos(v); }); y.defined()) return y;
     return unary("sin", x, [](T v) { return std::sin(v); }, [x](std::size_t, const Var<T>& g) { return g * cos(x); });
 }
 
 template <class T>
 Var<T> cos(const Var<T>& x) {
-    static constexpr detail::ScalarRule<T> rule{"cos", [](const Var<T>* x, const T*) { return cos(x[0]); }};
+    static detail::ScalarRule<T> rule{"cos", [](const Var<T>* x, const T*) { return cos(x[0]); }};
     if (Var<T> y = scalar_unary(rule, x, [](T v) { return std::cos(v); }, [](T v, T) { return -std::sin(v); }); y.defined()) return y;
     return unary("cos", x, [](T v) { return std::cos(v); }, [x](std::size_t, const Var<T>& g) { return -(g * sin(x)); });
 }
