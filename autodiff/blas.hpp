@@ -50,7 +50,7 @@ inline constexpr double kVectorOneThreadWork = double(1 << 18);
 
 enum class ThreadPolicy {
     by_size,   ///< (the default) one thread below the thresholds above, OpenBLAS's count at or above
-    openblas,  ///< leave the count alone: OpenBLAS's own limits decide, as before this policy
+    openblas,  ///< leave the count alone: OpenBLAS's own limits decide
 };
 
 /// How the engine's BLAS calls choose their thread count (process-wide).

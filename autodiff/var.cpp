@@ -296,9 +296,13 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
             "was computed under NoGrad or with no tape current",
             fn, shape_string_of(value)));
     }
-    Var<T> seed_var = seed ? *seed : ones_like(loss);
-
     auto& loss_node = *loss.node_ptr();
+    // A 0-d loss of the scalar stream, swept without recording, is seeded in
+    // its entry: no seed value, no slot.
+    const bool seed_entry =
+        !seed && !options.create_graph && !loss_node.is_leaf && (loss_node.record_index & scalar_record_bit);
+    Var<T> seed_var = seed ? *seed : seed_entry ? Var<T>() : ones_like(loss);
+
     if (loss.is_leaf()) {
         // Nothing to walk: the loss is a parameter itself.
         std::vector<Var<T>> grads;
@@ -314,7 +318,6 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
     check_same_tape(fn, loss, tape);
     for (const auto& x : wrt) check_same_tape(fn, x, tape);
     const std::size_t loss_record = record_of(*tape, loss_node);
-    CotangentSlot<T>& loss_slot = *slot_of(loss, *tape);
     std::size_t end = loss_record + 1;
     if (loss_record < tape->consumed_end()) {
         throw tape_error(fmt::format(
@@ -385,7 +388,13 @@ std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T
         // Gradient nodes are lent only to a sweep that ends in them: grad()
         // leaves them alone, and would hand the user a parameter's buffer.
         LendingGrads lending(accumulate && !options.create_graph);
-        loss_slot = seed_var.node_ptr();
+        if (seed_entry) {
+            ScalarEntry<T>& entry = scalar_entry(*tape, loss_node);
+            entry.adjoint = T(1);
+            entry.flags |= scalar_reached;
+        } else {
+            *slot_of(loss, *tape) = seed_var.node_ptr();
+        }
         try {
             if (listener) listener->sweep_begins(*tape, first, end);
             std::size_t top = end;
