@@ -36,26 +36,6 @@ double train(nn::MLP<T>& model, Optimizer& optimizer, const ad::Array<T>& inputs
         total += double(loss.item());
         tape.clear();
     }
-    // Scalar code: a damped pendulum integrated by explicit Euler on 0-d
-    // values, its final energy differentiated with respect to its parameters.
-    auto k = ad::param(ad::Array<T>(T(1.5)));
-    auto c = ad::param(ad::Array<T>(T(0.2)));
-    const auto dt = ad::scalar(T(0.01));
-    for (int run = 0; run < 300; ++run) {
-        auto x = ad::scalar(T(1));
-        auto v = ad::scalar(T(0));
-        for (int i = 0; i < 100; ++i) {
-            auto a = -(k * ad::sin(x)) - c * v;
-            x = x + dt * v;
-            v = v + dt * a;
-        }
-        auto energy = T(0.5) * (v * v + k * ad::square(x));
-        energy.backward();
-        total += double(energy.item()) + double(k.grad()()) + double(c.grad()());
-        k.zero_grad();
-        c.zero_grad();
-        tape.clear();
-    }
     return total;
 }
 
