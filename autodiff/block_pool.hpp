@@ -4,9 +4,9 @@
 // Every op makes a node, and a backward sweep makes about as many
 // cotangents; Tape::clear() then frees them all at once, far more than
 // glibc's per-thread cache keeps, so without this pool most node allocations
-// took malloc's slow paths (a fifth of a small op's instructions under
-// callgrind, op_overhead). Freed blocks go onto a per-thread list threaded
-// through the blocks themselves, so recycling allocates nothing.
+// would take malloc's slow paths, a large share of a small op's cost
+// (benchmarks/README.md, op_overhead). Freed blocks go onto a per-thread list
+// threaded through the blocks themselves, so recycling allocates nothing.
 
 #include <cstddef>
 #include <memory>

@@ -4,8 +4,8 @@
 //
 // On small arrays, making an xarray costs more than everything else an op
 // does: its shape, strides and backstrides vectors, then its storage, and
-// as much again to free them (2/5 of op_overhead's instructions under
-// callgrind). A node whose value is small is therefore not destroyed when
+// as much again to free them (most of a small op's cost: benchmarks/README.md,
+// op_overhead). A node whose value is small is therefore not destroyed when
 // its last Var goes: it waits, value and all, on its thread's list, and the
 // next op that needs a value of that size takes it and writes into it. A
 // training step makes the same values every step, so after the first one

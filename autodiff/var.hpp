@@ -465,11 +465,10 @@ Array<T>& written_grad(Node<T>& parameter);
 /// zero_grad() is pending, no cotangent has reached x yet in this sweep, and
 /// the sweep is a backward() that does not record. The cotangent is then
 /// grad() already at the end of the sweep (accumulate_grad), so a training
-/// step makes no gradient arrays nor nodes: on a 2048x2048 layer the fresh
-/// pages of a new 16 MiB array every step cost about a tenth of the step in
-/// page faults, and on a small model a node taken, swapped into grad() and
-/// recycled cost about 90 instructions per parameter (3.5% of the xor
-/// step's). Returns an empty Var when there is nothing to lend; a sweep that
+/// step makes no gradient arrays nor nodes: on a large layer a fresh array
+/// every step page-faults on its new memory, and on a small model taking a
+/// node, swapping it into grad() and recycling it is a few percent of a step.
+/// Returns an empty Var when there is nothing to lend; a sweep that
 /// fails leaves the node's zero_grad() pending, so grad() still reads zeros.
 template <class T>
 AD_INLINE Var<T> lend_grad_buffer(const Var<T>& x) {

@@ -114,9 +114,9 @@ Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, Broadca
         y = detail::make_value(Array<T>(broadcast()));
     }
     // detail::record_op, not make_op: y is fresh by construction here, and
-    // make_op's freshness check and extra move of the VJP cost this op chain
-    // a tenth more instructions (callgrind). The same holds for sum(x, axis),
-    // half_sse and mse, the other ops that VJPs and training steps call most.
+    // make_op's freshness check and extra move of the VJP are a noticeable
+    // part of a small op. The same holds for sum(x, axis), half_sse and mse,
+    // the other ops that VJPs and training steps call most.
     return detail::record_op(op, std::move(y), std::array<const Var<T>*, 2>{&a, &b}, std::move(vjp));
 }
 
