@@ -1,5 +1,7 @@
 #include "autodiff/graph.hpp"
 
+#include "autodiff/scalar_tape.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -345,12 +347,13 @@ std::string to_dot(const Var<T>& loss, const DotOptions& options) {
                                      "no record of the current tape computed it",
                                      shape_string_of(node.value)));
     }
-    if (node.epoch != tape->epoch() || node.record_index >= tape->size()) {
+    if (node.epoch != tape->epoch()) {
         throw tape_error(fmt::format("to_dot: the loss {} was not recorded on the current tape (another tape, or "
                                      "before its last clear())",
                                      shape_string_of(node.value)));
     }
-    return write_dot(*tape, node.record_index, shape_of(node.value), options);
+    // A 0-d loss of the scalar stream: the run of scalar ops that holds it.
+    return write_dot(*tape, detail::record_of(*tape, node), shape_of(node.value), options);
 }
 
 template std::string to_dot(const Var<float>&, const DotOptions&);

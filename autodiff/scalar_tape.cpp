@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -260,6 +261,20 @@ void ScalarRun<T>::describe() const {
     d.slot = &slot;
     d.closure_bytes = sizeof(*this) + (last - first) * sizeof(ScalarEntry<T>);
     d.element_size = sizeof(T);
+    // The run's inputs from outside it: parameters and other records, once each.
+    std::set<std::uint32_t> seen;
+    for (std::size_t k = first; k < last; ++k) {
+        for (std::uint32_t from : stream->entries[k].from) {
+            const std::uint32_t tag = from & 3;
+            if (tag < 2 || !seen.insert(from).second) continue;
+            if (tag == 2) {
+                auto* parameter = static_cast<Node<T>*>(tape->pinned(from >> 2));
+                d.inputs.push_back({&parameter->cotangent, parameter, Shape()});
+            } else {
+                d.inputs.push_back({&tape->slot<CotangentSlot<T>>(from >> 2), nullptr, Shape()});
+            }
+        }
+    }
 }
 
 #define AD_INSTANTIATE(T)                                                         \

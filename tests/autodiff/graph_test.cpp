@@ -137,6 +137,23 @@ TEST_CASE("to_dot: a loss's graph holds only the records it depends on") {
     (void)unrelated;
 }
 
+TEST_CASE("to_dot: a loss of 0-d ops is drawn from the run of scalar ops that holds it") {
+    ad::Tape tape;
+    auto w = ad::param(Array<double>{1.0, 2.0});
+    auto unrelated = ad::exp(w);        // r0: not in the loss
+    auto s = ad::sum(w);                // r1
+    auto x = ad::param(Array<double>(0.5));
+    auto loss = ad::exp(s * x) + x;     // r2: three 0-d ops, one run
+    const std::string dot = ad::to_dot(loss);
+    const auto nodes = dot_nodes(dot);
+    CHECK(nodes.count("r0") == 0);
+    CHECK(nodes.count("r1") == 1);
+    CHECK(nodes.count("r2") == 1);
+    CHECK(node_named(nodes, "scalar ops") == "r2");
+    ad::test::check_dot_parses(dot);
+    (void)unrelated;
+}
+
 TEST_CASE("to_dot: float and double records name their dtype") {
     {
         ad::Tape tape;
