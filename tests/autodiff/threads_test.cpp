@@ -4,6 +4,7 @@
 #include "support/test_support.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <future>
 #include <string>
 #include <thread>
@@ -117,6 +118,34 @@ TEST_CASE("threads: several threads train their own models on shared constants")
     }
     CHECK(data.node_ptr().use_count() == 1);
     CHECK(scale.node_ptr().use_count() == 1);
+}
+
+TEST_CASE("threads: scalar code records on each thread's own tape, with shared 0-d constants") {
+    // The first 0-d ops of a program give their rules ids (scalar_tape.hpp):
+    // threads that start together race for them.
+    auto c = ad::scalar(1.5);
+    std::vector<int> right(4, 0);
+    on_threads(4, [&](int t) {
+        ad::Tape tape;
+        auto x = ad::param(Array<double>(0.1 * (t + 1)));
+        for (int step = 0; step < 300; ++step) {
+            x.zero_grad();
+            // y <- sigmoid(tanh(y) / c), 20 times: dy'/dy = s (1 - s) (1 - tanh(y)^2) / c.
+            auto y = x;
+            double value = x.item(), derivative = 1;
+            for (int i = 0; i < 20; ++i) {
+                y = ad::sigmoid(ad::tanh(y) / c);
+                const double th = std::tanh(value), s = 1 / (1 + std::exp(-th / 1.5));
+                derivative *= s * (1 - s) * (1 - th * th) / 1.5;
+                value = s;
+            }
+            y.backward();
+            right[static_cast<std::size_t>(t)] += tape.ops() == 60 && std::abs(x.grad()() - derivative) <= 1e-12 * derivative;
+            tape.clear();
+        }
+    });
+    for (int t = 0; t < 4; ++t) CHECK(right[static_cast<std::size_t>(t)] == 300);
+    CHECK(c.node_ptr().use_count() == 1);
 }
 
 TEST_CASE("threads: evaluation threads read a shared parameter under NoGrad while nobody changes it") {
