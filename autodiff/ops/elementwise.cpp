@@ -236,7 +236,7 @@ Var<T> affine(const Var<T>& x, T a, T b) {
         (void)values;
         return affine(x[0], values[1], T(0));
     }};
-    if (Var<T> y = scalar_unary(rule, x, [a, b](T v) { return a * v + b; }, [a](T, T) { return a; }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [a, b](T v) { return a * v + b; }, [a](T, T) { return a; }); fast.defined()) return fast;
     detail::check_defined("affine", x);
     return make_op("affine", detail::mapped(x, [a, b](T v) { return a * v + b; }), x,
                    [a](std::size_t, const Var<T>& g) { return a == T(1) ? g : g * a; });
@@ -248,7 +248,7 @@ Var<T> neg(const Var<T>& x) {
         (void)values;
         return neg(x[0]);
     }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { return -v; }, [](T, T) { return T(-1); }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { return -v; }, [](T, T) { return T(-1); }); fast.defined()) return fast;
     detail::check_defined("neg", x);
     return make_op("neg", Array<T>(-x.value()), x,
                    [](std::size_t, const Var<T>& g) { return -g; });
@@ -273,7 +273,7 @@ Var<T> exp(const Var<T>& x) {
         (void)values;
         return exp(x[0]);
     }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { T y; kernels::exp(&v, &y, 1); return y; }, [](T, T y) { return y; }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { T y; kernels::exp(&v, &y, 1); return y; }, [](T, T y) { return y; }); fast.defined()) return fast;
     detail::check_defined("exp", x);
     return make_op("exp", mapped(x, kernels::exp<T>), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * y; });
@@ -285,7 +285,7 @@ Var<T> log(const Var<T>& x) {
         (void)values;
         return log(x[0]);
     }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { T y; kernels::log(&v, &y, 1); return y; }, [](T v, T) { return T(1) / v; }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { T y; kernels::log(&v, &y, 1); return y; }, [](T v, T) { return T(1) / v; }); fast.defined()) return fast;
     detail::check_defined("log", x);
     return make_op("log", mapped(x, kernels::log<T>), x, [x](std::size_t, const Var<T>& g) { return g / x; });
 }
@@ -296,7 +296,7 @@ Var<T> sqrt(const Var<T>& x) {
         (void)values;
         return sqrt(x[0]);
     }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; }); fast.defined()) return fast;
     detail::check_defined("sqrt", x);
     return make_op("sqrt", Array<T>(xt::sqrt(x.value())), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g / y * T(0.5); });
@@ -308,7 +308,7 @@ Var<T> square(const Var<T>& x) {
         (void)values;
         return square(x[0]);
     }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { return v * v; }, [](T v, T) { return v * T(2); }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { return v * v; }, [](T v, T) { return v * T(2); }); fast.defined()) return fast;
     detail::check_defined("square", x);
     return make_op("square", Array<T>(x.value() * x.value()), x,
                    [x](std::size_t, const Var<T>& g) { return g * x * T(2); });
@@ -328,7 +328,7 @@ Var<T> sigmoid(const Var<T>& x) {
         (void)values;
         return sigmoid(x[0]);
     }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { T y; kernels::sigmoid(&v, &y, 1); return y; }, [](T, T y) { return y * (T(1) - y); }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { T y; kernels::sigmoid(&v, &y, 1); return y; }, [](T, T y) { return y * (T(1) - y); }); fast.defined()) return fast;
     detail::check_defined("sigmoid", x);
     Var<T> out = detail::make_uninitialized<T>(x.value().shape());
     kernels::sigmoid(x.value().data(), out.mutable_value().data(), out.size());
@@ -376,7 +376,7 @@ Var<T> tanh(const Var<T>& x) {
         (void)values;
         return tanh(x[0]);
     }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { T y; kernels::tanh(&v, &y, 1); return y; }, [](T, T y) { return T(1) - y * y; }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { T y; kernels::tanh(&v, &y, 1); return y; }, [](T, T y) { return T(1) - y * y; }); fast.defined()) return fast;
     detail::check_defined("tanh", x);
     return make_op("tanh", mapped(x, kernels::tanh<T>), x,
                    [](std::size_t, const Var<T>& g, const Var<T>& y) { return g * (T(1) - square(y)); });
@@ -484,14 +484,14 @@ Mask compare(const char* op, const Var<T>& a, T b, Compare c) {
 template <class T>
 Var<T> sin(const Var<T>& x) {
     static detail::ScalarRule<T> rule{"sin", [](const Var<T>* x, const T*) { return sin(x[0]); }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { return std::sin(v); }, [](T v, T) { return std::cos(v); }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { return std::sin(v); }, [](T v, T) { return std::cos(v); }); fast.defined()) return fast;
     return unary("sin", x, [](T v) { return std::sin(v); }, [x](std::size_t, const Var<T>& g) { return g * cos(x); });
 }
 
 template <class T>
 Var<T> cos(const Var<T>& x) {
     static detail::ScalarRule<T> rule{"cos", [](const Var<T>* x, const T*) { return cos(x[0]); }};
-    if (Var<T> y = scalar_unary(rule, x, [](T v) { return std::cos(v); }, [](T v, T) { return -std::sin(v); }); y.defined()) return y;
+    if (Var<T> fast = scalar_unary(rule, x, [](T v) { return std::cos(v); }, [](T v, T) { return -std::sin(v); }); fast.defined()) return fast;
     return unary("cos", x, [](T v) { return std::cos(v); }, [x](std::size_t, const Var<T>& g) { return -(g * sin(x)); });
 }
 
