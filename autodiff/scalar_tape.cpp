@@ -51,8 +51,7 @@ const ScalarRule<T>& scalar_rule(std::uint16_t id) noexcept {
 
 template <class T>
 CotangentSlot<T>& scalar_slot(const Tape& tape, std::size_t entry) {
-    // The stream exists: a value carries the tag only if an entry made it.
-    auto& stream = *static_cast<ScalarStream<T>*>(tape.scalar_stream(sizeof(T) == sizeof(double) ? 1 : 0));
+    auto& stream = recorded_stream<T>(tape);
     ScalarEntry<T>& e = stream.entries[entry];
     if (e.bridge == 0) {
         stream.bridges.emplace_back();
@@ -64,7 +63,7 @@ CotangentSlot<T>& scalar_slot(const Tape& tape, std::size_t entry) {
 template <class T>
 std::size_t record_of(const Tape& tape, const Node<T>& node) {
     if (!(node.record_index & scalar_record_bit)) return node.record_index;
-    const auto& stream = *static_cast<const ScalarStream<T>*>(tape.scalar_stream(sizeof(T) == sizeof(double) ? 1 : 0));
+    const auto& stream = recorded_stream<T>(tape);
     const std::size_t entry = node.record_index & ~scalar_record_bit;
     // The last run that starts at or before the entry.
     auto run = std::upper_bound(stream.runs.begin(), stream.runs.end(), entry,

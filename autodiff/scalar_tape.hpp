@@ -151,13 +151,25 @@ public:
     ScalarRun<T>* open_run = nullptr;  // the run new entries join while it is the tape's last record
 };
 
+/// Which of a tape's scalar streams holds element type T.
+template <class T>
+constexpr std::size_t scalar_stream_index = sizeof(T) == sizeof(double) ? 1 : 0;
+
 /// The scalar stream of element type T on `tape`, made on first use.
 template <class T>
 ScalarStream<T>& scalar_stream(Tape& tape) {
-    constexpr std::size_t which = sizeof(T) == sizeof(double) ? 1 : 0;
-    if (ScalarStreamBase* stream = tape.scalar_stream(which)) return *static_cast<ScalarStream<T>*>(stream);
-    tape.set_scalar_stream(which, std::make_unique<ScalarStream<T>>());
-    return *static_cast<ScalarStream<T>*>(tape.scalar_stream(which));
+    if (ScalarStreamBase* stream = tape.scalar_stream(scalar_stream_index<T>)) {
+        return *static_cast<ScalarStream<T>*>(stream);
+    }
+    tape.set_scalar_stream(scalar_stream_index<T>, std::make_unique<ScalarStream<T>>());
+    return *static_cast<ScalarStream<T>*>(tape.scalar_stream(scalar_stream_index<T>));
+}
+
+/// The scalar stream of element type T on `tape`, which has recorded a value
+/// of that type there (so the stream exists).
+template <class T>
+ScalarStream<T>& recorded_stream(const Tape& tape) {
+    return *static_cast<ScalarStream<T>*>(tape.scalar_stream(scalar_stream_index<T>));
 }
 
 /// The record of the entries [first, last) of a stream.
@@ -185,8 +197,7 @@ private:
 /// The entry of `node`, a value recorded on the scalar stream of `tape`.
 template <class T>
 ScalarEntry<T>& scalar_entry(const Tape& tape, const Node<T>& node) {
-    auto& stream = *static_cast<ScalarStream<T>*>(tape.scalar_stream(sizeof(T) == sizeof(double) ? 1 : 0));
-    return stream.entries[node.record_index & ~scalar_record_bit];
+    return recorded_stream<T>(tape).entries[node.record_index & ~scalar_record_bit];
 }
 
 /// The record on `tape` that holds the value of `node` (recorded there).
