@@ -2,7 +2,6 @@
 // tapegrad: reverse-mode automatic differentiation on a tape of VJP closures.
 // What users include.
 
-#include "autodiff/array_cache.hpp"
 #include "autodiff/check.hpp"
 #include "autodiff/debug.hpp"
 #include "autodiff/errors.hpp"
@@ -18,7 +17,9 @@
 #include "autodiff/ops/normalization.hpp"
 #include "autodiff/ops/reduce.hpp"
 #include "autodiff/ops/shape.hpp"
+#include "autodiff/memory/array_cache.hpp"
 #include "autodiff/profile.hpp"
+#include "autodiff/record.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 #include "autodiff/var.hpp"

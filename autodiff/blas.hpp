@@ -1,24 +1,22 @@
 #pragma once
 // The CBLAS calls of the engine (ops/linalg.cpp, kernels.cpp), overloaded on
 // float and double, on row-major buffers. Straight CBLAS: xtensor-blas's
-// wrappers build an adaptor per vector operand and go through cxxblas, about
-// 100 instructions per call, a few percent of a small layer's training step.
+// wrappers build an adaptor per vector operand and go through cxxblas, which
+// on a small layer's training step costs more than the call's arithmetic.
 //
 // Threads. Every call here first sets how many OpenBLAS threads it runs on:
 // one below a measured amount of work, where a second thread cannot pay for
 // waking it, and OpenBLAS's own count (its default, OPENBLAS_NUM_THREADS, or
-// what the program set) at or above it. OpenBLAS 0.3.21 already keeps the
-// smallest calls on one thread, but its own limits are low: it threads a GEMV
-// from 9,216 elements, a GER above 8,192, an AXPY above 10,000 and a GEMM
-// above 262,144 m n k, calls of 1-20 us. On 2 cores, a threaded call of that
-// size loses 1.5-2x against one thread when the machine is quiet, and when
-// it is busy it waits a scheduler time slice for the worker to run: 3-12 ms
-// instead of 1-100 us. A 64-128-128-1 MLP step (batch 32) took 7.4 ms
-// instead of 54 us that way (benchmarks/README.md, blas_threads).
+// what the program set) at or above it. OpenBLAS keeps the smallest calls on
+// one thread, but its own limits are low: it threads calls of a few
+// microseconds, where a second thread costs more than it gains when the
+// machine is quiet, and when the machine is busy the call waits a scheduler
+// time slice for the worker to run, a thousand times the call's own work
+// (benchmarks/README.md, blas_threads, has the limits and the measurements).
 //
 // The count is process-wide. The engine changes it only when a call crosses
 // from small to large or back, so it reads 1 after a small product; a cheap
-// check per call (openblas_get_num_threads, ~4 ns) notices when someone else
+// check per call (openblas_get_num_threads) notices when someone else
 // set it (openblas_set_num_threads, or bench::set_blas_threads), and that
 // count becomes the one large calls use. One case it cannot tell apart: a
 // program setting 1 right after a small product, when the count is already
@@ -38,14 +36,12 @@
 namespace ad::blas {
 
 /// GEMM work (m n k) below which a product runs on one thread: 2^22, e.g.
-/// 161^3 or (32 x 362) by (362 x 362), ~80 us on one thread here. On a quiet
-/// 2-core machine a second thread gains 1.2-1.6x from 2^21 m n k, on a busy
-/// one it loses up to 2^23; large products keep OpenBLAS's threads.
+/// 161^3 or (32 x 362) by (362 x 362). Around it a second thread gains when
+/// the machine is quiet and loses when it is busy (benchmarks/README.md,
+/// blas_threads); larger products keep OpenBLAS's threads.
 inline constexpr double kGemmOneThreadWork = double(1 << 22);
 /// GEMV and GER work (m n elements), AXPY and DOT (n) below which a call runs
-/// on one thread: 2^18, e.g. a 512 x 512 GEMV, ~15 us on one thread. A second
-/// thread gains 1.5-2x from 2^16-2^17 when the machine is quiet and loses up
-/// to 2^18 when it is busy.
+/// on one thread: 2^18, e.g. a 512 x 512 GEMV, chosen the same way.
 inline constexpr double kVectorOneThreadWork = double(1 << 18);
 
 enum class ThreadPolicy {

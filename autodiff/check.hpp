@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "autodiff/var.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

@@ -19,7 +19,7 @@
 #include "autodiff/errors.hpp"
 #include "autodiff/observe.hpp"
 #include "autodiff/profile.hpp"
-#include "autodiff/var.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 namespace detail {

@@ -19,7 +19,7 @@
 
 #include "autodiff/debug.hpp"
 #include "autodiff/tape.hpp"
-#include "autodiff/var.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

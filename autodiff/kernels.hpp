@@ -48,9 +48,9 @@ void sigmoid_backward(const T* g, const T* y, T* out, std::size_t n);
 
 /// y[i] += alpha x[i] for i < n (x and y do not overlap): BLAS's ?axpy, which
 /// OpenBLAS spreads over its threads on long vectors (above 10,000 elements)
-/// where a loop of ours would run on one core. It is SGD's update: on wide's
-/// 2048 x 2048 weights at 2 threads, 4.2 ms per 32 MB instead of 6.5 ms.
-/// Short vectors take a plain loop.
+/// where a loop of ours would run on one core. It is SGD's update, which on
+/// a large layer is then bound by memory, not by one core. Short vectors
+/// take a plain loop.
 template <class T>
 void axpy(std::size_t n, T alpha, const T* x, T* y);
 
@@ -60,12 +60,11 @@ void axpy(std::size_t n, T alpha, const T* x, T* y);
 /// splits over its threads, and reads faster than a loop even on one) does
 /// it; a row whose sum is not finite (a bad value, or finite ones whose sum
 /// overflows) is then settled element by element. It is the optimizers' check
-/// of every gradient: 1.8 ms per 32 MB at 2 threads instead of 3.9 ms. Fewer
+/// of every gradient, which on a large model then runs at memory speed. Fewer
 /// than 16 numbers (a small layer's gradient) are tested here, inline, on
-/// their bits: an infinity or a NaN has every exponent bit set. A call cost
+/// their bits: an infinity or a NaN has every exponent bit set. A call costs
 /// more than the test, and integer tests do not wait on each other the way
-/// floating-point comparisons feeding one flag did (with both, the optimizer's
-/// checks were a twentieth of the xor step).
+/// floating-point comparisons feeding one flag do.
 template <class T>
 bool all_finite_long(const T* x, std::size_t n);
 
@@ -95,8 +94,8 @@ template <class T>
 AD_INLINE bool all_finite(const T* x, std::size_t n) {
     if (n >= 16) return all_finite_long(x, n);
     // Two blocks of fixed size, overlapping when n is not their sum: no loop
-    // whose length changes from one gradient to the next (the optimizer's
-    // checks of the xor step's four gradients took 8 ns less than with one).
+    // whose length changes from one gradient to the next, which the branch
+    // predictor would miss on a small model's differently sized gradients.
     decltype(detail::exponent_carries<1>(x)) carries;
     if (n >= 8) {
         carries = detail::exponent_carries<8>(x) | detail::exponent_carries<8>(x + n - 8);

@@ -9,12 +9,13 @@
 #include <string>
 #include <vector>
 
-#include "autodiff/node_base.hpp"
-#include "autodiff/tape.hpp"
+#include "autodiff/grad_mode.hpp"
+#include "autodiff/memory/node_base.hpp"
 #include "autodiff/tensor.hpp"
 
 namespace ad {
 
+class Tape;
 template <class T>
 class Var;
 
@@ -40,6 +41,21 @@ struct RecordDescription {
 
 /// Where Pass::describe writes (set by ad::describe for one record at a time).
 inline thread_local RecordDescription* describing = nullptr;
+
+/// Pass::describe of a record (OpRecord): what it holds, into *describing.
+template <class Slot, class Result, class Inputs>
+void describe_record(const Slot& slot, std::size_t closure_bytes, const Result& result, const Inputs& inputs) {
+    RecordDescription& d = *describing;
+    d.slot = &slot;
+    d.closure_bytes = closure_bytes;
+    d.element_size = sizeof(typename Result::value_type);
+    if (result.defined()) {
+        d.result_kept = true;
+        d.result_shape = shape_of(result.value());
+        d.result_bytes = result.size() * d.element_size;
+    }
+    for (const auto& in : inputs) d.inputs.push_back({in.slot, in.parameter, in.shape.to_shape()});
+}
 
 /// Before an op's record is made (or its result returned unrecorded):
 /// anomaly mode's forward check (may throw; the tape is as it was), the

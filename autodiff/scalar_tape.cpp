@@ -122,7 +122,7 @@ AD_INLINE void ScalarRun<T>::send(std::uint32_t to, T cotangent) {
             // a node of its own; later ones add to it in place.
             auto& parameter = *static_cast<Node<T>*>(tape->pinned(to >> 2));
             if (!parameter.cotangent) {
-                note_reached(parameter);
+                reached_parameters<T>().push_back(&parameter);
                 if (recording_state.lending_grads && parameter.grad && parameter.grad_is_zero &&
                     parameter.grad->value.dimension() == 0) {
                     parameter.cotangent = NodeRef<T>::copy_local(parameter.grad);

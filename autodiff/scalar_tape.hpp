@@ -29,11 +29,25 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <utility>
 #include <vector>
 
-#include "autodiff/var.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad::detail {
+
+/// The compact records of the 0-d ops of one element type, which a tape owns
+/// beside its closures (Tape::scalar_stream). Not a template, so that the
+/// tape can clear and size them without knowing their element type.
+class ScalarStreamBase {
+public:
+    virtual ~ScalarStreamBase() = default;
+    virtual void clear() noexcept = 0;
+    virtual std::size_t bytes() const noexcept = 0;
+    /// Ops recorded (entries) and the records that hold them (runs).
+    virtual std::size_t entry_count() const noexcept = 0;
+    virtual std::size_t run_count() const noexcept = 0;
+};
 
 /// How an op recorded on the scalar stream reaches the general path again.
 /// Each op has one, static; entries name it by `id`, two bytes instead of a
@@ -203,6 +217,47 @@ ScalarEntry<T>& scalar_entry(const Tape& tape, const Node<T>& node) {
 /// The record on `tape` that holds the value of `node` (recorded there).
 template <class T>
 std::size_t record_of(const Tape& tape, const Node<T>& node);
+
+/// Seeds a 0-d loss recorded on the scalar stream in its entry (a sweep
+/// that does not record): no seed value, no slot.
+template <class T>
+void seed_scalar_entry(const Tape& tape, const Node<T>& loss) {
+    ScalarEntry<T>& entry = scalar_entry(tape, loss);
+    entry.adjoint = T(1);
+    entry.flags |= scalar_reached;
+}
+
+/// What grad(loss, wrt) reads of 0-d values of `wrt` recorded on the scalar
+/// stream: their entries leave their cotangents in their slots (scalar_keep)
+/// instead of the sweep stopping above them.
+template <class T>
+class ScalarReadouts {
+public:
+    explicit ScalarReadouts(const Tape& tape) : tape_(tape) {}
+    /// Before the sweep: x's entry is to leave its cotangent for position `position`.
+    void keep(const Var<T>& x, std::size_t position) {
+        values_.push_back({&x, position});
+        slot_of(x, tape_);  // makes the slot the entry leaves its cotangent in
+        scalar_entry(tape_, *x.node_ptr()).flags |= scalar_keep;
+    }
+    /// After it: the cotangents, into grads (by position).
+    void take(std::vector<Var<T>>& grads) noexcept { finish(&grads); }
+    /// After a failed sweep.
+    void drop() noexcept { finish(nullptr); }
+
+private:
+    void finish(std::vector<Var<T>>* grads) noexcept {
+        for (auto [x, position] : values_) {
+            scalar_entry(tape_, *x->node_ptr()).flags &= ~scalar_keep;
+            CotangentSlot<T>& slot = *slot_of(*x, tape_);
+            if (grads && slot) (*grads)[position] = Var<T>(slot);
+            slot.reset();
+        }
+        values_.clear();
+    }
+    const Tape& tape_;
+    std::vector<std::pair<const Var<T>*, std::size_t>> values_;
+};
 
 /// Turns off the scalar stream for a scope (ScalarRun's replays).
 class GeneralPathOnly {

@@ -403,7 +403,7 @@ TapeMemory tape_forward_bytes(const std::string& model) {
         ad::NoGrad no_grad;
         benchmark::DoNotOptimize(ad::nn::half_sse(m.model(m.x), m.y).item());
     }
-    // Arrays the engine keeps for reuse (autodiff/array_cache.hpp) would serve
+    // Arrays the engine keeps for reuse (autodiff/memory/array_cache.hpp) would serve
     // the forward without new heap bytes and hide what it holds.
     ad::release_cached_arrays();
     std::size_t before = heap_bytes_in_use();

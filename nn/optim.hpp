@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "autodiff/memory/grad_buffers.hpp"
 #include "nn/module.hpp"
 
 namespace ad::nn {

@@ -4,7 +4,8 @@
 // cotangent of the result y, are in activation.cpp.
 
 #include "autodiff/ops/elementwise.hpp"
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

@@ -40,6 +40,7 @@
 #include <fmt/format.h>
 
 #include "autodiff/blas.hpp"
+#include "autodiff/memory/grad_buffers.hpp"
 #include "autodiff/ops/all.hpp"
 
 namespace ad {

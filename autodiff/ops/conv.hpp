@@ -5,7 +5,8 @@
 
 #include <optional>
 
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

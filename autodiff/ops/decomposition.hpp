@@ -5,7 +5,8 @@
 // differentiate again; they solve with the factors instead of forming an
 // inverse where the formula allows.
 
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

@@ -82,8 +82,8 @@ Array<T> map(const Array<T>& x, F f) {
 /// agree, or one side is a single element that broadcasts to the other
 /// (scaling by a loss's cotangent, by 1 / n), one pass straight into the
 /// result's node; else the broadcasting xtensor expression that
-/// `broadcast()` builds (built only then: even building it costs a tenth of
-/// a small op). On small arrays xtensor's broadcasting assignment and moving
+/// `broadcast()` builds (built only then: building it costs more than a
+/// small op's arithmetic). On small arrays xtensor's broadcasting assignment and moving
 /// an array into its node cost more than the arithmetic, and VJPs are made
 /// of these ops too.
 template <class T, class F, class Broadcast, class Vjp>

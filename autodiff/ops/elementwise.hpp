@@ -2,7 +2,8 @@
 // Elementwise ops with NumPy broadcasting (0-d operands included).
 // Their VJPs, with g the cotangent of the result y, are in elementwise.cpp.
 
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

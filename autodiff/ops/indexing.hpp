@@ -7,7 +7,8 @@
 #include <cstddef>
 #include <vector>
 
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

@@ -43,6 +43,7 @@
 
 #include "autodiff/blas.hpp"
 #include "autodiff/kernels.hpp"
+#include "autodiff/memory/grad_buffers.hpp"
 #include "autodiff/ops/all.hpp"
 
 namespace ad {

@@ -1,7 +1,8 @@
 #pragma once
 // Matrix products through BLAS.
 
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

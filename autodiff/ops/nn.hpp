@@ -4,7 +4,8 @@
 #include <vector>
 
 #include "autodiff/ops/elementwise.hpp"
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

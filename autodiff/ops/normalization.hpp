@@ -6,7 +6,8 @@
 #include <random>
 
 #include "autodiff/ops/elementwise.hpp"
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

@@ -31,6 +31,7 @@
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xreducer.hpp>
 
+#include "autodiff/memory/grad_buffers.hpp"
 #include "autodiff/ops/all.hpp"
 
 namespace ad {

@@ -4,7 +4,8 @@
 #include <cstddef>
 #include <optional>
 
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

@@ -4,7 +4,8 @@
 #include <initializer_list>
 #include <vector>
 
-#include "autodiff/var.hpp"
+#include "autodiff/memory/kept.hpp"
+#include "autodiff/record.hpp"
 
 namespace ad {
 

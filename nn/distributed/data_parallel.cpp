@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "autodiff/errors.hpp"
+#include "autodiff/memory/grad_buffers.hpp"
 
 namespace ad::nn {
 namespace {

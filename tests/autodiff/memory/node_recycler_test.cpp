@@ -3,7 +3,7 @@
 #include <thread>
 #include <vector>
 
-#include "autodiff/node.hpp"
+#include "autodiff/memory/node_recycler.hpp"
 
 using ad::Array;
 using Recycler = ad::detail::NodeRecycler<float>;

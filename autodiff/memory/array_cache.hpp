@@ -1,16 +1,17 @@
 #pragma once
-// Large arrays the engine frees wait, per thread, for the next op that needs
-// an array of the same size.
+// ArrayCache: large arrays the engine frees wait, per thread, for the next op
+// that needs an array of the same size.
 //
-// A training step makes the same arrays every step. glibc hands an array of
-// 128 KiB or more (its mmap threshold) back to the kernel when it is freed,
+// For: a training step makes the same arrays every step. glibc hands an array
+// of 128 KiB or more (its mmap threshold) back to the kernel when it is freed,
 // and trims the heap's top once more than 128 KiB of it is free, so the next
-// step's array of the same size takes a page fault on every 4 KiB it writes:
-// on a small CNN step (activations of 256 KiB) that was a third of the step's
-// time. Arrays of 128 KiB and more that die with their node come here
-// instead, up to a bound, and ops that make their result with new_array take
-// them back. Smaller arrays are left to malloc, whose free lists reuse them
-// without the kernel.
+// step's array of the same size would take a page fault on every 4 KiB it
+// writes: on a small CNN step (activations of 256 KiB) a third of the step's
+// time (benchmarks/README.md, where the time goes). Arrays of 128 KiB and more
+// that die with their node come here instead, up to a bound, and ops that
+// make their result with new_array take them back. Smaller arrays are left to
+// malloc, whose free lists reuse them without the kernel. Removing it:
+// new_array becomes Array::from_shape, and large steps page-fault again.
 
 #include <cstddef>
 #include <utility>

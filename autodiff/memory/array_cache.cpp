@@ -1,6 +1,6 @@
-#include "autodiff/array_cache.hpp"
+#include "autodiff/memory/array_cache.hpp"
 
-#include "autodiff/node.hpp"
+#include "autodiff/memory/node_recycler.hpp"
 
 namespace ad {
 

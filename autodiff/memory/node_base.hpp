@@ -1,7 +1,8 @@
 #pragma once
-// The part of a value's node that the tape reads: its reference count and
-// what ties it to tapes that pin it. Not a template, so that Tape (which
-// holds nodes of both element types) can read it.
+// NodeBase: the part of a value's node that memory management and the tape's
+// pins read: its reference count (memory/node_ref.hpp) and what ties it to
+// the tapes that pin it (memory/pins.hpp). Not a template, so that a Tape,
+// which holds nodes of both element types, can read it.
 
 #include <atomic>
 #include <cstdint>

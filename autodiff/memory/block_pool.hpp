@@ -1,12 +1,13 @@
 #pragma once
-// Recycled storage for the nodes behind Vars.
+// BlockPool: recycled memory for the nodes behind Vars.
 //
-// Every op makes a node, and a backward sweep makes about as many
+// For: every op makes a node, and a backward sweep makes about as many
 // cotangents; Tape::clear() then frees them all at once, far more than
-// glibc's per-thread cache keeps, so without this pool most node allocations
-// would take malloc's slow paths, a large share of a small op's cost
-// (benchmarks/README.md, op_overhead). Freed blocks go onto a per-thread list
-// threaded through the blocks themselves, so recycling allocates nothing.
+// glibc's per-thread cache keeps, so most node allocations would take
+// malloc's slow paths, a large share of a small op's cost (benchmarks/README.md,
+// op_overhead). Freed blocks go onto a per-thread list threaded through the
+// blocks themselves, so recycling allocates nothing. Removing it: nodes come
+// from operator new and go back to it; only speed changes.
 
 #include <cstddef>
 #include <memory>
