@@ -60,7 +60,7 @@ Array<T>* running_sum(CotangentSlot<T>& slot, const SavedShape& shape) {
 /// Ones (the default seed) or zeros (the gradient of what the loss does not
 /// depend on) of x's shape.
 template <class T>
-Var<T> filled_like(const Var<T>& x, T value) {
+AD_INLINE Var<T> filled_like(const Var<T>& x, T value) {
     Var<T> filled = make_uninitialized<T>(x.value().shape());
     filled.mutable_value().fill(value);
     return filled;

@@ -29,6 +29,7 @@
 
 #include "autodiff/grad_mode.hpp"
 #include "autodiff/input_checks.hpp"
+#include "autodiff/memory/kept.hpp"
 #include "autodiff/memory/saved_shape.hpp"
 #include "autodiff/observe.hpp"
 #include "autodiff/tape.hpp"
@@ -77,15 +78,6 @@ AD_INLINE CotangentSlot<T>* slot_of(const Var<T>& x, const Tape& tape) {
     if (node.is_leaf) return &node.cotangent;
     if (node.record_index & scalar_record_bit) return &scalar_slot<T>(tape, node.record_index & ~scalar_record_bit);
     return &tape.slot<CotangentSlot<T>>(node.record_index);
-}
-
-/// Pins parameter x to `tape` for the record `reader`, which then borrows
-/// it, and claims it for this thread (memory/pins.hpp).
-template <class T>
-AD_INLINE Node<T>* pin_parameter(const char* op, const Var<T>& x, Tape& tape, std::size_t reader) {
-    Node<T>* node = x.node_ptr().get();
-    if (!tape.pin(node, &NodeRef<T>::hold_pin, &NodeRef<T>::release_pin, true, reader)) reject_claimed(op, x);
-    return node;
 }
 
 template <class T>

@@ -132,7 +132,9 @@ public:
     /// when `claim` (a parameter) and another thread's tapes hold it.
     AD_INLINE bool pin(detail::NodeBase* node, detail::PinTable::Hold hold, detail::PinTable::Hold release, bool claim,
                        std::size_t reader = no_record) {
-        return pins_.pin(node, hold, release, claim, reader == no_record ? records_.size() : reader);
+        // The next record's index is computed only when the pin needs it.
+        auto next = [this, reader] { return reader == no_record ? records_.size() : reader; };
+        return pins_.pin(node, hold, release, claim, next);
     }
     std::size_t pins() const noexcept { return pins_.size(); }
     static std::size_t pin_index(const detail::NodeBase* node) noexcept { return detail::PinTable::index_of(node); }
@@ -182,9 +184,10 @@ void Tape::record_in_place(Construct&& construct) {
     // the push_back below cannot fail after the closure is in the arena.
     if (records_.size() == records_.capacity()) records_.reserve(std::max<std::size_t>(64, 2 * records_.capacity()));
     const detail::Arena::Mark mark = arena_.mark();
+    void* memory = arena_.allocate(sizeof(C), alignof(C));
     C* stored;
     try {
-        stored = construct(arena_.allocate(sizeof(C), alignof(C)));
+        stored = construct(memory);
     } catch (...) {
         arena_.rewind(mark);
         throw;

@@ -16,7 +16,7 @@
 //       the policy. A benchmark of its own: OpenBLAS's worker spins for ~0.1 s
 //       after a threaded call, and a block that followed one paid for that.
 //     Models:
-//         8-16-16-1_b32    the model of issue 24: no call reaches OpenBLAS's
+//         8-16-16-1_b32    a small model: no call reaches OpenBLAS's
 //                          own limits, so no mode threads anything
 //         64-128-128-1_b32 a GEMM of 32 x 128 x 128 (above OpenBLAS's 262,144
 //                          m n k) and SGD's AXPY over 16,384 weights (above its

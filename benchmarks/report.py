@@ -29,16 +29,16 @@ JAC_N = [64, 128, 256, 512, 1024]
 JAC_SERIES = ["vjp", "vjp_hand", "materialized"]
 FIT_FROM = 256
 CONV_SHAPES = ["digits", "lenet"]
-# model_step goals, tape/libtorch (issue 20).
+# model_step goals, tape/libtorch.
 MODEL_STEP_GOALS = {"digits_cnn": 0.3, "lenet": 0.8, "gru": 0.5, "transformer": 0.8}
-# The scalar benchmarks (issue 24): workload -> n; implementations (ADOL-C's may be missing).
+# The scalar benchmarks: workload -> n; implementations (ADOL-C's may be missing).
 SCALAR_N = {"chain": [10, 1000, 100000, 1000000], "rosenbrock": [10, 1000, 100000],
             "vector_chain": [10, 1000, 100000]}
 SCALAR_IMPLS = ["tape", "adolc_retape", "adolc_reuse"]
 SCALAR_NS_GOAL = 40        # ns per scalar op, chain and rosenbrock, every n
 SCALAR_ADOLC_GOAL = 0.3    # tape / adolc_retape, every n
 SCALAR_FLAT_GOAL = 1.5     # max / min of ns per op over n, per workload
-# Tape bytes per scalar op: the issue's 48 bytes plus the value. tape.bytes()
+# Tape bytes per scalar op: 48 bytes at most, the operands' values included. tape.bytes()
 # counts the records, the closure arena and the scalar stream's entries, which
 # hold the operands' values: compared with 48 alone, values included.
 SCALAR_BYTES_GOAL = 48
@@ -204,7 +204,7 @@ class Report:
             self.out()
 
     def blas_threads(self):
-        """The engine's BLAS thread policy (issue 24, blas_threads.cpp): small steps with the policy
+        """The engine's BLAS thread policy (blas_threads.cpp): small steps with the policy
         against OpenBLAS forced to 1 and 2 threads, a large GEMM with the policy against 2 threads;
         every ratio from alternating blocks of one benchmark."""
         models = ["8-16-16-1_b32", "64-128-128-1_b32", "8-16-16-1_b1024"]
@@ -272,7 +272,7 @@ class Report:
         return ns
 
     def scalar(self):
-        """The scalar workloads of issue 24: time per op against tape length, tape against ADOL-C."""
+        """The scalar workloads: time per op against tape length, tape against ADOL-C."""
         rows = []
         self.sca = {}  # (workload, impl) -> [(ops, ns per op)]
         fmt_ns = lambda v: "-" if v is None else f"{v:.3g}"
@@ -294,7 +294,7 @@ class Report:
                              fmt_ratio(ratio(ns["tape"], ns["adolc_reuse"]))])
         if not rows:
             return
-        self.out("### scalar (gradients of scalar code, double, per op; issue 24)")
+        self.out("### scalar (gradients of scalar code, double, per op)")
         self.out()
         self.out("`chain`: n ops on a 0-d value, alternately y * a and y + c; `rosenbrock`: the gradient of the extended "
                  "Rosenbrock function of n 0-d parameters, 8 scalar ops per term (ops = 8 (n - 1)); `vector_chain`: the "
@@ -431,7 +431,7 @@ class Report:
             self.goal("RSS flat over 10,000 steps (growth < 1%)", f"{b - a:+.0f} KiB", (b - a) <= 0.01 * a)
 
     def ops(self):
-        """The op benchmarks of issue 19: conv2d and layer_norm against libtorch, batched matmul
+        """The op benchmarks: conv2d and layer_norm against libtorch, batched matmul
         against its own GEMMs called directly; float32, 1 thread."""
         sg = self.counter("sgemm/1024/threads:1", "GFLOPS")
         rows = []
@@ -500,7 +500,7 @@ class Report:
                         "first loss tape / libtorch"], rows)
 
     def dist_step(self):
-        """Data-parallel steps (dist_step.cpp, issue 23): samples per second of all ranks, each rank one
+        """Data-parallel steps (dist_step.cpp): samples per second of all ranks, each rank one
         OpenBLAS thread and the model's batch; exposed communication from DistributedDataParallel's timeline."""
         rows = []
         for model in ("mnist", "wide"):

@@ -1,4 +1,4 @@
-// scalar/<workload>/tape/<n>: the scalar workloads of issue 24 on the tape,
+// scalar/<workload>/tape/<n>: the scalar workloads on the tape,
 // through the public API, in double (scalar_workloads.hpp has the workloads,
 // adolc_peers.cpp the same on ADOL-C):
 //   chain         n ops on a 0-d value, alternately y = y * a and y = y + c

@@ -1,5 +1,5 @@
 #pragma once
-// The scalar workloads of issue 24 (scalar.cpp, adolc_peers.cpp): their
+// The scalar workloads (scalar.cpp, adolc_peers.cpp): their
 // sizes, inputs, operation counts and hand-derived gradients, and the
 // counters every scalar/ benchmark reports. No xtensor, no ADOL-C here.
 

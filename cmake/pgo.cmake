@@ -12,9 +12,8 @@
 # each build's own directory from it, so that both stages, whose objects lie at
 # the same places under different directories, name them alike.
 #
-# Why: the tape's step of the benchmarks' xor model went from 634 to 583 ns
-# (the hand-written step, compiled as usual, 303 ns in both; benchmarks/README.md).
-# g++'s static guesses lay the engine's code out by source order and branch
+# Why: on small models the engine's time goes to bookkeeping spread over many
+# small functions (benchmarks/README.md, where the time goes). g++'s static guesses lay the engine's code out by source order and branch
 # heuristics; the profile lays out the hot paths together and inlines by use.
 
 # The profile's directory; the training run touches <directory>.stamp last.

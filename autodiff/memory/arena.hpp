@@ -13,6 +13,8 @@
 #include <memory>
 #include <vector>
 
+#include "autodiff/inline.hpp"
+
 namespace ad::detail {
 
 class Arena {
@@ -20,7 +22,7 @@ public:
     /// Room for `size` bytes aligned to `align` (a power of two, at most
     /// alignof(std::max_align_t)). Inline: a bump of the offset; a new chunk
     /// only out of line.
-    void* allocate(std::size_t size, std::size_t align) {
+    AD_INLINE void* allocate(std::size_t size, std::size_t align) {
         const std::size_t start = (offset_ + align - 1) & ~(align - 1);
         if (chunk_ < chunks_.size() && start + size <= chunk_sizes_[chunk_]) {
             offset_ = start + size;

@@ -10,6 +10,7 @@
 
 #include <utility>
 
+#include "autodiff/input_checks.hpp"
 #include "autodiff/observe.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/var.hpp"
@@ -47,6 +48,15 @@ public:
 private:
     bool borrowed_ = false;
 };
+
+/// Pins parameter x to `tape` for the record `reader`, which then borrows
+/// it, and claims it for this thread (memory/pins.hpp).
+template <class T>
+AD_INLINE Node<T>* pin_parameter(const char* op, const Var<T>& x, Tape& tape, std::size_t reader) {
+    Node<T>* node = x.node_ptr().get();
+    if (!tape.pin(node, &NodeRef<T>::hold_pin, &NodeRef<T>::release_pin, true, reader)) reject_claimed(op, x);
+    return node;
+}
 
 template <class T>
 Kept<T> kept(const Var<T>& x) {

@@ -34,12 +34,12 @@ public:
     AD_INLINE NodeRef(const NodeRef& other) noexcept : node_(other.node_) {
         if (node_) add_count(node_);
     }
-    NodeRef(NodeRef&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
-    NodeRef& operator=(const NodeRef& other) noexcept {
+    AD_INLINE NodeRef(NodeRef&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
+    AD_INLINE NodeRef& operator=(const NodeRef& other) noexcept {
         NodeRef(other).swap(*this);
         return *this;
     }
-    NodeRef& operator=(NodeRef&& other) noexcept {
+    AD_INLINE NodeRef& operator=(NodeRef&& other) noexcept {
         NodeRef(std::move(other)).swap(*this);
         return *this;
     }

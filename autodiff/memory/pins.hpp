@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -39,17 +40,19 @@ public:
     /// count when the node is new here, `release` drops it later. With
     /// `claim` (a parameter) the node is also claimed for this thread: false,
     /// and nothing pinned, when tapes of another thread hold it.
-    AD_INLINE bool pin(NodeBase* node, Hold hold, Hold release, bool claim, std::size_t reader) {
+    /// `reader` may be a callable that gives the index, asked only when needed.
+    template <class Reader>
+    AD_INLINE bool pin(NodeBase* node, Hold hold, Hold release, bool claim, const Reader& reader) {
         // The node remembers where its pin is: found in a load and two compares.
         const std::uint64_t hint = node->pin_hint.load(std::memory_order_relaxed);
         const std::size_t index = static_cast<std::uint32_t>(hint);
         if ((hint >> 32) == tape_id_ && index < pins_.size() && pins_[index].node == node) {
             Pin& pin = pins_[index];
             pin.used = true;
-            if (pin.first_record + 1 <= consumed_end_) pin.first_record = reader;  // unset, or read only by consumed records
+            if (pin.first_record + 1 <= consumed_end_) pin.first_record = index_from(reader);  // unset, or read only by consumed records
             return true;
         }
-        return pin_slowly(node, hold, release, claim, reader);
+        return pin_slowly(node, hold, release, claim, index_from(reader));
     }
 
     std::size_t size() const noexcept { return pins_.size(); }
@@ -70,6 +73,15 @@ public:
     void release(bool all) noexcept;
 
 private:
+    template <class Reader>
+    static std::size_t index_from(const Reader& reader) {
+        if constexpr (std::is_invocable_v<const Reader&>) {
+            return reader();
+        } else {
+            return reader;
+        }
+    }
+
     struct Pin {
         NodeBase* node;
         Hold release;

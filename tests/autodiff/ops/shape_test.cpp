@@ -649,7 +649,7 @@ TEST_CASE("slice: a sweep that records nothing adds each slice's cotangent into 
     }
 }
 
-TEST_CASE("shape ops of issue 19: bad arguments are typed errors naming the op and the shapes") {
+TEST_CASE("shape ops (flip, repeat, squeeze, permute, split): bad arguments are typed errors naming the op and the shapes") {
     auto x = ad::constant(Array<double>::from_shape({2, 3}));
     CHECK_THROWS_WITH_AS(ad::flip(x, {0, -2}), "flip: axis -2 appears twice in (0, -2) for (2, 3)", ad::value_error);
     CHECK_THROWS_WITH_AS(ad::flip(x, {2}), "flip: axis 2 is out of range for a value of rank 2", ad::value_error);
@@ -673,7 +673,7 @@ TEST_CASE("shape ops of issue 19: bad arguments are typed errors naming the op a
     CHECK_THROWS_WITH_AS(ad::chunk(ad::scalar(1.0), 2), "chunk: a 0-d value has no axis to split", ad::shape_error);
 }
 
-TEST_CASE("shape ops of issue 19: a throwing op leaves the tape as it was") {
+TEST_CASE("shape ops (flip, repeat, squeeze, permute, split): a throwing op leaves the tape as it was") {
     ad::Tape tape;
     Array<double> x0 = ad::test::uniform({2, 3}, 16);
     auto x = ad::param(x0);
@@ -692,7 +692,7 @@ TEST_CASE("shape ops of issue 19: a throwing op leaves the tape as it was") {
     CHECK(xt::allclose(x.grad(), xt::exp(x0)));  // d/dx sum(e^x) = e^x
 }
 
-TEST_CASE("shape ops of issue 19: float gradients agree with double ones") {
+TEST_CASE("shape ops (flip, repeat, squeeze, permute, split): float gradients agree with double ones") {
     Array<float> xf = xt::cast<float>(ad::test::uniform({3, 4}, 17));
     auto gradient = [](const auto& x0) {
         ad::Tape tape;
