@@ -57,15 +57,6 @@ Array<T>* running_sum(CotangentSlot<T>& slot, const SavedShape& shape) {
 
 // The sweep.
 
-/// Ones (the default seed) or zeros (the gradient of what the loss does not
-/// depend on) of x's shape.
-template <class T>
-AD_INLINE Var<T> filled_like(const Var<T>& x, T value) {
-    Var<T> filled = make_uninitialized<T>(x.value().shape());
-    filled.mutable_value().fill(value);
-    return filled;
-}
-
 template <class T>
 std::vector<Var<T>> run_backward(const char* fn, const Var<T>& loss, const Var<T>* seed,
                                  const std::vector<Var<T>>& wrt, BackwardOptions options, bool accumulate) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "autodiff/grad_mode.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/var.hpp"
 
@@ -22,6 +23,31 @@ AD_INLINE void check_same_tape(const char* op, const Var<T>& x, const Tape* tape
     const auto& node = *x.node_ptr();
     if (node.is_leaf || (tape && node.epoch == tape->epoch())) return;
     reject_other_tape(op, x, tape);
+}
+
+/// An op's inputs as make_op passes them: pointers for the fixed-arity ops
+/// (no reference counting on the hot path), Vars for the variadic ones.
+template <class T>
+const Var<T>& input_var(const Var<T>& x) { return x; }
+template <class T>
+const Var<T>& input_var(const Var<T>* x) { return *x; }
+
+/// The tape an op records on: the current one, when recording is on and an
+/// input requires a gradient; nullptr otherwise.
+template <class T, class Inputs>
+AD_INLINE Tape* recording_tape(const char* op, const Inputs& inputs) {
+    for (const auto& x : inputs) check_defined(op, input_var<T>(x));
+    if (!recording()) return nullptr;
+    Tape* tape = Tape::current();
+    bool any = false;
+    for (const auto& x : inputs) {
+        const Var<T>& v = input_var<T>(x);
+        if (v.requires_grad()) {
+            check_same_tape(op, v, tape);
+            any = true;
+        }
+    }
+    return any ? tape : nullptr;
 }
 
 /// Throws the tape_error of a make_op result that is not fresh.

@@ -192,31 +192,6 @@ struct OpRecord {
     }
 };
 
-/// An op's inputs as make_op passes them: pointers for the fixed-arity ops
-/// (no reference counting on the hot path), Vars for the variadic ones.
-template <class T>
-const Var<T>& input_var(const Var<T>& x) { return x; }
-template <class T>
-const Var<T>& input_var(const Var<T>* x) { return *x; }
-
-/// The tape an op records on: the current one, when recording is on and an
-/// input requires a gradient; nullptr otherwise.
-template <class T, class Inputs>
-AD_INLINE Tape* recording_tape(const char* op, const Inputs& inputs) {
-    for (const auto& x : inputs) check_defined(op, input_var<T>(x));
-    if (!recording()) return nullptr;
-    Tape* tape = Tape::current();
-    bool any = false;
-    for (const auto& x : inputs) {
-        const Var<T>& v = input_var<T>(x);
-        if (v.requires_grad()) {
-            check_same_tape(op, v, tape);
-            any = true;
-        }
-    }
-    return any ? tape : nullptr;
-}
-
 /// make_op for a result that is already a fresh, unrecorded value.
 template <class T, class Inputs, class Vjp>
 Var<T> record_op(const char* op, Var<T> result, const Inputs& inputs, Vjp&& vjp) {

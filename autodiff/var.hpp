@@ -149,6 +149,14 @@ AD_INLINE Var<T> make_uninitialized(const S& shape) {
     return Var<T>(adopt(NodeRecycler<T>::make(shape)));
 }
 
+/// An unrecorded Var of x's shape filled with `value`.
+template <class T>
+AD_INLINE Var<T> filled_like(const Var<T>& x, T value) {
+    Var<T> filled = make_uninitialized<T>(x.value().shape());
+    filled.mutable_value().fill(value);
+    return filled;
+}
+
 /// Throws the tape_error of an empty Var given to `op`.
 [[noreturn]] void reject_empty(const char* op);
 
