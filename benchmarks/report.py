@@ -261,7 +261,7 @@ class Report:
                      fmt_time(None if tape is None or floor is None else per(tape - floor)),
                      fmt_time(per(torch)), fmt_ratio(ratio(tape, torch))]])
         if tape is not None:
-            self.goal("op_overhead tape <= 100 ns per op", fmt_time(per(tape)), per(tape) <= 100e-9)
+            self.goal("op_overhead tape <= 35 ns per op", fmt_time(per(tape)), per(tape) <= 35e-9)
 
     def scalar_ns(self, workload, impl, n):
         """ns per op of scalar/<workload>/<impl>/<n>: its counter, or its time over its ops."""

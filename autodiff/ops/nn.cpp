@@ -1,6 +1,8 @@
 // Fused ops of neural networks: one record each, a stable forward, and a VJP
-// written with engine ops (so it can be differentiated again). g is the
-// cotangent of the result y; s is 1 for a summed loss and 1/n for a mean.
+// written with engine ops (so it can be differentiated again). softmax,
+// log_softmax, half_sse and mse compute the same VJP in one pass when the
+// sweep records nothing (no create_graph). g is the cotangent of the result
+// y; s is 1 for a summed loss and 1/n for a mean.
 //
 //   op                     y                                  VJP
 //   softmax                e^(x - max) / sum e^(x - max)      y (g - sum(g y))
@@ -23,8 +25,10 @@
 
 #include "autodiff/ops/nn.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include <fmt/format.h>
 #include <xtensor/xmath.hpp>
@@ -38,62 +42,151 @@
 namespace ad {
 namespace {
 
-/// The stable pieces of softmax along `axis`, x seen as row-major (outer, n,
-/// inner) blocks: shifted = x - max and, per lane, the sum of e^shifted
-/// (computed by kernels::exp, whose bits do not depend on where the arrays
-/// sit). NaN propagates through the max.
-template <class T>
-struct SoftmaxPieces {
-    Array<T> shifted;      // x - max, x's shape
-    Array<T> exp_shifted;  // e^shifted, x's shape
-    Array<T> sums;         // sum of e^shifted along axis, kept as a 1
+/// x seen as row-major (outer, n, inner) blocks around `axis`: n values along
+/// the axis for each of the outer x inner lanes.
+struct Lanes {
+    std::size_t outer = 1, n = 1, inner = 1;
+    std::size_t block() const { return n * inner; }
 };
 
+template <class S>
+Lanes lanes_of(const S& shape, std::size_t axis) {
+    Lanes l;
+    l.n = shape[axis];
+    for (std::size_t d = 0; d < axis; ++d) l.outer *= shape[d];
+    for (std::size_t d = axis + 1; d < shape.size(); ++d) l.inner *= shape[d];
+    return l;
+}
+
+/// Scratch numbers (one per lane, or a block's), reused by the thread: a
+/// fresh array for every softmax over a trailing axis would cost more than
+/// its arithmetic.
+template <class T, int Slot = 0>
+T* lane_scratch(std::size_t inner) {
+    thread_local std::vector<T> scratch;
+    if (scratch.size() < inner) scratch.resize(inner);
+    return scratch.data();
+}
+
+/// The stable pieces of softmax along the lanes: shifted = x - max per lane,
+/// e = e^shifted (by kernels::exp, whose bits do not depend on where the
+/// arrays sit) and sums = the sum of e per lane. `shifted` may be null
+/// (softmax needs only e: it lands in e). With `e_one_block`, e holds one
+/// block, overwritten by each (log_softmax needs only the sums of e). NaN
+/// propagates through the max.
 template <class T>
-SoftmaxPieces<T> softmax_pieces(const Array<T>& x, std::size_t axis) {
-    Shape kept = shape_of(x);
-    const std::size_t n = kept[axis];
-    kept[axis] = 1;
-    SoftmaxPieces<T> p{Array<T>::from_shape(x.shape()), Array<T>::from_shape(x.shape()), Array<T>::from_shape(kept)};
-    std::size_t outer = 1, inner = 1;
-    for (std::size_t d = 0; d < axis; ++d) outer *= x.shape()[d];
-    for (std::size_t d = axis + 1; d < x.dimension(); ++d) inner *= x.shape()[d];
-    if (x.size() == 0) {
-        std::fill(p.sums.begin(), p.sums.end(), T(0));
-        return p;
+void softmax_pieces(const T* x, const Lanes& l, T* shifted, T* e, T* sums, bool e_one_block = false) {
+    const std::size_t inner = l.inner, n = l.n, block = l.block();
+    if (block == 0) {
+        std::fill_n(sums, l.outer * inner, T(0));
+        return;
     }
-    const std::size_t block = n * inner;
-    for (std::size_t o = 0; o < outer; ++o) {
-        const T* in = x.data() + o * block;
-        T* shifted = p.shifted.data() + o * block;
-        T* sums = p.sums.data() + o * inner;
-        // The lanes' maxima, kept in `sums` until the sums replace them.
-        std::copy(in, in + inner, sums);
+    if (inner == 1) {  // the last axis: one row at a time, while it is in cache
+        for (std::size_t r = 0; r < l.outer; ++r) {
+            const T* in = x + r * n;
+            T* ex = e_one_block ? e : e + r * n;
+            T* sh = shifted ? shifted + r * n : ex;
+            T max = in[0];
+            for (std::size_t k = 1; k < n; ++k) max = in[k] > max || std::isnan(in[k]) ? in[k] : max;
+            for (std::size_t k = 0; k < n; ++k) sh[k] = in[k] - max;
+            kernels::exp(sh, ex, n);
+            T sum = 0;
+            for (std::size_t k = 0; k < n; ++k) sum += ex[k];
+            sums[r] = sum;
+        }
+        return;
+    }
+    for (std::size_t o = 0; o < l.outer; ++o) {
+        const T* in = x + o * block;
+        T* ex = e_one_block ? e : e + o * block;
+        T* lane_sums = sums + o * inner;
+        // The lanes' maxima, kept in `lane_sums` until the sums replace them.
+        std::copy(in, in + inner, lane_sums);
         for (std::size_t k = 1; k < n; ++k) {
             for (std::size_t i = 0; i < inner; ++i) {
                 const T v = in[k * inner + i];
-                if (v > sums[i] || std::isnan(v)) sums[i] = v;
+                if (v > lane_sums[i] || std::isnan(v)) lane_sums[i] = v;
             }
         }
+        T* sh = shifted ? shifted + o * block : ex;
         for (std::size_t k = 0; k < n; ++k) {
-            for (std::size_t i = 0; i < inner; ++i) shifted[k * inner + i] = in[k * inner + i] - sums[i];
+            for (std::size_t i = 0; i < inner; ++i) sh[k * inner + i] = in[k * inner + i] - lane_sums[i];
         }
-        T* e = p.exp_shifted.data() + o * block;
-        kernels::exp(shifted, e, block);
-        std::copy(e, e + inner, sums);
+        kernels::exp(sh, ex, block);
+        std::copy(ex, ex + inner, lane_sums);
         for (std::size_t k = 1; k < n; ++k) {
-            for (std::size_t i = 0; i < inner; ++i) sums[i] += e[k * inner + i];
+            for (std::size_t i = 0; i < inner; ++i) lane_sums[i] += ex[k * inner + i];
         }
     }
-    return p;
+}
+
+/// softmax's VJP y (g - sum(g y)) in one pass per block into a fresh node:
+/// the backward when nothing records (through engine ops it is four ops and
+/// three temporaries, and the broadcast subtraction walks strides).
+template <class T>
+Var<T> softmax_backward(const Var<T>& g, const Var<T>& y, std::size_t axis) {
+    const Lanes l = lanes_of(y.value().shape(), axis);
+    Var<T> out = detail::make_uninitialized<T>(y.value().shape());
+    T* o = out.mutable_value().data();
+    const T* gv = g.value().data();
+    const T* yv = y.value().data();
+    if (l.inner == 1) {  // the last axis: a dot product per row
+        for (std::size_t r = 0; r < l.outer; ++r, gv += l.n, yv += l.n, o += l.n) {
+            T dot = 0;
+            for (std::size_t k = 0; k < l.n; ++k) dot += gv[k] * yv[k];
+            for (std::size_t k = 0; k < l.n; ++k) o[k] = yv[k] * (gv[k] - dot);
+        }
+        return out;
+    }
+    T* dots = lane_scratch<T>(l.inner);
+    for (std::size_t b = 0, block = l.block(); b < l.outer; ++b, gv += block, yv += block, o += block) {
+        std::fill_n(dots, l.inner, T(0));
+        for (std::size_t k = 0; k < l.n; ++k) {
+            for (std::size_t i = 0; i < l.inner; ++i) dots[i] += gv[k * l.inner + i] * yv[k * l.inner + i];
+        }
+        for (std::size_t k = 0; k < l.n; ++k) {
+            for (std::size_t i = 0; i < l.inner; ++i) {
+                o[k * l.inner + i] = yv[k * l.inner + i] * (gv[k * l.inner + i] - dots[i]);
+            }
+        }
+    }
+    return out;
+}
+
+/// log_softmax's VJP g - e^y sum(g) in one pass per block into a fresh node:
+/// the backward when nothing records.
+template <class T>
+Var<T> log_softmax_backward(const Var<T>& g, const Var<T>& y, std::size_t axis) {
+    const Lanes l = lanes_of(y.value().shape(), axis);
+    Var<T> out = detail::make_uninitialized<T>(y.value().shape());
+    T* o = out.mutable_value().data();
+    const T* gv = g.value().data();
+    const T* yv = y.value().data();
+    T* sums = lane_scratch<T>(l.inner);
+    for (std::size_t b = 0, block = l.block(); b < l.outer; ++b, gv += block, yv += block, o += block) {
+        std::fill_n(sums, l.inner, T(0));
+        for (std::size_t k = 0; k < l.n; ++k) {
+            for (std::size_t i = 0; i < l.inner; ++i) sums[i] += gv[k * l.inner + i];
+        }
+        kernels::exp(yv, o, block);
+        for (std::size_t k = 0; k < l.n; ++k) {
+            for (std::size_t i = 0; i < l.inner; ++i) o[k * l.inner + i] = gv[k * l.inner + i] - o[k * l.inner + i] * sums[i];
+        }
+    }
+    return out;
 }
 
 /// x - max along axis, and log sum exp of that (kept as a 1).
 template <class T>
 std::pair<Array<T>, Array<T>> shifted_and_log_norm(const Array<T>& x, std::size_t axis) {
-    SoftmaxPieces<T> p = softmax_pieces(x, axis);
-    kernels::log(p.sums.data(), p.sums.data(), p.sums.size());
-    return {std::move(p.shifted), std::move(p.sums)};
+    const Lanes l = lanes_of(shape_of(x), axis);
+    Shape kept = shape_of(x);
+    kept[axis] = 1;
+    Array<T> shifted = Array<T>::from_shape(x.shape());
+    Array<T> log_norm = Array<T>::from_shape(kept);
+    softmax_pieces(x.data(), l, shifted.data(), lane_scratch<T, 1>(l.block()), log_norm.data(), true);
+    kernels::log(log_norm.data(), log_norm.data(), log_norm.size());
+    return {std::move(shifted), std::move(log_norm)};
 }
 
 template <class T>
@@ -174,20 +267,26 @@ template <class T>
 Var<T> softmax(const Var<T>& x, long axis) {
     detail::check_defined("softmax", x);
     std::size_t ax = normalize_axis("softmax", axis, x.dim());
-    SoftmaxPieces<T> p = softmax_pieces(x.value(), ax);
-    // y = e^shifted / sum: divide lane by lane, the sums seen as (outer, 1, inner).
-    Array<T>& y = p.exp_shifted;
-    std::size_t inner = 1;
-    for (std::size_t d = ax + 1; d < x.dim(); ++d) inner *= x.value().shape()[d];
-    const std::size_t n = x.value().shape()[ax], outer = n * inner == 0 ? 0 : y.size() / (n * inner);
-    T* out = y.data();
-    for (std::size_t o = 0; o < outer; ++o) {
-        const T* sums = p.sums.data() + o * inner;
-        for (std::size_t k = 0; k < n; ++k, out += inner) {
-            for (std::size_t i = 0; i < inner; ++i) out[i] /= sums[i];
+    const Lanes l = lanes_of(x.value().shape(), ax);
+    Var<T> y = detail::make_uninitialized<T>(x.value().shape());
+    T* out = y.mutable_value().data();
+    T* sums = lane_scratch<T>(l.outer * l.inner);
+    softmax_pieces<T>(x.value().data(), l, nullptr, out, sums);
+    // y = e^shifted / sum, lane by lane.
+    if (l.inner == 1) {
+        for (std::size_t r = 0; r < l.outer; ++r, out += l.n) {
+            const T sum = sums[r];
+            for (std::size_t k = 0; k < l.n; ++k) out[k] /= sum;
+        }
+    }
+    for (std::size_t o = 0; l.inner != 1 && o < l.outer; ++o) {
+        const T* lane_sums = sums + o * l.inner;
+        for (std::size_t k = 0; k < l.n; ++k, out += l.inner) {
+            for (std::size_t i = 0; i < l.inner; ++i) out[i] /= lane_sums[i];
         }
     }
     return make_op("softmax", std::move(y), x, [ax](std::size_t, const Var<T>& g, const Var<T>& y) {
+        if (!detail::recording()) return softmax_backward(g, y, ax);
         return y * (g - sum(g * y, static_cast<long>(ax), true));
     });
 }
@@ -196,8 +295,21 @@ template <class T>
 Var<T> log_softmax(const Var<T>& x, long axis) {
     detail::check_defined("log_softmax", x);
     std::size_t ax = normalize_axis("log_softmax", axis, x.dim());
-    auto [shifted, log_norm] = shifted_and_log_norm(x.value(), ax);
-    return make_op("log_softmax", Array<T>(shifted - log_norm), x, [ax](std::size_t, const Var<T>& g, const Var<T>& y) {
+    const Lanes l = lanes_of(x.value().shape(), ax);
+    Var<T> y = detail::make_uninitialized<T>(x.value().shape());
+    T* out = y.mutable_value().data();
+    T* log_norm = lane_scratch<T>(l.outer * l.inner);
+    softmax_pieces<T>(x.value().data(), l, out, lane_scratch<T, 1>(l.block()), log_norm, true);
+    kernels::log(log_norm, log_norm, l.outer * l.inner);
+    // y = shifted - log sum e^shifted, lane by lane.
+    for (std::size_t o = 0; o < l.outer; ++o) {
+        const T* lane_norms = log_norm + o * l.inner;
+        for (std::size_t k = 0; k < l.n; ++k, out += l.inner) {
+            for (std::size_t i = 0; i < l.inner; ++i) out[i] -= lane_norms[i];
+        }
+    }
+    return make_op("log_softmax", std::move(y), x, [ax](std::size_t, const Var<T>& g, const Var<T>& y) {
+        if (!detail::recording()) return log_softmax_backward(g, y, ax);
         return g - exp(y) * sum(g, static_cast<long>(ax), true);
     });
 }
