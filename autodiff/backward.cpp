@@ -48,7 +48,12 @@ template <class T>
 Array<T>* running_sum(CotangentSlot<T>& slot, const SavedShape& shape) {
     if (grad_enabled()) return nullptr;
     if (!slot) {
-        slot = constant(Array<T>(xt::zeros<T>(shape.to_shape()))).node_ptr();
+        // A recycled node: a sum the size of a big input (the packed Q, K, V
+        // projection of attention) would otherwise page-fault in fresh
+        // memory on every sweep.
+        Var<T> zeros = make_uninitialized<T>(shape.to_shape());
+        std::fill(zeros.mutable_value().begin(), zeros.mutable_value().end(), T(0));
+        slot = std::move(zeros).node_ptr();
     } else if (slot.use_count() != 1) {
         return nullptr;
     }

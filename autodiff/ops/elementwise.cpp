@@ -386,9 +386,21 @@ template <class T>
 Var<T> relu(const Var<T>& x) {
     detail::check_defined("relu", x);
     // NaN is kept and passes the gradient, as torch's (threshold_backward zeroes only y <= 0).
+    // The VJP g * [x > 0]: in one pass when the sweep records nothing, into g
+    // itself when the sweep alone holds it (as sigmoid's), else into a
+    // recycled node; a mask array and a product otherwise.
     return make_op("relu", detail::mapped(x, [](T v) { return v <= 0 ? T(0) : v; }), x,
                    [x](std::size_t, const Var<T>& g) {
-                       return g * constant(map(x.value(), [](T v) { return T(!(v <= 0)); }));
+                       if (detail::recording() || !equal_shapes(g.value(), x.value())) {
+                           return g * constant(map(x.value(), [](T v) { return T(!(v <= 0)); }));
+                       }
+                       const bool in_place = g.node_ptr().use_count() == 1;
+                       Var<T> out = in_place ? g : detail::make_uninitialized<T>(g.value().shape());
+                       const T* gv = g.value().data();
+                       const T* xv = x.value().data();
+                       T* o = out.mutable_value().data();
+                       for (std::size_t i = 0, n = g.size(); i < n; ++i) o[i] = gv[i] * T(!(xv[i] <= 0));
+                       return out;
                    });
 }
 
