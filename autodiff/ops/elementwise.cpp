@@ -78,9 +78,29 @@ Array<T> map(const Array<T>& x, F f) {
     return y;
 }
 
+/// The element count of `small` when its shape, leading ones aside, is the
+/// trailing part of `big`'s and no longer: small then repeats along big's
+/// leading dimensions (a bias row, a layer norm's weight, a positional
+/// table). 0 otherwise.
+template <class T>
+std::size_t trailing_block(const Array<T>& big, const Array<T>& small) {
+    const auto& bs = big.shape();
+    const auto& ss = small.shape();
+    if (ss.size() > bs.size()) return 0;
+    std::size_t lead = 0;
+    while (lead < ss.size() && ss[lead] == 1) ++lead;
+    const std::size_t rank = ss.size() - lead;
+    if (rank == 0) return 0;
+    for (std::size_t i = 0; i < rank; ++i) {
+        if (ss[lead + i] != bs[bs.size() - rank + i]) return 0;
+    }
+    return small.size();
+}
+
 /// make_op for the arithmetic ops: y = f(a, b) elementwise. When the shapes
 /// agree, or one side is a single element that broadcasts to the other
-/// (scaling by a loss's cotangent, by 1 / n), one pass straight into the
+/// (scaling by a loss's cotangent, by 1 / n), or one side repeats along the
+/// other's leading dimensions (trailing_block), one pass straight into the
 /// result's node; else the broadcasting xtensor expression that
 /// `broadcast()` builds (built only then: building it costs more than a
 /// small op's arithmetic). On small arrays xtensor's broadcasting assignment and moving
@@ -109,6 +129,18 @@ Var<T> arithmetic(const char* op, const Var<T>& a, const Var<T>& b, F f, Broadca
         T* out = y.mutable_value().data();
         const T left = lhs[0];
         for (std::size_t i = 0, n = y.size(); i < n; ++i) out[i] = f(left, rhs[i]);
+    } else if (const std::size_t w = trailing_block(A, B)) {
+        y = detail::make_uninitialized<T>(A.shape());
+        T* out = y.mutable_value().data();
+        for (std::size_t r = 0, n = y.size(); r < n; r += w) {
+            for (std::size_t k = 0; k < w; ++k) out[r + k] = f(lhs[r + k], rhs[k]);
+        }
+    } else if (const std::size_t w = trailing_block(B, A)) {
+        y = detail::make_uninitialized<T>(B.shape());
+        T* out = y.mutable_value().data();
+        for (std::size_t r = 0, n = y.size(); r < n; r += w) {
+            for (std::size_t k = 0; k < w; ++k) out[r + k] = f(lhs[k], rhs[r + k]);
+        }
     } else {
         check_broadcast(op, a, b);
         y = detail::make_value(Array<T>(broadcast()));

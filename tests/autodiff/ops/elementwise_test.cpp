@@ -70,9 +70,9 @@ Array<double> unary_reference(Array<double> x, F f) {
 }
 
 /// The ways two operands broadcast against each other.
-enum class Broadcast { same, row, column, scalar, single, leading, both };
-const Broadcast all_broadcasts[] = {Broadcast::same,   Broadcast::row,     Broadcast::column, Broadcast::scalar,
-                                    Broadcast::single, Broadcast::leading, Broadcast::both};
+enum class Broadcast { same, row, column, scalar, single, leading, leading_ones, both };
+const Broadcast all_broadcasts[] = {Broadcast::same,   Broadcast::row,     Broadcast::column,       Broadcast::scalar,
+                                    Broadcast::single, Broadcast::leading, Broadcast::leading_ones, Broadcast::both};
 
 const char* name_of(Broadcast kind) {
     switch (kind) {
@@ -82,6 +82,7 @@ const char* name_of(Broadcast kind) {
         case Broadcast::scalar: return "0-d scalar";
         case Broadcast::single: return "one element, not 0-d";
         case Broadcast::leading: return "leading dims";
+        case Broadcast::leading_ones: return "leading dims of length 1, the result's rank or above it";
         case Broadcast::both: return "both sides";
     }
     return "?";
@@ -102,6 +103,8 @@ std::pair<Shape, Shape> operand_shapes(Broadcast kind, std::mt19937_64& rng) {
         case Broadcast::scalar: return {ad::test::random_shape(rng, 1, 3), {}};
         case Broadcast::single: return {{m, n}, rng() % 2 ? Shape{1, 1} : Shape{1}};
         case Broadcast::leading: return {{k, m, n}, rng() % 2 ? Shape{m, n} : Shape{n}};
+        case Broadcast::leading_ones: return rng() % 2 ? std::pair<Shape, Shape>{{k, m, n}, {1, m, n}}
+                                                       : std::pair<Shape, Shape>{{m, n}, {1, 1, n}};
         case Broadcast::both: return rng() % 2 ? std::pair<Shape, Shape>{{m, 1}, {1, n}}
                                                : std::pair<Shape, Shape>{{k, 1, n}, {m, 1}};
     }
@@ -238,7 +241,7 @@ TEST_CASE("elementwise binary ops: gradients match finite differences over rando
             }
         }
     }
-    CHECK(checked == 7 * 7 * 3);
+    CHECK(checked == 7 * 8 * 3);  // cases, broadcast kinds, rounds
 }
 
 TEST_CASE("elementwise binary ops: an operand used twice gets both contributions") {
