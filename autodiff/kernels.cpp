@@ -119,6 +119,34 @@ void tanh(const T* x, T* y, std::size_t n) {
 }
 
 template <class T>
+T max_or_nan(const T* x, std::size_t n) {
+    constexpr std::size_t width = Batch<T>::size;
+    T max = x[0];
+    bool nan = false;
+    if (n >= width) {
+        // Whole batches, then one last batch that overlaps them: a max may
+        // look at an element twice.
+        Batch<T> m = Batch<T>::load_unaligned(x);
+        auto seen_nan = xsimd::isnan(m);
+        for (std::size_t i = width; i < n; i += width) {
+            const Batch<T> v = Batch<T>::load_unaligned(x + std::min(i, n - width));
+            m = xsimd::max(m, v);
+            seen_nan = seen_nan || xsimd::isnan(v);
+        }
+        nan = xsimd::any(seen_nan);
+        std::array<T, width> lanes;
+        m.store_unaligned(lanes.data());
+        for (T v : lanes) max = v > max ? v : max;
+    } else {
+        for (std::size_t i = 0; i < n; ++i) {
+            nan = nan || x[i] != x[i];
+            max = x[i] > max ? x[i] : max;
+        }
+    }
+    return nan ? std::numeric_limits<T>::quiet_NaN() : max;
+}
+
+template <class T>
 void sigmoid_backward(const T* g, const T* y, T* out, std::size_t n) {
     transform(n, out, [](const Batch<T>& gv, const Batch<T>& yv) { return gv * yv * (Batch<T>(1) - yv); }, g, y);
 }
@@ -172,6 +200,8 @@ bool all_finite_long(const T* x, std::size_t n) {
 
 template void sigmoid(const float*, float*, std::size_t);
 template void sigmoid(const double*, double*, std::size_t);
+template float max_or_nan(const float*, std::size_t);
+template double max_or_nan(const double*, std::size_t);
 template void exp(const float*, float*, std::size_t);
 template void exp(const double*, double*, std::size_t);
 template void log(const float*, float*, std::size_t);

@@ -111,4 +111,25 @@ AD_INLINE bool all_finite(const T* x, std::size_t n) {
     return (carries & sign) == 0;
 }
 
+/// The sum of term(k) for k < n in eight interleaved partial sums: the
+/// additions do not wait on each other and vectorise, where one running sum
+/// waits on every add before it (the compiler may not reorder them itself).
+template <class T, class Term>
+AD_INLINE T interleaved_sum(std::size_t n, Term term) {
+    T partial[8] = {};
+    std::size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        for (std::size_t j = 0; j < 8; ++j) partial[j] += term(k + j);
+    }
+    T total = 0;
+    for (; k < n; ++k) total += term(k);
+    for (T p : partial) total += p;
+    return total;
+}
+
+/// The largest of x[0..n), n >= 1, or NaN if any is NaN (torch.max's rule),
+/// in xsimd batches.
+template <class T>
+T max_or_nan(const T* x, std::size_t n);
+
 }  // namespace ad::kernels

@@ -86,13 +86,10 @@ void softmax_pieces(const T* x, const Lanes& l, T* shifted, T* e, T* sums, bool 
             const T* in = x + r * n;
             T* ex = e_one_block ? e : e + r * n;
             T* sh = shifted ? shifted + r * n : ex;
-            T max = in[0];
-            for (std::size_t k = 1; k < n; ++k) max = in[k] > max || std::isnan(in[k]) ? in[k] : max;
+            const T max = kernels::max_or_nan(in, n);
             for (std::size_t k = 0; k < n; ++k) sh[k] = in[k] - max;
             kernels::exp(sh, ex, n);
-            T sum = 0;
-            for (std::size_t k = 0; k < n; ++k) sum += ex[k];
-            sums[r] = sum;
+            sums[r] = kernels::interleaved_sum<T>(n, [ex](std::size_t k) { return ex[k]; });
         }
         return;
     }
@@ -132,8 +129,7 @@ Var<T> softmax_backward(const Var<T>& g, const Var<T>& y, std::size_t axis) {
     const T* yv = y.value().data();
     if (l.inner == 1) {  // the last axis: a dot product per row
         for (std::size_t r = 0; r < l.outer; ++r, gv += l.n, yv += l.n, o += l.n) {
-            T dot = 0;
-            for (std::size_t k = 0; k < l.n; ++k) dot += gv[k] * yv[k];
+            const T dot = kernels::interleaved_sum<T>(l.n, [gv, yv](std::size_t k) { return gv[k] * yv[k]; });
             for (std::size_t k = 0; k < l.n; ++k) o[k] = yv[k] * (gv[k] - dot);
         }
         return out;

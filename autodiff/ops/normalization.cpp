@@ -15,28 +15,13 @@
 
 #include <fmt/format.h>
 
+#include "autodiff/kernels.hpp"
 #include "autodiff/ops/all.hpp"
 
 namespace ad {
 namespace {
 
 std::vector<long> as_long(const Shape& shape) { return std::vector<long>(shape.begin(), shape.end()); }
-
-/// The sum of term(k) for k < n in eight interleaved partial sums: the
-/// additions do not wait on each other and vectorise, where one running sum
-/// waits on every add before it.
-template <class T, class Term>
-T interleaved_sum(std::size_t n, Term term) {
-    T partial[8] = {};
-    std::size_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        for (std::size_t j = 0; j < 8; ++j) partial[j] += term(k + j);
-    }
-    T total = 0;
-    for (; k < n; ++k) total += term(k);
-    for (T p : partial) total += p;
-    return total;
-}
 
 /// x_hat of x viewed as (rows, width): each row normalised to mean 0 and
 /// variance 1 (biased), the fused core of layer_norm.
@@ -50,8 +35,8 @@ Var<T> normalize_rows(const Var<T>& x, std::size_t rows, std::size_t width, T ep
     for (std::size_t r = 0; r < rows; ++r) {
         const T* row = in + r * width;
         T* out_row = out + r * width;
-        const T mean = interleaved_sum<T>(width, [row](std::size_t k) { return row[k]; }) / T(width);
-        const T var = interleaved_sum<T>(width, [row, mean](std::size_t k) { return (row[k] - mean) * (row[k] - mean); });
+        const T mean = kernels::interleaved_sum<T>(width, [row](std::size_t k) { return row[k]; }) / T(width);
+        const T var = kernels::interleaved_sum<T>(width, [row, mean](std::size_t k) { return (row[k] - mean) * (row[k] - mean); });
         const T s = T(1) / std::sqrt(var / T(width) + eps);
         for (std::size_t k = 0; k < width; ++k) out_row[k] = (row[k] - mean) * s;
         rstd_of_row[r] = s;
@@ -67,9 +52,9 @@ Var<T> normalize_rows(const Var<T>& x, std::size_t rows, std::size_t width, T ep
                            for (std::size_t r = 0; r < rows; ++r) {
                                const T* gr = gv + r * width;
                                const T* yr = yv + r * width;
-                               const T mean_g = interleaved_sum<T>(width, [gr](std::size_t k) { return gr[k]; }) / T(width);
+                               const T mean_g = kernels::interleaved_sum<T>(width, [gr](std::size_t k) { return gr[k]; }) / T(width);
                                const T mean_gy =
-                                   interleaved_sum<T>(width, [gr, yr](std::size_t k) { return gr[k] * yr[k]; }) / T(width);
+                                   kernels::interleaved_sum<T>(width, [gr, yr](std::size_t k) { return gr[k] * yr[k]; }) / T(width);
                                const T s = rstd(r);
                                T* orow = o + r * width;
                                for (std::size_t k = 0; k < width; ++k) orow[k] = s * (gr[k] - mean_g - yr[k] * mean_gy);

@@ -211,3 +211,37 @@ TEST_CASE_TEMPLATE("kernels: all_finite finds a NaN or an infinity anywhere, and
         CHECK_FALSE(ad::kernels::all_finite(x.data(), n));
     }
 }
+
+TEST_CASE_TEMPLATE("kernels: interleaved_sum adds every term once, at every length around the eight lanes", T, float,
+                   double) {
+    for (std::size_t n = 0; n <= 41; ++n) {
+        // Powers of two below 2^20: every partial sum is exact, so any order gives the same total.
+        std::vector<T> x(n);
+        T expected = 0;
+        for (std::size_t k = 0; k < n; ++k) {
+            x[k] = T(std::uint32_t(1) << (k % 20)) * (k % 3 == 0 ? T(-1) : T(1));
+            expected += x[k];
+        }
+        INFO("n = " << n);
+        CHECK(ad::kernels::interleaved_sum<T>(n, [&x](std::size_t k) { return x[k]; }) == expected);
+    }
+}
+
+TEST_CASE_TEMPLATE("kernels: max_or_nan finds the largest at any position, and NaN wherever it sits", T, float, double) {
+    const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+    for (std::size_t n = 1; n <= 27; ++n) {
+        for (std::size_t at = 0; at < n; ++at) {
+            INFO("n = " << n << ", at = " << at);
+            std::vector<T> x(n);
+            for (std::size_t k = 0; k < n; ++k) x[k] = -T(k % 7) - T(1);
+            x[at] = T(5);
+            CHECK(ad::kernels::max_or_nan(x.data(), n) == T(5));
+            x[at] = inf;
+            CHECK(ad::kernels::max_or_nan(x.data(), n) == inf);
+            x[at] = nan;
+            CHECK(std::isnan(ad::kernels::max_or_nan(x.data(), n)));
+        }
+    }
+    const std::vector<T> all_minus_inf(9, -inf);
+    CHECK(ad::kernels::max_or_nan(all_minus_inf.data(), all_minus_inf.size()) == -inf);
+}
