@@ -489,3 +489,26 @@ TEST_CASE("conv2d: an infinite input spoils only the weight gradients of the tap
         for (std::size_t i = 0; i < 3; ++i) CHECK(std::isfinite(expected(o, 0, i, 0)));
     CHECK(std::isnan(expected(0, 0, 1, 1)));
 }
+
+TEST_CASE("max_pool2d: the 2x2 window at stride 2 keeps the general scan's values, ties, NaN and gradients") {
+    // Odd sizes leave the last row and column out; the batch covers both the
+    // fast 2x2 path and, with padding, the general one.
+    Array<double> x = ad::test::uniform({2, 3, 5, 7}, 1);
+    auto f = [](const Vars& v) { return ad::max_pool2d(v[0], 2); };
+    CHECK(ad::test::matches(f({ad::constant(x)}).value(), pool_reference(x, 2, 2, 2, 2, 0, 0, true, true)));
+    CHECK_GRADCHECK(f, (std::vector<Array<double>>{x}));
+    CHECK_GRADGRADCHECK(f, (std::vector<Array<double>>{x}));
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    // Window 0: a tie, the first 5 wins; window 1: NaN after the max wins;
+    // window 2 (second row of windows): a NaN then a larger number, the NaN stays.
+    ad::Tape tape;
+    auto t = ad::param(Array<double>{{{{1.0, 5.0, 0.0, 2.0}, {5.0, 2.0, nan, 9.0}, {nan, 7.0, -1.0, -1.0}, {3.0, 8.0, -1.0, -2.0}}}});
+    auto y = ad::max_pool2d(t, 2);
+    CHECK(y.value()(0, 0, 0, 0) == 5.0);
+    CHECK(std::isnan(y.value()(0, 0, 0, 1)));
+    CHECK(std::isnan(y.value()(0, 0, 1, 0)));
+    CHECK(y.value()(0, 0, 1, 1) == -1.0);
+    ad::sum(ad::where(xt::isnan(y.value()), ad::constant(Array<double>(xt::zeros<double>({1, 1, 2, 2}))), y)).backward();
+    // The gradients go to the first 5 (0, 1) and to the first -1 (2, 2) of the last window.
+    CHECK(t.grad() == Array<double>{{{{0.0, 1.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 1.0, 0.0}, {0.0, 0.0, 0.0, 0.0}}}});
+}
