@@ -23,6 +23,13 @@
 //   avg_pool2d_backward x_bar[i] = sum over windows o         avg_pool2d(h) (the adjoint)
 //                       holding i of g[o] / divisor[o]
 //
+// The three convolution products each have two ways to the same result:
+// im2col and GEMMs as written above, or, at stride 1 with few taps per output
+// (ConvGeometry::by_taps), the direct path: sums over the taps of the padded
+// planes shifted, with no columns matrix (conv2d_input_grad then sums the
+// padded g with the flipped w, conv2d_weight_grad takes dot products of g
+// with the shifted padded x). The VJPs above are the same either way.
+//
 // Output sizes are PyTorch's with ceil_mode off:
 // out = floor((in + 2 padding - dilation (kernel - 1) - 1) / stride) + 1.
 // Errors are checked before anything is recorded.
@@ -35,11 +42,15 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <fmt/format.h>
+#include <xsimd/xsimd.hpp>
 
 #include "autodiff/blas.hpp"
+#include "autodiff/inline.hpp"
+#include "autodiff/kernels.hpp"
 #include "autodiff/memory/grad_buffers.hpp"
 #include "autodiff/ops/all.hpp"
 
@@ -59,6 +70,16 @@ struct ConvGeometry {
     std::size_t p() const { return oh * ow; }
     /// A 1x1 kernel at stride 1 without padding: the im2col of x is x itself.
     bool direct() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+    /// Whether the products go by sums of shifted planes (the direct path
+    /// below) rather than im2col and GEMMs. Only at stride 1, where a shift is
+    /// a contiguous run. With few taps per output (K small, as with one or two
+    /// input channels) a GEMM is as long as the image but only K deep, so
+    /// BLAS packs its operands for a handful of multiply-adds each and the
+    /// im2col and col2im copies cost as much as the products; the direct path
+    /// reads each padded plane in place and keeps a plane's sums in
+    /// registers. Deep enough K lets BLAS's blocking reuse each loaded number
+    /// many times, which a tap-by-tap sum does not, and then GEMMs win.
+    bool by_taps() const { return sh == 1 && sw == 1 && !direct() && k() <= 64; }
     /// The samples each chunked GEMM takes: as many as keep the chunk's
     /// columns within 2^18 elements (1 MiB in float, about L2), at least one.
     std::size_t chunk() const {
@@ -259,6 +280,270 @@ int blas_int(std::size_t n) {
     return static_cast<int>(n);
 }
 
+// --- the direct path: sums of shifted planes ---------------------------------------
+//
+// At stride 1 an output plane is a sum over the taps (c, i, j) of w[o, c, i, j]
+// times the zero-padded input plane c shifted by (i dh, j dw). With the padded
+// planes stored row after row, Wp wide, every shift is a contiguous run of the
+// padded buffer starting at c Hp Wp + i dh Wp + j dw, and the whole output plane
+// is one flat run of OH Wp numbers (row p at p Wp; its last Wp - OW columns wrap
+// into the next row and are dropped). So each tap is one scalar times one run:
+// a loop of vector FMAs with the output's accumulators in registers, no index
+// arithmetic and no columns matrix. The input gradient is the same sum on the
+// cotangent padded by the kernel's span less the padding, with the weight
+// flipped and its channels transposed; the weight gradient is dot products of
+// the cotangent, laid out in the same flat rows with zeros in the dropped
+// columns, with the shifted runs of the padded input.
+
+template <class T>
+using Batch = xsimd::batch<T>;
+
+/// f(std::integral_constant<std::size_t, n>()) for 1 <= n <= Max, nothing
+/// otherwise: a count known at run time as a template argument, so that a
+/// kernel's loops over it unroll and its accumulators stay in registers.
+template <std::size_t Max, class F>
+AD_INLINE void with_count(std::size_t n, F&& f) {
+    if constexpr (Max > 0) {
+        if (n == Max) return f(std::integral_constant<std::size_t, Max>());
+        with_count<Max - 1>(n, f);
+    }
+}
+
+/// out[v] = init + sum_t coef[t] in[off[t] + v] for the B batches from v = 0.
+template <class T, std::size_t B>
+AD_INLINE void taps_block(const T* in, const Index* off, const T* coef, std::size_t taps, T* out, T init) {
+    constexpr std::size_t L = Batch<T>::size;
+    Batch<T> acc[B];
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < B; ++b) acc[b] = Batch<T>(init);
+    for (std::size_t t = 0; t < taps; ++t) {
+        const Batch<T> c(coef[t]);
+        const T* src = in + off[t];
+#pragma GCC unroll 16
+        for (std::size_t b = 0; b < B; ++b) acc[b] = xsimd::fma(c, Batch<T>::load_unaligned(src + b * L), acc[b]);
+    }
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < B; ++b) acc[b].store_unaligned(out + b * L);
+}
+
+/// The most batches of one output run kept in registers at once (with the
+/// tap's scalar and the loaded batch, within AVX2's 16 registers).
+constexpr std::size_t kTapsBlock = 12;
+
+/// out[v] = init + sum_t coef[t] in[off[t] + v] for v < `batches` batches: a
+/// run of at most kTapsBlock batches in one pass over the taps, a longer one
+/// in passes of 8. Reads up to the end of the last batch.
+template <class T>
+void sum_taps(const T* in, const Index* off, const T* coef, std::size_t taps, T* out, std::size_t batches, T init) {
+    constexpr std::size_t L = Batch<T>::size;
+    for (; batches > kTapsBlock; batches -= 8, in += 8 * L, out += 8 * L) taps_block<T, 8>(in, off, coef, taps, out, init);
+    with_count<kTapsBlock>(batches, [&](auto b) { taps_block<T, decltype(b)::value>(in, off, coef, taps, out, init); });
+}
+
+/// part + o ps (a batch of lane-wise partial sums) += the products of the
+/// run x with the run g + o gs, for o < OB, over `batches` batches.
+template <class T, std::size_t OB>
+AD_INLINE void dots_block(const T* x, const T* g, std::size_t gs, std::size_t batches, T* part, std::size_t ps) {
+    constexpr std::size_t L = Batch<T>::size;
+    Batch<T> acc[OB];
+#pragma GCC unroll 8
+    for (std::size_t o = 0; o < OB; ++o) acc[o] = Batch<T>::load_unaligned(part + o * ps);
+    for (std::size_t v = 0; v < batches; ++v) {
+        const Batch<T> xv = Batch<T>::load_unaligned(x + v * L);
+#pragma GCC unroll 8
+        for (std::size_t o = 0; o < OB; ++o) {
+            acc[o] = xsimd::fma(Batch<T>::load_unaligned(g + o * gs + v * L), xv, acc[o]);
+        }
+    }
+#pragma GCC unroll 8
+    for (std::size_t o = 0; o < OB; ++o) acc[o].store_unaligned(part + o * ps);
+}
+
+/// dots_block for o < og, in blocks of up to 8 outputs: each batch of x is
+/// loaded once per block.
+template <class T>
+void sum_dots(const T* x, const T* g, std::size_t gs, std::size_t og, std::size_t batches, T* part, std::size_t ps) {
+    for (; og >= 8; og -= 8, g += 8 * gs, part += 8 * ps) dots_block<T, 8>(x, g, gs, batches, part, ps);
+    with_count<7>(og, [&](auto b) { dots_block<T, decltype(b)::value>(x, g, gs, batches, part, ps); });
+}
+
+/// to[0..n) = from[0..n) (not overlapping): whole batches, the last one
+/// ending at n (rewriting a few numbers with the same values), so that a row
+/// of a small image is a load and a store or two rather than a loop.
+template <class T>
+AD_INLINE AD_CONV_PLAIN_LOOPS void copy_row(const T* from, T* to, Index n) {
+    constexpr Index L = Index(Batch<T>::size);
+    if (n < L) {
+        for (Index c = 0; c < n; ++c) to[c] = from[c];
+        return;
+    }
+    for (Index c = 0; c + L < n; c += L) Batch<T>::load_unaligned(from + c).store_unaligned(to + c);
+    Batch<T>::load_unaligned(from + n - L).store_unaligned(to + n - L);
+}
+
+/// Copies a (rows, cols) plane into a (drows, dcols) buffer with its corner
+/// at (top, left), clipped to the buffer; the rest of the buffer is untouched.
+template <class T>
+void place(const T* src, Index rows, Index cols, T* dst, Index drows, Index dcols, Index top, Index left) {
+    const Index r0 = std::max<Index>(0, -top), r1 = std::min(rows, drows - top);
+    const Index c0 = std::max<Index>(0, -left), c1 = std::min(cols, dcols - left);
+    for (Index r = r0; r < r1; ++r) copy_row(src + r * cols + c0, dst + (r + top) * dcols + left + c0, c1 - c0);
+}
+
+/// The (rows, cols) plane at the start of each row `stride` apart of a flat run.
+template <class T>
+void unflatten(const T* run, Index stride, Index rows, Index cols, T* plane) {
+    for (Index r = 0; r < rows; ++r) copy_row(run + r * stride, plane + r * cols, cols);
+}
+
+/// The flat layout of one direct product: `planes` padded planes of (rows,
+/// cols) read by runs of `len` numbers (`batches` batches) from the offsets
+/// of the taps; the buffer holds them with room for the last run's overreach.
+struct TapsLayout {
+    std::size_t rows = 0, cols = 0, planes = 0, len = 0, batches = 0;
+    std::size_t plane() const { return rows * cols; }
+    template <class T>
+    std::size_t buffer() const {
+        return planes * plane() + cols + batches * Batch<T>::size;
+    }
+};
+
+template <class T>
+TapsLayout taps_layout(std::size_t rows, std::size_t cols, std::size_t planes, std::size_t out_rows) {
+    TapsLayout l;
+    l.rows = rows;
+    l.cols = cols;
+    l.planes = planes;
+    l.len = out_rows * cols;
+    l.batches = (l.len + Batch<T>::size - 1) / Batch<T>::size;
+    return l;
+}
+
+/// The offsets of the taps (c, i, j), c < planes, in a buffer of layout l.
+void tap_offsets(const ConvGeometry& G, const TapsLayout& l, Index* off) {
+    for (std::size_t c = 0; c < l.planes; ++c) {
+        for (std::size_t i = 0; i < G.kh; ++i) {
+            for (std::size_t j = 0; j < G.kw; ++j) *off++ = Index(c * l.plane() + i * G.dh * l.cols + j * G.dw);
+        }
+    }
+}
+
+/// The layout of one group's zero-padded input planes (the forward's and
+/// the weight gradient's), read by runs of OH rows.
+template <class T>
+TapsLayout input_layout(const ConvGeometry& G) {
+    return taps_layout<T>(G.h + 2 * G.ph, G.w + 2 * G.pw, G.cg(), G.oh);
+}
+
+/// Copies the input planes of sample n's group grp into the interiors of pad.
+template <class T>
+void pad_inputs(const ConvGeometry& G, const TapsLayout& l, const T* x, std::size_t n, std::size_t grp, T* pad) {
+    const std::size_t Cg = G.cg(), HW = G.h * G.w;
+    for (std::size_t c = 0; c < Cg; ++c) {
+        place(x + (n * G.c + grp * Cg + c) * HW, Index(G.h), Index(G.w), pad + c * l.plane(), Index(l.rows),
+              Index(l.cols), Index(G.ph), Index(G.pw));
+    }
+}
+
+/// conv2d's forward by the direct path: y (N, O, OH, OW), the bias added if given.
+template <class T>
+void direct_forward(const ConvGeometry& G, const T* x, const T* w, const T* bias, T* y) {
+    const std::size_t K = G.k(), Og = G.og(), P = G.p();
+    const TapsLayout l = input_layout<T>(G);
+    T* pad = workspace<T>(l.buffer<T>());
+    T* run = workspace<T, 1>(l.batches * Batch<T>::size);
+    Index* off = workspace<Index>(K);
+    std::fill_n(pad, l.buffer<T>(), T(0));  // the padding: each plane's copy overwrites only its interior
+    tap_offsets(G, l, off);
+    for (std::size_t n = 0; n < G.n; ++n) {
+        for (std::size_t grp = 0; grp < G.groups; ++grp) {
+            pad_inputs(G, l, x, n, grp, pad);
+            for (std::size_t o = grp * Og; o < (grp + 1) * Og; ++o) {
+                sum_taps(pad, off, w + o * K, K, run, l.batches, bias ? bias[o] : T(0));
+                unflatten(run, Index(l.cols), Index(G.oh), Index(G.ow), y + (n * G.o + o) * P);
+            }
+        }
+    }
+}
+
+/// conv2d_input_grad by the direct path: x_bar (N, C, H, W) from g (N, O, OH, OW).
+/// x_bar[c] = sum_{o, i, j} w[o, c, kh-1-i, kw-1-j] times g[o] padded by the
+/// span less the padding ((kh-1) dh - ph rows above, which may be negative:
+/// the rows of g that no input row reaches are cut) and shifted by (i dh, j dw).
+template <class T>
+void direct_input_grad(const ConvGeometry& G, const T* g, const T* w, T* out) {
+    const std::size_t Og = G.og(), Cg = G.cg(), HW = G.h * G.w, P = G.p(), KK = G.kh * G.kw, taps = Og * KK;
+    const std::size_t span_h = (G.kh - 1) * G.dh, span_w = (G.kw - 1) * G.dw;
+    const TapsLayout l = taps_layout<T>(G.h + span_h, G.w + span_w, Og, G.h);
+    T* pad = workspace<T>(l.buffer<T>());
+    T* run = workspace<T, 1>(l.batches * Batch<T>::size);
+    Index* off = workspace<Index>(taps);
+    T* flipped = workspace<T, 2>(G.c * taps);  // per input channel c: w[o, c, kh-1-i, kw-1-j] over (o, i, j)
+    std::fill_n(pad, l.buffer<T>(), T(0));
+    tap_offsets(G, l, off);
+    for (std::size_t grp = 0; grp < G.groups; ++grp) {
+        for (std::size_t c = 0; c < Cg; ++c) {
+            T* to = flipped + (grp * Cg + c) * taps;
+            for (std::size_t o = 0; o < Og; ++o) {
+                const T* from = w + ((grp * Og + o) * Cg + c) * KK;
+                for (std::size_t t = 0; t < KK; ++t) to[o * KK + t] = from[KK - 1 - t];
+            }
+        }
+    }
+    const Index top = Index(span_h) - Index(G.ph), left = Index(span_w) - Index(G.pw);
+    for (std::size_t n = 0; n < G.n; ++n) {
+        for (std::size_t grp = 0; grp < G.groups; ++grp) {
+            for (std::size_t o = 0; o < Og; ++o) {
+                place(g + (n * G.o + grp * Og + o) * P, Index(G.oh), Index(G.ow), pad + o * l.plane(), Index(l.rows),
+                      Index(l.cols), top, left);
+            }
+            for (std::size_t c = grp * Cg; c < (grp + 1) * Cg; ++c) {
+                sum_taps(pad, off, flipped + c * taps, taps, run, l.batches, T(0));
+                unflatten(run, Index(l.cols), Index(G.h), Index(G.w), out + (n * G.c + c) * HW);
+            }
+        }
+    }
+}
+
+/// conv2d_weight_grad by the direct path: w_bar[o, c, i, j] = the sum over n
+/// of the dot product of g[n, o] (in flat rows of the padded input's width,
+/// zeros in the dropped columns) with the run of the padded x[n, c] at the
+/// tap's offset. The dropped columns multiply those zeros by real inputs: an
+/// infinite or NaN input would make them NaN, so the caller takes this path
+/// for finite x only.
+template <class T>
+void direct_weight_grad(const ConvGeometry& G, const T* x, const T* g, T* out) {
+    constexpr std::size_t L = Batch<T>::size;
+    const std::size_t K = G.k(), Og = G.og(), P = G.p();
+    const TapsLayout l = input_layout<T>(G);
+    const std::size_t gs = l.batches * L;  // the stride of g's flat runs
+    T* pad = workspace<T>(l.buffer<T>());
+    T* runs = workspace<T, 1>(Og * gs);
+    Index* off = workspace<Index>(K);
+    T* part = workspace<T, 2>(G.o * K * L);  // per (o, tap) a batch of lane-wise partial sums
+    std::fill_n(pad, l.buffer<T>(), T(0));
+    std::fill_n(runs, Og * gs, T(0));  // the dropped columns and the tails of the runs
+    std::fill_n(part, G.o * K * L, T(0));
+    tap_offsets(G, l, off);
+    for (std::size_t n = 0; n < G.n; ++n) {
+        for (std::size_t grp = 0; grp < G.groups; ++grp) {
+            pad_inputs(G, l, x, n, grp, pad);
+            for (std::size_t o = 0; o < Og; ++o) {
+                place(g + (n * G.o + grp * Og + o) * P, Index(G.oh), Index(G.ow), runs + o * gs, Index(G.oh),
+                      Index(l.cols), 0, 0);
+            }
+            for (std::size_t t = 0; t < K; ++t) {
+                sum_dots(pad + off[t], runs, gs, Og, l.batches, part + (grp * Og * K + t) * L, K * L);
+            }
+        }
+    }
+    for (std::size_t i = 0; i < G.o * K; ++i) {
+        T s = 0;
+        for (std::size_t j = 0; j < L; ++j) s += part[i * L + j];
+        out[i] = s;
+    }
+}
+
 // --- the three products -----------------------------------------------------------
 
 template <class T> Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, const Var<T>* bias);
@@ -314,7 +599,10 @@ Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, co
     const T* win = w.value().data();
     const bool add_bias = bias != nullptr;
     const bool compute = K != 0 && Og != 0 && G.n != 0;
-    if (add_bias) {
+    const bool taps = compute && G.by_taps();
+    if (taps) {
+        direct_forward(G, xin, win, add_bias ? bias->value().data() : nullptr, out);
+    } else if (add_bias) {
         const T* b = bias->value().data();
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t o = 0; o < G.o; ++o) std::fill_n(out + (n * G.o + o) * P, P, b[o]);
@@ -332,7 +620,7 @@ Var<T> conv_forward(const SharedConv& geom, const Var<T>& x, const Var<T>& w, co
                            out + (n * G.o + grp * Og) * P);
             }
         }
-    } else if (compute) {
+    } else if (compute && !taps) {
         const std::size_t chunk = G.chunk();
         if (chunk >= G.n && w.requires_grad() && detail::recording()) {
             kept_cols = std::make_shared<std::vector<T>>(G.groups * K * G.n * P);
@@ -373,9 +661,11 @@ Var<T> conv_input_grad(const SharedConv& geom, const Var<T>& g, const Var<T>& w)
     T* out = xb.mutable_value().data();
     const T* gin = g.value().data();
     const T* win = w.value().data();
-    const bool compute = K != 0 && Og != 0 && G.n != 0;
-    if (!compute || !G.direct()) std::fill_n(out, G.n * G.c * HW, T(0));
-    if (compute && G.direct()) {
+    const bool compute = K != 0 && Og != 0 && G.n != 0, taps = compute && G.by_taps();
+    if (!compute || (!G.direct() && !taps)) std::fill_n(out, G.n * G.c * HW, T(0));
+    if (taps) {
+        direct_input_grad(G, gin, win, out);
+    } else if (compute && G.direct()) {
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t grp = 0; grp < G.groups; ++grp) {
                 blas::gemm(true, false, blas_int(K), blas_int(P), blas_int(Og), T(1), win + grp * Og * K, blas_int(K),
@@ -417,7 +707,9 @@ Var<T> conv_weight_grad(const SharedConv& geom, Var<T> buffer, const Var<T>& x, 
     const T* gin = g.value().data();
     const bool compute = K != 0 && Og != 0 && G.n != 0;
     if (!compute) std::fill_n(out, G.o * K, T(0));
-    if (compute && G.direct()) {
+    if (compute && G.by_taps() && kernels::all_finite(xin, G.n * G.c * HW)) {
+        direct_weight_grad(G, xin, gin, out);
+    } else if (compute && G.direct()) {
         for (std::size_t n = 0; n < G.n; ++n) {
             for (std::size_t grp = 0; grp < G.groups; ++grp) {
                 blas::gemm(false, true, blas_int(Og), blas_int(K), blas_int(P), T(1), gin + (n * G.o + grp * Og) * P,
@@ -454,15 +746,23 @@ Var<T> conv_bias_grad(const SharedConv& geom, const Var<T>& g) {
     const std::size_t P = G.p();
     Var<T> bb = detail::make_uninitialized<T>(Shape{G.o});
     T* out = bb.mutable_value().data();
-    std::fill_n(out, G.o, T(0));
     const T* in = g.value().data();
-    for (std::size_t n = 0; n < G.n; ++n) {
-        for (std::size_t o = 0; o < G.o; ++o) {
+    // Lane-wise partial sums over every plane of channel o, then across the
+    // lanes: a scalar sum would wait on each addition before the next.
+    constexpr std::size_t L = Batch<T>::size;
+    const std::size_t whole = P / L * L;
+    for (std::size_t o = 0; o < G.o; ++o) {
+        Batch<T> acc(T(0));
+        T tail = 0;
+        for (std::size_t n = 0; n < G.n; ++n) {
             const T* plane = in + (n * G.o + o) * P;
-            T s = 0;
-            for (std::size_t p = 0; p < P; ++p) s += plane[p];
-            out[o] += s;
+            for (std::size_t p = 0; p < whole; p += L) acc += Batch<T>::load_unaligned(plane + p);
+            for (std::size_t p = whole; p < P; ++p) tail += plane[p];
         }
+        alignas(Batch<T>) T lanes[L];
+        acc.store_aligned(lanes);
+        for (std::size_t j = 0; j < L; ++j) tail += lanes[j];
+        out[o] = tail;
     }
     if (!detail::recording()) return bb;
     return make_op("conv2d_bias_grad", std::move(bb), g, [geom](std::size_t, const Var<T>& h) {
@@ -661,6 +961,32 @@ Var<T> max_pool2d(const Var<T>& x, Size2 kernel, PoolStride stride, Size2 paddin
     auto argmax = std::make_shared<std::vector<std::size_t>>(G.planes * P);
     const T* in = x.value().data();
     const Index W = Index(G.w), OW = Index(G.ow);
+    if (G.kh == 2 && G.kw == 2 && G.sh == 2 && G.sw == 2 && G.ph == 0 && G.pw == 0) {
+        // The common 2x2 window at stride 2, whole in the input: its four
+        // numbers in the same scan order, each step a select rather than a
+        // branch (which data without order would mispredict half the time).
+        const Index OH = Index(G.oh);
+        for (std::size_t pl = 0; pl < G.planes; ++pl) {
+            const T* plane = in + pl * HW;
+            std::size_t* at = argmax->data() + pl * P;
+            for (Index p = 0; p < OH; ++p) {
+                for (Index q = 0; q < OW; ++q) {
+                    const Index first = 2 * p * W + 2 * q;
+                    const Index window[4] = {first, first + 1, first + W, first + W + 1};
+                    Index best = first;
+                    T value = -std::numeric_limits<T>::infinity();
+                    for (Index i : window) {
+                        const T v = plane[i];
+                        const bool take = v > value || v != v;
+                        value = take ? v : value;
+                        best = take ? i : best;
+                    }
+                    at[p * OW + q] = static_cast<std::size_t>(best);
+                }
+            }
+        }
+        return pool_gather<T>(geom, std::move(argmax), x);
+    }
     for (std::size_t pl = 0; pl < G.planes; ++pl) {
         const T* plane = in + pl * HW;
         std::size_t* at = argmax->data() + pl * P;

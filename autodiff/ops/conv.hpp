@@ -31,8 +31,8 @@ struct PoolStride {
 /// F.conv2d: x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or an
 /// empty Var; y (N, O, OH, OW) with
 ///   y[n, o, p, q] = b[o] + sum_{c, i, j} w[o, c, i, j] x[n, g C/groups + c, p sh - ph + i dh, q sw - pw + j dw]
-/// (g = o / (O/groups); x is zero outside). One GEMM per batch element and
-/// group on the im2col of x. VJP: x_bar = the transposed convolution of g by w
+/// (g = o / (O/groups); x is zero outside). GEMMs on the im2col of x, or at
+/// stride 1 with few taps per output a direct sum of shifted planes. VJP: x_bar = the transposed convolution of g by w
 /// (col2im of w^T g); w_bar = sum_n g_n cols_n^T; b_bar = sum of g over N, OH, OW.
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>(), Size2 stride = 1,

@@ -324,7 +324,8 @@ TEST_CASE("conv and pooling: float gradients agree with double ones") {
         auto b = ad::param(b0);
         auto y = ad::conv2d(x, w, b, {2, 1}, 1, {1, 2}, 2);
         auto z = ad::sum(ad::square(ad::max_pool2d(y, 2, 1))) + ad::sum(ad::square(ad::avg_pool2d(y, 3, 2, 1, false))) +
-                 ad::sum(ad::square(ad::conv1d(ad::reshape(x, {2, 4, 42}), ad::reshape(w, {4, 2, 6}), b, 3, 2, 1, 2)));
+                 ad::sum(ad::square(ad::conv1d(ad::reshape(x, {2, 4, 42}), ad::reshape(w, {4, 2, 6}), b, 3, 2, 1, 2))) +
+                 ad::sum(ad::square(ad::conv2d(x, w, b, 1, 1, 1, 2)));  // stride 1, K = 12: the direct path
         z.backward();
         return std::vector<std::decay_t<decltype(x0)>>{x.grad(), w.grad(), b.grad()};
     };
@@ -358,4 +359,156 @@ TEST_CASE("conv2d: a batch in several chunks agrees with its samples done one by
     }
     CHECK(xt::allclose(wv.grad(), w_sum, 1e-12, 1e-10));
     CHECK(xt::allclose(bv.grad(), b_sum, 1e-12, 1e-10));
+}
+
+namespace {
+
+struct ConvGradients {
+    Array<double> x, w, b;
+};
+
+/// The VJP of conv_reference with loops: every output's cotangent goes to the
+/// bias, to the weights times its window and to its window times the weights.
+ConvGradients conv_vjp_reference(const Array<double>& x, const Array<double>& w, const Array<double>& g,
+                                 const ConvConfig& k) {
+    const std::size_t oh = g.shape()[2], ow = g.shape()[3];
+    const std::size_t cg = k.c / k.groups, og = k.o / k.groups;
+    ConvGradients r{xt::zeros<double>(x.shape()), xt::zeros<double>(w.shape()), xt::zeros<double>({k.o})};
+    for (std::size_t n = 0; n < k.n; ++n)
+        for (std::size_t o = 0; o < k.o; ++o)
+            for (std::size_t p = 0; p < oh; ++p)
+                for (std::size_t q = 0; q < ow; ++q) {
+                    const double gv = g(n, o, p, q);
+                    r.b(o) += gv;
+                    for (std::size_t c = 0; c < cg; ++c)
+                        for (std::size_t i = 0; i < k.kh; ++i)
+                            for (std::size_t j = 0; j < k.kw; ++j) {
+                                long s = long(p) * k.sh - k.ph + long(i) * k.dh, t = long(q) * k.sw - k.pw + long(j) * k.dw;
+                                if (s < 0 || t < 0 || s >= long(k.h) || t >= long(k.w)) continue;
+                                const std::size_t xc = (o / og) * cg + c;
+                                r.w(o, c, i, j) += gv * x(n, xc, std::size_t(s), std::size_t(t));
+                                r.x(n, xc, std::size_t(s), std::size_t(t)) += gv * w(o, c, i, j);
+                            }
+                }
+    return r;
+}
+
+/// conv2d's value and its three gradients for the cotangent `seed`, against the loops.
+void check_against_loops(const ConvConfig& k, std::uint64_t seed) {
+    Array<double> x = ad::test::uniform({k.n, k.c, k.h, k.w}, seed);
+    Array<double> w = ad::test::uniform({k.o, k.c / k.groups, k.kh, k.kw}, seed + 1);
+    Array<double> b = ad::test::uniform({k.o}, seed + 2);
+    Array<double> ref = conv_reference(x, w, &b, k);
+    Array<double> g = ad::test::uniform(Shape(ref.shape().begin(), ref.shape().end()), seed + 3);
+    ad::Tape tape;
+    auto xv = ad::param(x), wv = ad::param(w), bv = ad::param(b);
+    auto y = conv_of({xv, wv, bv}, k);
+    CHECK(ad::test::matches(y.value(), ref));
+    y.backward(g);
+    const ConvGradients expected = conv_vjp_reference(x, w, g, k);
+    CHECK(ad::test::matches(xv.grad(), expected.x));
+    CHECK(ad::test::matches(wv.grad(), expected.w));
+    CHECK(ad::test::matches(bv.grad(), expected.b));
+}
+
+}  // namespace
+
+// The direct path (ConvGeometry::by_taps in conv.cpp): stride 1, at most 64
+// taps per output (K = C/groups kh kw); wider K and any other stride go
+// through im2col and GEMMs.
+
+TEST_CASE("conv2d: the direct path matches loops in the value and every gradient") {
+    const ConvConfig configs[] = {
+        {3, 1, 8, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},     // one input channel, 3x3, padding 1
+        {2, 2, 7, 5, 3, 3, 2, 1, 1, 1, 2, 0, 2, 1},     // non-square, dilated rows, uneven padding
+        {2, 4, 6, 6, 4, 3, 3, 2, 1, 1, 1, 1, 1, 1},     // two groups
+        {2, 1, 4, 5, 2, 2, 1, 1, 1, 1, 2, 3, 1, 1},     // padding beyond the kernel's span: border outputs see only zeros
+        {1, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1},     // 1x1 kernel with padding (not the plain 1x1 product)
+        {2, 1, 20, 19, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // long planes (several register blocks), 11 outputs (8 + 3)
+        {2, 2, 1, 9, 3, 1, 3, 1, 1, 1, 0, 2, 1, 3},     // one-row images, dilated columns
+        {1, 16, 4, 4, 32, 2, 2, 1, 1, 1, 1, 1, 1, 1},   // K = 64: the widest the direct path takes
+        {1, 17, 4, 4, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},    // K = 68: just beyond, through im2col
+        {2, 2, 5, 5, 3, 3, 3, 1, 1, 2, 1, 1, 1, 1},     // stride 2 along columns: im2col
+    };
+    std::uint64_t seed = 300;
+    for (const ConvConfig& k : configs) {
+        INFO("n ", k.n, " c ", k.c, " ", k.h, "x", k.w, " o ", k.o, " kernel ", k.kh, "x", k.kw, " groups ", k.groups);
+        check_against_loops(k, seed);
+        seed += 10;
+    }
+    std::mt19937_64 rng(13);
+    for (int trial = 0; trial < 30; ++trial) {
+        ConvConfig k = random_config(rng);
+        k.sh = k.sw = 1;
+        INFO("random trial ", trial);
+        check_against_loops(k, 400 + 10 * std::uint64_t(trial));
+    }
+}
+
+TEST_CASE("conv2d: gradcheck and double backward through the direct path") {
+    std::vector<Array<double>> inputs{ad::test::uniform({2, 1, 5, 4}, 1), ad::test::uniform({3, 1, 3, 3}, 2),
+                                      ad::test::uniform({3}, 3)};
+    auto f = [](const Vars& v) { return ad::conv2d(v[0], v[1], v[2], 1, 1); };
+    CHECK_GRADCHECK(f, inputs);
+    CHECK_GRADGRADCHECK(f, inputs);
+    // Two groups, dilation and padding beyond the span, squared so that the
+    // second derivatives go through all three products.
+    auto g = [](const Vars& v) { return ad::square(ad::conv2d(v[0], v[1], v[2], 1, {2, 1}, {1, 2}, 2)); };
+    std::vector<Array<double>> inputs2{ad::test::uniform({1, 4, 3, 5}, 4), ad::test::uniform({2, 2, 2, 2}, 5),
+                                       ad::test::uniform({2}, 6)};
+    CHECK_GRADCHECK(g, inputs2);
+    CHECK_GRADGRADCHECK(g, inputs2);
+}
+
+TEST_CASE("conv2d: an infinite input spoils only the weight gradients of the taps that reach it") {
+    // x holds an infinity in its last column: the taps of kernel column 0 never
+    // see it through a real output, and their gradients stay finite. The
+    // direct weight gradient's dropped columns would multiply zeros by it and
+    // make them NaN: with a non-finite input that product goes through im2col.
+    ConvConfig k{1, 1, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    Array<double> x = ad::test::uniform({1, 1, 5, 5}, 1);
+    x(0, 0, 2, 4) = std::numeric_limits<double>::infinity();
+    Array<double> w = ad::test::uniform({2, 1, 3, 3}, 2);
+    ad::Tape tape;
+    auto xv = ad::param(x), wv = ad::param(w);
+    auto y = ad::conv2d(xv, wv, {}, 1, 1);
+    // The loss sums the finite outputs, so that backward starts from a finite value.
+    const ad::Mask finite = xt::isfinite(y.value());
+    ad::sum(ad::where(finite, y, ad::constant(Array<double>(xt::zeros<double>(y.shape()))))).backward();
+    const Array<double> g = xt::where(finite, 1.0, 0.0);
+    const Array<double> expected = conv_vjp_reference(x, w, g, k).w;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        INFO("weight gradient element ", i);
+        if (std::isnan(expected.flat(i))) {
+            CHECK(std::isnan(wv.grad().flat(i)));
+        } else {
+            CHECK(std::abs(wv.grad().flat(i) - expected.flat(i)) <= 1e-12 * (1 + std::abs(expected.flat(i))));
+        }
+    }
+    for (std::size_t o = 0; o < 2; ++o)
+        for (std::size_t i = 0; i < 3; ++i) CHECK(std::isfinite(expected(o, 0, i, 0)));
+    CHECK(std::isnan(expected(0, 0, 1, 1)));
+}
+
+TEST_CASE("max_pool2d: the 2x2 window at stride 2 keeps the general scan's values, ties, NaN and gradients") {
+    // Odd sizes leave the last row and column out; the batch covers both the
+    // fast 2x2 path and, with padding, the general one.
+    Array<double> x = ad::test::uniform({2, 3, 5, 7}, 1);
+    auto f = [](const Vars& v) { return ad::max_pool2d(v[0], 2); };
+    CHECK(ad::test::matches(f({ad::constant(x)}).value(), pool_reference(x, 2, 2, 2, 2, 0, 0, true, true)));
+    CHECK_GRADCHECK(f, (std::vector<Array<double>>{x}));
+    CHECK_GRADGRADCHECK(f, (std::vector<Array<double>>{x}));
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    // Window 0: a tie, the first 5 wins; window 1: NaN after the max wins;
+    // window 2 (second row of windows): a NaN then a larger number, the NaN stays.
+    ad::Tape tape;
+    auto t = ad::param(Array<double>{{{{1.0, 5.0, 0.0, 2.0}, {5.0, 2.0, nan, 9.0}, {nan, 7.0, -1.0, -1.0}, {3.0, 8.0, -1.0, -2.0}}}});
+    auto y = ad::max_pool2d(t, 2);
+    CHECK(y.value()(0, 0, 0, 0) == 5.0);
+    CHECK(std::isnan(y.value()(0, 0, 0, 1)));
+    CHECK(std::isnan(y.value()(0, 0, 1, 0)));
+    CHECK(y.value()(0, 0, 1, 1) == -1.0);
+    ad::sum(ad::where(xt::isnan(y.value()), ad::constant(Array<double>(xt::zeros<double>({1, 1, 2, 2}))), y)).backward();
+    // The gradients go to the first 5 (0, 1) and to the first -1 (2, 2) of the last window.
+    CHECK(t.grad() == Array<double>{{{{0.0, 1.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 1.0, 0.0}, {0.0, 0.0, 0.0, 0.0}}}});
 }
