@@ -163,6 +163,7 @@ void check_cell(const Var<T>& gi, const Var<T>& gh, const Var<T>& h) {
     }
 }
 
+/// gru_cell_gates' VJP: inputs gi, gh and h; the gates' planes kept from the forward.
 template <class T>
 class GruGatesVjp {
 public:
