@@ -128,6 +128,7 @@ public:
     template <class Compute>
     Var<T> take(std::size_t i, const Var<T>& g, Compute&& compute) {
         if (!pending_[i].defined() || from_.node_ptr().get() != g.node_ptr().get()) {
+            wanted_[i] = true;  // asked for, so wanted even if it needed no gradient when recorded
             for (auto& p : pending_) p = Var<T>();
             compute(pending_);
             from_ = g;
