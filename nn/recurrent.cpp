@@ -38,16 +38,10 @@ Var<T> project(const Var<T>& x, const Var<T>& w, const Var<T>& b) {
     return b.defined() ? linear(x, w, b) : matmul(x, w, false, true);
 }
 
-/// One GRU step from gi = x W_ih^T + b_ih (N, 3H) and h (N, H).
+/// One GRU step from gi = x W_ih^T + b_ih (N, 3H) and h (N, H): the gates in one fused op.
 template <class T>
 Var<T> gru_step(const Var<T>& gi, const Var<T>& h, const Var<T>& w_hh, const Var<T>& b_hh) {
-    Var<T> gh = project(h, w_hh, b_hh);
-    std::vector<Var<T>> i = chunk(gi, 3, 1);
-    std::vector<Var<T>> g = chunk(gh, 3, 1);
-    Var<T> r = sigmoid(i[0] + g[0]);
-    Var<T> z = sigmoid(i[1] + g[1]);
-    Var<T> n = tanh(i[2] + r * g[2]);
-    return n + z * (h - n);  // (1 - z) n + z h
+    return gru_cell_gates(gi, project(h, w_hh, b_hh), h);
 }
 
 /// One LSTM step from gi = x W_ih^T + b_ih (N, 4H) and the state.
@@ -263,17 +257,9 @@ GRUOutput<T> GRU<T>::forward(const Var<T>& x, const Var<T>& h0) {
     std::vector<Var<T>> last;
     for (std::size_t l = 0; l < layers; ++l) {
         Var<T> gi = project(input, weight_ih_[l], bias_ih_[l]);  // (T*N, 3H): all steps in one GEMM
-        std::vector<Var<T>> gis;
-        split_steps(gi, steps, n, gis);
-        Var<T> state = layer_state(h0, l, n, h);
-        std::vector<Var<T>> outs;
-        outs.reserve(steps);
-        for (std::size_t t = 0; t < steps; ++t) {
-            state = gru_step(gis[t], state, weight_hh_[l], bias_hh_[l]);
-            outs.push_back(state);
-        }
-        last.push_back(state);
-        input = concatenate(outs, 0);  // (T*N, H)
+        // The recurrence as one op: back through time in one pass, W_hh's gradient in one GEMM.
+        input = gru_sequence(gi, layer_state(h0, l, n, h), weight_hh_[l], bias_hh_[l]);  // (T*N, H)
+        last.push_back(rows(input, (steps - 1) * n, steps * n));
     }
     return {reshape(input, {long(steps), long(n), long(h)}), stack(last, 0)};
 }

@@ -9,5 +9,6 @@
 #include "autodiff/ops/linalg.hpp"
 #include "autodiff/ops/nn.hpp"
 #include "autodiff/ops/normalization.hpp"
+#include "autodiff/ops/recurrent.hpp"
 #include "autodiff/ops/reduce.hpp"
 #include "autodiff/ops/shape.hpp"

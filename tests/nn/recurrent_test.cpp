@@ -269,6 +269,15 @@ TEST_CASE("GRU, LSTM: gradients w.r.t. the input, h0 and every parameter through
                     (std::vector<Array<double>>{x2, h2}));
 }
 
+TEST_CASE("GRU, GRUCell: second derivatives w.r.t. the input and h0 (gradgradcheck)") {
+    auto gru = std::make_shared<nn::GRU<double>>(nn::GRUOptions(2, 3).num_layers(2).seed(7));
+    auto gru_f = [gru](const test::Vars& in) { return gru->forward(in[0], in[1]).output; };
+    CHECK_GRADGRADCHECK(gru_f, (std::vector<Array<double>>{test::uniform({3, 2, 2}, 11), test::uniform({2, 2, 3}, 12)}));
+    auto cell = std::make_shared<nn::GRUCell<double>>(2, 3);
+    CHECK_GRADGRADCHECK([cell](const test::Vars& in) { return cell->forward(in[0], in[1]); },
+                        (std::vector<Array<double>>{test::uniform({2, 2}, 13), test::uniform({2, 3}, 14)}));
+}
+
 TEST_CASE("GRU, LSTM, cells: bad shapes are shape_errors with exact messages, the tape unchanged") {
     Tape tape;
     nn::GRU<double> gru(3, 4);

@@ -3,6 +3,8 @@
 
 #include "support/test_support.hpp"
 
+#include "autodiff/ops/recurrent.hpp"
+
 #include <cmath>
 #include <random>
 
@@ -189,6 +191,7 @@ const std::vector<OpCase>& op_cases() {
         //
         {"layer_norm", [](const Vars& x) { return ad::layer_norm(x[0], {3}, x[1], x[2]); }, {{2, 3}, {3}, {3}}},
         {"layer_norm no affine", [](const Vars& x) { return ad::layer_norm(x[0], {2, 2}); }, {{2, 2, 2}}},
+        {"gru_cell_gates", [](const Vars& x) { return ad::gru_cell_gates(x[0], x[1], x[2]); }, {{2, 6}, {2, 6}, {2, 2}}},
         {"batch_norm", [](const Vars& x) { return ad::batch_norm<double>(x[0], x[1], x[2], nullptr, true); }, {{3, 2, 2}, {2}, {2}}},
         {"dropout", [](const Vars& x) { std::mt19937_64 rng(5); return ad::square(ad::dropout(x[0], 0.5, true, rng)); }, {{2, 3}}},
         {"huber_loss", [](const Vars& x) { return ad::huber_loss(ad::tanh(x[0]), x[1], 0.5); }, {{3, 2}, {3, 2}}},
