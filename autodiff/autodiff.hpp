@@ -15,6 +15,7 @@
 #include "autodiff/ops/linalg.hpp"
 #include "autodiff/ops/nn.hpp"
 #include "autodiff/ops/normalization.hpp"
+#include "autodiff/ops/recurrent.hpp"
 #include "autodiff/ops/reduce.hpp"
 #include "autodiff/ops/shape.hpp"
 #include "autodiff/memory/array_cache.hpp"
