@@ -5,6 +5,10 @@
 #include <stdexcept>
 #include <string>
 
+#include <fmt/format.h>
+
+#include "autodiff/errors.hpp"
+
 // OpenBLAS's own thread controls, declared here: <cblas.h>, which declares
 // them, cannot share a file with xtensor-blas's headers.
 extern "C" void openblas_set_num_threads(int);
@@ -38,6 +42,10 @@ void change_threads(bool small) {
 }
 
 }  // namespace
+
+void reject_beyond_int(const char* op, std::size_t n) {
+    throw shape_error(fmt::format("{}: dimension {} is beyond BLAS's int", op, n));
+}
 
 void detail::fit_threads(bool small) {
     if (policy.load(std::memory_order_relaxed) != ThreadPolicy::by_size) return;

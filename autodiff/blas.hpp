@@ -31,6 +31,9 @@
 // usually run OpenBLAS on one thread (OPENBLAS_NUM_THREADS=1, as the engine's
 // thread tests do), and then the engine never changes the count.
 
+#include <cstddef>
+#include <limits>
+
 #include <xtensor-blas/xblas.hpp>  // the CBLAS declarations (not <cblas.h>: both define CBLAS_ORDER)
 
 namespace ad::blas {
@@ -48,6 +51,15 @@ enum class ThreadPolicy {
     by_size,   ///< (the default) one thread below the thresholds above, OpenBLAS's count at or above
     openblas,  ///< leave the count alone: OpenBLAS's own limits decide
 };
+
+/// A dimension as BLAS's int, checked: a larger one would be truncated. The
+/// shape_error names `op`; the throw is out of line, since a product asks
+/// this of every dimension.
+[[noreturn]] void reject_beyond_int(const char* op, std::size_t n);
+inline int checked_int(const char* op, std::size_t n) {
+    if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) reject_beyond_int(op, n);
+    return static_cast<int>(n);
+}
 
 /// How the engine's BLAS calls choose their thread count (process-wide).
 void set_thread_policy(ThreadPolicy policy);

@@ -273,12 +273,7 @@ T* workspace(std::size_t count) {
     return buffer.data();
 }
 
-int blas_int(std::size_t n) {
-    if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-        throw shape_error(fmt::format("conv2d: dimension {} is beyond BLAS's int", n));
-    }
-    return static_cast<int>(n);
-}
+int blas_int(std::size_t n) { return blas::checked_int("conv2d", n); }
 
 // --- the direct path: sums of shifted planes ---------------------------------------
 //

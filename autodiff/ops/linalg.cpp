@@ -50,17 +50,6 @@ namespace ad {
 
 namespace {
 
-[[noreturn, gnu::noinline]] void reject_beyond_int(const char* op, std::size_t n) {
-    throw shape_error(fmt::format("{}: dimension {} is beyond BLAS's int", op, n));
-}
-
-/// A dimension as BLAS's int (checked: a larger one would be truncated).
-/// Inline, with the throw out of line: a product asks this of four dimensions.
-inline int blas_int(const char* op, std::size_t n) {
-    if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) reject_beyond_int(op, n);
-    return static_cast<int>(n);
-}
-
 /// The shape of a product's operand as an error shows it: with ^T when used transposed.
 template <class T>
 std::string operand_string(const Array<T>& x, bool transposed) {
@@ -117,8 +106,8 @@ Var<T> batched_matmul(Var<T> buffer, const Var<T>& a, const Var<T>& b, bool tran
     out_shape[rank] = m;
     out_shape[rank + 1] = n;
     const std::size_t batch = element_count(Shape(out_shape.begin(), out_shape.end() - 2));
-    const int lda = blas_int("matmul", cols_a), ldb = blas_int("matmul", cols_b);
-    const int M = blas_int("matmul", m), N = blas_int("matmul", n), K = blas_int("matmul", k);
+    const int lda = blas::checked_int("matmul", cols_a), ldb = blas::checked_int("matmul", cols_b);
+    const int M = blas::checked_int("matmul", m), N = blas::checked_int("matmul", n), K = blas::checked_int("matmul", k);
     // B a single matrix and A not transposed: A's matrices are the batch's,
     // in order, so their rows stack into one (batch m, k) operand.
     const bool fold = matrices_b == 1 && !transpose_a && batch * m * n * k != 0;
@@ -128,7 +117,7 @@ Var<T> batched_matmul(Var<T> buffer, const Var<T>& a, const Var<T>& b, bool tran
     if (k == 0) {
         c.fill(T(0));
     } else if (fold) {
-        blas::gemm(false, transpose_b, blas_int("matmul", batch * m), N, K, T(1), A.data(), lda, B.data(), ldb, T(0),
+        blas::gemm(false, transpose_b, blas::checked_int("matmul", batch * m), N, K, T(1), A.data(), lda, B.data(), ldb, T(0),
                    c.data());
     } else if (m != 0 && n != 0) {
         std::vector<std::size_t> index(rank, 0);
@@ -227,8 +216,8 @@ Var<T> matmul_into(Var<T> buffer, const Var<T>& a, const Var<T>& b, bool transpo
     // A vector on either side takes GEMV, and an outer product (k = 1, the
     // input gradient of a layer with one output) GER: OpenBLAS's GEMM packs
     // its operands first, which on such shapes costs more than the product.
-    const int rows_a = blas_int("matmul", A.shape()[0]), cols_a = blas_int("matmul", A.shape()[1]);
-    const int rows_b = blas_int("matmul", B.shape()[0]), cols_b = blas_int("matmul", B.shape()[1]);
+    const int rows_a = blas::checked_int("matmul", A.shape()[0]), cols_a = blas::checked_int("matmul", A.shape()[1]);
+    const int rows_b = blas::checked_int("matmul", B.shape()[0]), cols_b = blas::checked_int("matmul", B.shape()[1]);
     if (k == 0 || m == 0 || n == 0) {
         c.fill(T(0));
     } else if (n == 1 && m > 1) {
@@ -317,7 +306,7 @@ Var<T> dot(const Var<T>& a, const Var<T>& b) {
     }
     Var<T> result = detail::make_uninitialized<T>(std::array<std::size_t, 0>{});
     result.mutable_value().data()[0] =
-        a.size() == 0 ? T(0) : blas::dot(blas_int("dot", a.size()), a.value().data(), b.value().data());
+        a.size() == 0 ? T(0) : blas::dot(blas::checked_int("dot", a.size()), a.value().data(), b.value().data());
     return make_op("dot", std::move(result), a, b,
                    [a = detail::kept_for(a, b), b = detail::kept_for(b, a)](std::size_t i, const Var<T>& g) {
                        return i == 0 ? g * b : g * a;
@@ -375,7 +364,7 @@ Var<T> affine_product(const char* op, const Var<T>& x, const Var<T>& weight, con
     } else {
         for (std::size_t r = 0; r < rows; ++r, row += out) std::copy_n(bias_values, out, row);
     }
-    const int batch = blas_int(op, rows), outputs = blas_int(op, out), inputs = blas_int(op, X.shape()[1]);
+    const int batch = blas::checked_int(op, rows), outputs = blas::checked_int(op, out), inputs = blas::checked_int(op, X.shape()[1]);
     // One output or one row is a matrix-vector product (see matmul_into).
     if (batch != 0 && outputs != 0 && inputs != 0) {
         if (outputs == 1) {

@@ -29,14 +29,6 @@
 namespace ad {
 namespace {
 
-/// A dimension as BLAS's int (checked: a larger one would be truncated).
-int blas_size(const char* op, std::size_t n) {
-    if (n > std::size_t(std::numeric_limits<int>::max())) {
-        throw shape_error(fmt::format("{}: dimension {} is beyond BLAS's int", op, n));
-    }
-    return int(n);
-}
-
 /// One step's gates for `rows` rows of width hs: gi and gh (rows, 3 hs), h
 /// (rows, hs) in; the planes r, z, n (each rows x hs, z right after r) and
 /// the new state y out.
@@ -264,7 +256,7 @@ private:
         const T* w = w_.value().data();
         T* dgi = pending_.wanted(0) ? out[0].mutable_value().data() : nullptr;
         T* dghv = dgh.mutable_value().data();
-        const int n = blas_size(op, rows), h = blas_size(op, hs), h3 = blas_size(op, 3 * hs);
+        const int n = blas::checked_int(op, rows), h = blas::checked_int(op, hs), h3 = blas::checked_int(op, 3 * hs);
         for (std::size_t t = steps_; t-- > 0;) {
             const T* prev = t == 0 ? h0_.value().data() : states + (t - 1) * plane;
             for (std::size_t k = 0; k < plane; ++k) sg[k] = gv[t * plane + k] + c[k];
@@ -283,7 +275,7 @@ private:
             } else {
                 blas::gemm(true, false, h3, h, n, T(1), dghv, h3, h0_.value().data(), h, T(0), dwv);
                 if (steps_ > 1) {
-                    blas::gemm(true, false, h3, h, blas_size(op, (steps_ - 1) * rows), T(1), dghv + 3 * plane, h3,
+                    blas::gemm(true, false, h3, h, blas::checked_int(op, (steps_ - 1) * rows), T(1), dghv + 3 * plane, h3,
                                states, h, T(1), dwv);
                 }
             }
@@ -357,7 +349,7 @@ Var<T> gru_sequence(const Var<T>& gi, const Var<T>& h0, const Var<T>& w_hh, cons
     T* gv = gates.mutable_value().data();
     const T* giv = gi.value().data();
     const T* w = w_hh.value().data();
-    const int n = blas_size(op, rows), h = blas_size(op, hs), h3 = blas_size(op, 3 * hs);
+    const int n = blas::checked_int(op, rows), h = blas::checked_int(op, hs), h3 = blas::checked_int(op, 3 * hs);
     for (std::size_t t = 0; t < steps && plane > 0; ++t) {
         const T* prev = t == 0 ? h0.value().data() : y + (t - 1) * plane;
         T* step_gh = ghv + 3 * t * plane;
