@@ -37,7 +37,7 @@ Var<T> fit_broadcast_gradient(const char* op, Var<T> grad, const SavedShape& inp
 
 template <class T>
 void add_to_cotangent(CotangentSlot<T>& slot, Var<T> g) {
-    if (!grad_enabled() && slot.use_count() == 1) {
+    if (!grad_enabled() && slot.held_alone()) {
         slot->value += g.value();
         return;
     }
@@ -54,7 +54,7 @@ Array<T>* running_sum(CotangentSlot<T>& slot, const SavedShape& shape) {
         Var<T> zeros = make_uninitialized<T>(shape.to_shape());
         std::fill(zeros.mutable_value().begin(), zeros.mutable_value().end(), T(0));
         slot = std::move(zeros).node_ptr();
-    } else if (slot.use_count() != 1) {
+    } else if (!slot.held_alone()) {
         return nullptr;
     }
     return &slot->value;

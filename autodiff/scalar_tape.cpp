@@ -125,14 +125,14 @@ AD_INLINE void ScalarRun<T>::send(std::uint32_t to, T cotangent) {
                 reached_parameters<T>().push_back(&parameter);
                 if (recording_state.lending_grads && parameter.grad && parameter.grad_is_zero &&
                     parameter.grad->value.dimension() == 0) {
-                    parameter.cotangent = NodeRef<T>::copy_local(parameter.grad);
+                    parameter.cotangent = parameter.grad;
                     parameter.cotangent->value.data()[0] = cotangent;
                 } else {
                     Var<T> g = make_uninitialized<T>(std::array<std::size_t, 0>{});
                     g.mutable_value().data()[0] = cotangent;
                     parameter.cotangent = std::move(g).node_ptr();
                 }
-            } else if (parameter.cotangent == parameter.grad || parameter.cotangent.use_count() == 1) {
+            } else if (parameter.cotangent == parameter.grad || parameter.cotangent.held_alone()) {
                 parameter.cotangent->value.data()[0] += cotangent;
             } else {
                 add_to_cotangent(parameter.cotangent, scalar(cotangent));

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "autodiff/debug.hpp"
+#include "autodiff/memory/biased_count.hpp"
 #include "autodiff/observe.hpp"
 #include "autodiff/scalar_tape.hpp"
 
@@ -49,6 +50,8 @@ void Tape::clear() {
     if (notes_) notes_->clear();
     pins_.release(false);
     ++epoch_;  // the low 32 bits count clears of this tape
+    // Values of this thread that other threads dropped last are freed here.
+    detail::merge_if_queued();
 }
 
 void Tape::run(std::size_t first, std::size_t last, Pass pass) {

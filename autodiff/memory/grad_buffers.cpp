@@ -35,11 +35,11 @@ void add_to_grad(Node<T>& parameter) {
         // A VJP computed it into the gradient's own node (lend_grad_buffer),
         // which holds it still.
         parameter.grad_is_zero = false;
-        cotangent.release_local();
+        cotangent.reset();
         return;
     }
     Array<T>& grad = parameter.grad->value;
-    if (parameter.grad_is_zero && cotangent.use_count() == 1 && equal_shapes(cotangent->value, parameter.value) &&
+    if (parameter.grad_is_zero && cotangent.held_alone() && equal_shapes(cotangent->value, parameter.value) &&
         equal_shapes(grad, cotangent->value)) {
         // Nobody else sees the cotangent's buffer, so it can simply become
         // the gradient. Trading the storage alone is a few pointer moves;

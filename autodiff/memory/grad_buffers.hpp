@@ -46,7 +46,7 @@ AD_INLINE Var<T> lend_grad_buffer(const Var<T>& x) {
         !equal_shapes(node.grad->value, node.value)) {
         return Var<T>();
     }
-    return Var<T>(NodeRef<T>::copy_local(node.grad));  // the node never leaves this thread's sweep
+    return Var<T>(node.grad);
 }
 
 /// Whether `buffer` (from lend_grad_buffer, possibly empty) has `shape`.

@@ -5,8 +5,9 @@
 // which pins it once for as long as steps use it (memory/pins.hpp), instead of
 // counted by every record that reads it; any other value is counted as a Var
 // is. Removing it: ops would capture plain Vars, and every record would
-// change the atomic counts of the parameters and data it reads, twice per
-// step (benchmarks/README.md, where the time goes).
+// change the counts of the parameters and data it reads, twice per step
+// (atomically, for data made on another thread; benchmarks/README.md, where
+// the time goes).
 
 #include <utility>
 

@@ -95,6 +95,9 @@ private:
 
     template <class... Args>
     static Node<T>* construct(Args&&... args) {
+        // A thread that makes values for others (a data loader) may never
+        // clear a tape: its allocations free what the others dropped.
+        merge_if_queued();
         void* memory = Pool::allocate();
         try {
             return new (memory) Node<T>(std::forward<Args>(args)...);

@@ -5,16 +5,19 @@
 // For: the count lives in the node itself (an intrusive count, like PyTorch's
 // intrusive_ptr), so a value is one allocation, not a node plus a
 // std::shared_ptr control block with its own cache line and virtual calls.
-// Counts change atomically, as std::shared_ptr's do, so any Var may be copied
-// and dropped on any thread. Removing it: a std::shared_ptr<Node> does the same
-// job, at the cost of that second allocation per value and slower copies in
-// every op (benchmarks/README.md, where the time goes).
+// Any Var may be copied and dropped on any thread, as a std::shared_ptr may;
+// the count is biased towards the thread that made the node, which changes it
+// without read-modify-writes (memory/biased_count.hpp). Removing it: a
+// std::shared_ptr<Node> does the same job, at the cost of that second
+// allocation per value and a locked instruction per copy and drop in every op
+// (benchmarks/README.md, where the time goes).
 
 #include <atomic>
 #include <cstdint>
 #include <utility>
 
 #include "autodiff/inline.hpp"
+#include "autodiff/memory/biased_count.hpp"
 #include "autodiff/memory/node_base.hpp"
 
 namespace ad::detail {
@@ -45,9 +48,16 @@ public:
     }
     AD_INLINE ~NodeRef() { release(); }
 
-    /// Takes the first reference to a node that no NodeRef holds yet.
-    static NodeRef adopt(Node<T>* node) noexcept {
-        node->refs.store(1, std::memory_order_relaxed);
+    /// Takes the first reference to a node that no NodeRef holds yet: the
+    /// calling thread owns its count from now on.
+    AD_INLINE static NodeRef adopt(Node<T>* node) noexcept {
+        const std::uint32_t token = own_counting_token();
+        // A thread that is ending counts nothing of its own (no_thread): its
+        // nodes are born merged, counted in `shared` alone.
+        const bool owned = token != counts::no_thread;
+        node->owner_thread.store(token, std::memory_order_relaxed);
+        node->owned.store(owned, std::memory_order_relaxed);
+        node->shared.store(owned ? 0 : counts::one | counts::merged, std::memory_order_relaxed);
         NodeRef ref;
         ref.node_ = node;
         return ref;
@@ -68,9 +78,12 @@ public:
     Node<T>& operator*() const noexcept { return *node_; }
     Node<T>* operator->() const noexcept { return node_; }
     explicit operator bool() const noexcept { return node_ != nullptr; }
-    /// How many NodeRefs hold the node (0 when empty). 1 means this one
-    /// alone, which no other thread can then change.
-    std::uint32_t use_count() const noexcept { return node_ ? node_->refs.load(std::memory_order_acquire) : 0; }
+    /// How many NodeRefs hold the node (0 when empty); exact while no
+    /// thread copies or drops one.
+    std::uint32_t use_count() const noexcept { return node_ ? count_of(*node_) : 0; }
+    /// True when this is the only NodeRef to the node, which no other thread
+    /// can then read or change: the node may be written in place.
+    bool held_alone() const noexcept { return node_ && detail::held_alone(*node_); }
     void reset() noexcept {
         release();
         node_ = nullptr;
@@ -79,40 +92,35 @@ public:
     friend bool operator==(const NodeRef& a, const NodeRef& b) noexcept { return a.node_ == b.node_; }
     friend bool operator!=(const NodeRef& a, const NodeRef& b) noexcept { return a.node_ != b.node_; }
 
-    /// A copy of `other`, whose node no other thread can reach (a
-    /// parameter's gradient node, which only its parameter's sweeps hand
-    /// out): its count changes without a read-modify-write. Atomic drops of
-    /// such a copy stay correct.
-    static NodeRef copy_local(const NodeRef& other) noexcept {
-        other.node_->refs.store(other.node_->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        return borrow(other.node_);
-    }
-    /// Drops a reference made by copy_local while another one remains.
-    void release_local() noexcept {
-        node_->refs.store(node_->refs.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-        node_ = nullptr;
-    }
-
     /// A tape's pin of the node (memory/pins.hpp): one count while it lasts.
     static void hold_pin(NodeBase* node) noexcept { add_count(static_cast<Node<T>*>(node)); }
     static void release_pin(NodeBase* node) noexcept { drop_count(static_cast<Node<T>*>(node)); }
 
     /// One count more or less, for a holder that is not a NodeRef: a tape's
     /// pin (Tape::pin).
-    AD_INLINE static void add_count(Node<T>* node) noexcept { node->refs.fetch_add(1, std::memory_order_relaxed); }
+    AD_INLINE static void add_count(Node<T>* node) noexcept {
+        if (node->owner_thread.load(std::memory_order_relaxed) == counting_token) {
+            node->owned.store(node->owned.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        } else {
+            node->shared.fetch_add(counts::one, std::memory_order_relaxed);
+        }
+    }
     AD_INLINE static void drop_count(Node<T>* node) noexcept {
-        // The sole holder needs no read-modify-write: no other thread holds
-        // a reference it could copy or drop meanwhile (the check that
-        // libstdc++'s shared_ptr makes too). Otherwise acq_rel: whoever
-        // recycles the node sees every write the other holders made before
-        // they let go (the usual reference count order).
-        if (node->refs.load(std::memory_order_acquire) == 1 ||
-            node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        if (node->owner_thread.load(std::memory_order_relaxed) == counting_token) {
+            const std::uint32_t left = node->owned.load(std::memory_order_relaxed) - 1;
+            node->owned.store(left, std::memory_order_relaxed);
+            // acquire: the writes of other threads that held it and let go
+            // are seen by whoever recycles it (the usual reference count order).
+            if (left == 0 && (node->shared.load(std::memory_order_acquire) == 0 || give_up_ownership(*node))) {
+                NodeRecycler<T>::recycle(node);
+            }
+        } else if (drop_shared(*node, &free_node)) {
             NodeRecycler<T>::recycle(node);
         }
     }
 
 private:
+    static void free_node(NodeBase* node) noexcept { NodeRecycler<T>::recycle(static_cast<Node<T>*>(node)); }
     AD_INLINE void release() noexcept {
         if (node_) drop_count(node_);
     }
@@ -123,7 +131,7 @@ private:
 
 /// The first reference to a node fresh from the recycler.
 template <class T>
-NodeRef<T> adopt(Node<T>* node) noexcept {
+AD_INLINE NodeRef<T> adopt(Node<T>* node) noexcept {
     return NodeRef<T>::adopt(node);
 }
 

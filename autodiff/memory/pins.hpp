@@ -2,8 +2,8 @@
 // PinTable: the leaves (parameters, constants) a tape holds across steps.
 //
 // For: a training step's records capture its parameters, data and targets
-// every step. Instead of counting a reference to each in every record (an
-// atomic count, changed twice per capture), the tape pins each leaf once, until
+// every step. Instead of counting a reference to each in every record (a
+// count changed twice per capture), the tape pins each leaf once, until
 // the clear() that ends a step which did not use it, and records borrow it
 // (detail::Kept). Pinning a parameter also claims it for the calling thread
 // (NodeBase::owner), so that its cotangent and gradient have one writer, and

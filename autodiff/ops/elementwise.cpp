@@ -373,8 +373,8 @@ namespace detail {
 
 template <class T>
 Var<T> sigmoid_backward_in_sweep(const Var<T>& g, const Var<T>& y) {
-    // use_count 1: the sweep's own copy, which it drops after this VJP.
-    if (!recording() && g.node_ptr().use_count() == 1 && equal_shapes(g.value(), y.value())) {
+    // Held alone: the sweep's own copy, which it drops after this VJP.
+    if (!recording() && g.node_ptr().held_alone() && equal_shapes(g.value(), y.value())) {
         Array<T>& d = g.mutable_value();
         kernels::sigmoid_backward(d.data(), y.value().data(), d.data(), d.size());
         return g;
@@ -426,7 +426,7 @@ Var<T> relu(const Var<T>& x) {
                        if (detail::recording() || !equal_shapes(g.value(), x.value())) {
                            return g * constant(map(x.value(), [](T v) { return T(!(v <= 0)); }));
                        }
-                       const bool in_place = g.node_ptr().use_count() == 1;
+                       const bool in_place = g.node_ptr().held_alone();
                        Var<T> out = in_place ? g : detail::make_uninitialized<T>(g.value().shape());
                        const T* gv = g.value().data();
                        const T* xv = x.value().data();

@@ -21,11 +21,6 @@ TEST_CASE("node ref: copies count, moves and borrows do not, and the last releas
         borrowed.forget();  // a borrow ends without a release
     }
     CHECK(held.use_count() == 1);
-    Ref local = Ref::copy_local(held);
-    CHECK(held.use_count() == 2);
-    local.release_local();
-    CHECK(!local);
-    CHECK(held.use_count() == 1);
 }
 
 TEST_CASE("node ref: a tape's pin holds one count while it lasts") {
