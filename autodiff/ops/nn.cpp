@@ -117,26 +117,35 @@ void softmax_pieces(const T* x, const Lanes& l, T* shifted, T* e, T* sums, bool 
     }
 }
 
-/// softmax's VJP y (g - sum(g y)) in one pass per block into a fresh node:
-/// the backward when nothing records (through engine ops it is four ops and
-/// three temporaries, and the broadcast subtraction walks strides).
-template <class T>
-Var<T> softmax_backward(const Var<T>& g, const Var<T>& y, std::size_t axis) {
+/// The VJP of softmax or log_softmax along `axis` when nothing records, in
+/// one pass per block into a fresh node (through engine ops it is four ops
+/// and three temporaries, and the broadcast subtraction walks strides):
+/// `per_block(l, g, y, out, lane_sums)` fills one block of the output, with
+/// one zeroed number per lane in the thread's scratch.
+template <class T, class PerBlock>
+Var<T> lanewise_backward(const Var<T>& g, const Var<T>& y, std::size_t axis, PerBlock per_block) {
     const Lanes l = lanes_of(y.value().shape(), axis);
     Var<T> out = detail::make_uninitialized<T>(y.value().shape());
     T* o = out.mutable_value().data();
     const T* gv = g.value().data();
     const T* yv = y.value().data();
-    if (l.inner == 1) {  // the last axis: a dot product per row
-        for (std::size_t r = 0; r < l.outer; ++r, gv += l.n, yv += l.n, o += l.n) {
+    T* lane_sums = lane_scratch<T>(l.inner);
+    for (std::size_t b = 0, block = l.block(); b < l.outer; ++b, gv += block, yv += block, o += block) {
+        std::fill_n(lane_sums, l.inner, T(0));
+        per_block(l, gv, yv, o, lane_sums);
+    }
+    return out;
+}
+
+/// softmax's VJP y (g - sum(g y)).
+template <class T>
+Var<T> softmax_backward(const Var<T>& g, const Var<T>& y, std::size_t axis) {
+    return lanewise_backward(g, y, axis, [](const Lanes& l, const T* gv, const T* yv, T* o, T* dots) {
+        if (l.inner == 1) {  // the last axis: a dot product per row
             const T dot = kernels::interleaved_sum<T>(l.n, [gv, yv](std::size_t k) { return gv[k] * yv[k]; });
             for (std::size_t k = 0; k < l.n; ++k) o[k] = yv[k] * (gv[k] - dot);
+            return;
         }
-        return out;
-    }
-    T* dots = lane_scratch<T>(l.inner);
-    for (std::size_t b = 0, block = l.block(); b < l.outer; ++b, gv += block, yv += block, o += block) {
-        std::fill_n(dots, l.inner, T(0));
         for (std::size_t k = 0; k < l.n; ++k) {
             for (std::size_t i = 0; i < l.inner; ++i) dots[i] += gv[k * l.inner + i] * yv[k * l.inner + i];
         }
@@ -145,31 +154,21 @@ Var<T> softmax_backward(const Var<T>& g, const Var<T>& y, std::size_t axis) {
                 o[k * l.inner + i] = yv[k * l.inner + i] * (gv[k * l.inner + i] - dots[i]);
             }
         }
-    }
-    return out;
+    });
 }
 
-/// log_softmax's VJP g - e^y sum(g) in one pass per block into a fresh node:
-/// the backward when nothing records.
+/// log_softmax's VJP g - e^y sum(g).
 template <class T>
 Var<T> log_softmax_backward(const Var<T>& g, const Var<T>& y, std::size_t axis) {
-    const Lanes l = lanes_of(y.value().shape(), axis);
-    Var<T> out = detail::make_uninitialized<T>(y.value().shape());
-    T* o = out.mutable_value().data();
-    const T* gv = g.value().data();
-    const T* yv = y.value().data();
-    T* sums = lane_scratch<T>(l.inner);
-    for (std::size_t b = 0, block = l.block(); b < l.outer; ++b, gv += block, yv += block, o += block) {
-        std::fill_n(sums, l.inner, T(0));
+    return lanewise_backward(g, y, axis, [](const Lanes& l, const T* gv, const T* yv, T* o, T* sums) {
         for (std::size_t k = 0; k < l.n; ++k) {
             for (std::size_t i = 0; i < l.inner; ++i) sums[i] += gv[k * l.inner + i];
         }
-        kernels::exp(yv, o, block);
+        kernels::exp(yv, o, l.block());
         for (std::size_t k = 0; k < l.n; ++k) {
             for (std::size_t i = 0; i < l.inner; ++i) o[k * l.inner + i] = gv[k * l.inner + i] - o[k * l.inner + i] * sums[i];
         }
-    }
-    return out;
+    });
 }
 
 /// x - max along axis, and log sum exp of that (kept as a 1).
