@@ -40,7 +40,7 @@ Registry& registry() {
 bool merge(NodeBase& node) noexcept {
     const auto owned = static_cast<std::int32_t>(node.owned.load(std::memory_order_relaxed));
     node.owned.store(0, std::memory_order_relaxed);
-    node.owner_thread.store(counts::no_thread, std::memory_order_relaxed);
+    node.counting_thread.store(counts::no_thread, std::memory_order_relaxed);
     std::int32_t shared = node.shared.load(std::memory_order_relaxed);
     std::int32_t next;
     do {
@@ -77,24 +77,19 @@ struct Registration {
     }
 };
 
-thread_local bool registration_ended = false;
-
 }  // namespace
 
 std::uint32_t register_counting_thread() noexcept {
-    struct Ends {
-        Registration registration;
-        ~Ends() { registration_ended = true; }
-    };
-    if (registration_ended) return counting_token = counts::no_thread;
+    // Not called again on this thread: its token is set, and its
+    // registration's end sets it to no_thread.
     try {
-        thread_local Ends ends;  // constructed here, on the thread's first adopt
+        thread_local Registration registration;  // constructed here, on the thread's first adopt
         auto queue = std::make_unique<MergeQueue>();
         std::lock_guard lock(registry().mutex);
         const std::uint32_t token = registry().next_token++;
         registry().queues.emplace(token, queue.get());
         merge_pending = &queue->pending;
-        ends.registration.queue = queue.release();
+        registration.queue = queue.release();
         return counting_token = token;
     } catch (...) {
         // Out of memory: this thread's values are born merged, counted
@@ -105,7 +100,7 @@ std::uint32_t register_counting_thread() noexcept {
 
 bool give_up_ownership(NodeBase& node) noexcept {
     // First: once merged, the node may be freed by another thread at once.
-    node.owner_thread.store(counts::no_thread, std::memory_order_relaxed);
+    node.counting_thread.store(counts::no_thread, std::memory_order_relaxed);
     std::int32_t shared = node.shared.load(std::memory_order_acquire);
     for (;;) {
         if (shared == 0) return true;                  // nobody else holds it
@@ -130,7 +125,7 @@ bool drop_shared(NodeBase& node, FreeNode free) noexcept {
     if (!queue_it) return false;
     // The owner counted the reference just dropped: only it can tell whether
     // any is left.
-    const std::uint32_t owner = node.owner_thread.load(std::memory_order_relaxed);
+    const std::uint32_t owner = node.counting_thread.load(std::memory_order_relaxed);
     {
         std::lock_guard lock(registry().mutex);
         auto found = registry().queues.find(owner);

@@ -35,7 +35,7 @@ namespace counts {
 constexpr std::int32_t merged = 1;  // the owner has handed over: `owned` is 0 and unused
 constexpr std::int32_t queued = 2;  // waiting in its owner's merge queue
 constexpr std::int32_t one = 4;     // one reference
-/// NodeBase::owner_thread of a merged node (no thread has it) and the
+/// NodeBase::counting_thread of a merged node (no thread has it) and the
 /// token of a thread that has not adopted a node yet (no node has it).
 constexpr std::uint32_t no_thread = 0;
 constexpr std::uint32_t unregistered = 0xffffffffu;
@@ -89,7 +89,7 @@ inline std::uint32_t count_of(const NodeBase& node) noexcept {
 /// one to copy, read or drop meanwhile, so the node may be changed in place.
 /// False when unsure (a node another live thread counts for).
 inline bool held_alone(const NodeBase& node) noexcept {
-    const std::uint32_t owner = node.owner_thread.load(std::memory_order_relaxed);
+    const std::uint32_t owner = node.counting_thread.load(std::memory_order_relaxed);
     const std::int32_t shared = node.shared.load(std::memory_order_acquire);
     if (owner == counting_token) return node.owned.load(std::memory_order_relaxed) + std::uint32_t(shared >> 2) == 1;
     return (shared & counts::merged) && (shared >> 2) == 1;

@@ -15,7 +15,7 @@ struct NodeBase {
     /// dropped on any thread. The thread that adopted the node counts in
     /// `owned` (only it writes it); the others in `shared`, whose low bits
     /// are flags (counts::merged, counts::queued).
-    std::atomic<std::uint32_t> owner_thread{0};  // counting_token of that thread; 0 once merged
+    std::atomic<std::uint32_t> counting_thread{0};  // counting_token of that thread; 0 once merged
     std::atomic<std::uint32_t> owned{0};
     std::atomic<std::int32_t> shared{0};
     /// Where the last tape that pinned this leaf keeps its pin: that tape's

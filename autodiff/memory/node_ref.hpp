@@ -55,7 +55,7 @@ public:
         // A thread that is ending counts nothing of its own (no_thread): its
         // nodes are born merged, counted in `shared` alone.
         const bool owned = token != counts::no_thread;
-        node->owner_thread.store(token, std::memory_order_relaxed);
+        node->counting_thread.store(token, std::memory_order_relaxed);
         node->owned.store(owned, std::memory_order_relaxed);
         node->shared.store(owned ? 0 : counts::one | counts::merged, std::memory_order_relaxed);
         NodeRef ref;
@@ -99,14 +99,14 @@ public:
     /// One count more or less, for a holder that is not a NodeRef: a tape's
     /// pin (Tape::pin).
     AD_INLINE static void add_count(Node<T>* node) noexcept {
-        if (node->owner_thread.load(std::memory_order_relaxed) == counting_token) {
+        if (node->counting_thread.load(std::memory_order_relaxed) == counting_token) {
             node->owned.store(node->owned.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         } else {
             node->shared.fetch_add(counts::one, std::memory_order_relaxed);
         }
     }
     AD_INLINE static void drop_count(Node<T>* node) noexcept {
-        if (node->owner_thread.load(std::memory_order_relaxed) == counting_token) {
+        if (node->counting_thread.load(std::memory_order_relaxed) == counting_token) {
             const std::uint32_t left = node->owned.load(std::memory_order_relaxed) - 1;
             node->owned.store(left, std::memory_order_relaxed);
             // acquire: the writes of other threads that held it and let go

@@ -32,7 +32,7 @@ void on_other_thread(Work work) {
 TEST_CASE("biased count: the making thread counts without the shared count, another thread with it") {
     auto x = ad::constant(Array<double>{1.0, 2.0});
     ad::detail::NodeBase& node = node_of(x);
-    CHECK(node.owner_thread.load() == ad::detail::counting_token);
+    CHECK(node.counting_thread.load() == ad::detail::counting_token);
     CHECK(node.owned.load() == 1);
     CHECK(node.shared.load() == 0);
     CHECK(x.node_ptr().held_alone());
@@ -82,7 +82,7 @@ TEST_CASE("biased count: a copy kept by the owner keeps a value another thread d
     on_other_thread([moved = std::move(x)]() mutable { ad::Var<double> gone = std::move(moved); });
     tape.clear();  // merged: one reference left, counted in the shared count from now on
     const ad::detail::NodeBase& node = node_of(kept);
-    CHECK(node.owner_thread.load() == counts::no_thread);
+    CHECK(node.counting_thread.load() == counts::no_thread);
     CHECK(node.shared.load() == (counts::one | counts::merged));
     CHECK(kept.node_ptr().use_count() == 1);
     CHECK(kept.node_ptr().held_alone());
@@ -100,7 +100,7 @@ TEST_CASE("biased count: the owner lets go first and the other thread's drop fre
         std::thread([&] { there = x; }).join();  // counted in the shared count
     }
     // The owner's count reached zero with a reference left elsewhere: handed over.
-    CHECK(node->owner_thread.load() == counts::no_thread);
+    CHECK(node->counting_thread.load() == counts::no_thread);
     CHECK(node->shared.load() == (counts::one | counts::merged));
     CHECK(there.value() == Array<double>{7.0, 8.0});
     std::size_t freed_there = 0;
