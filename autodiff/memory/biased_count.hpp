@@ -17,10 +17,10 @@
 // zero it hands the node over (`merged`: from then on every thread counts in
 // `shared`). When another thread takes `shared` below zero, only the owner
 // can see the sum, so it queues the node for the owner, which merges the two
-// counts at its next Tape::clear() or thread exit; an owner that has ended
-// is merged on the spot. Removing it: NodeRef counts with fetch_add and
-// fetch_sub alone (std::shared_ptr's way), about a fifth of a small model's
-// step on this machine kind.
+// counts at its next Tape::clear(), its next new node (NodeRecycler) or its
+// exit; an owner that has ended is merged on the spot. Removing it: NodeRef
+// counts with fetch_add and fetch_sub alone (std::shared_ptr's way), about 4%
+// slower on the xor step and 2% on op_overhead (benchmarks/README.md).
 
 #include <atomic>
 #include <cstdint>
