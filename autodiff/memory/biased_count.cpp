@@ -26,7 +26,6 @@ struct MergeQueue {
 struct Registry {
     std::mutex mutex;
     std::unordered_map<std::uint32_t, MergeQueue*> queues;
-    std::uint32_t next_token = 1;
 };
 
 Registry& registry() {
@@ -86,7 +85,7 @@ std::uint32_t register_counting_thread() noexcept {
         thread_local Registration registration;  // constructed here, on the thread's first adopt
         auto queue = std::make_unique<MergeQueue>();
         std::lock_guard lock(registry().mutex);
-        const std::uint32_t token = registry().next_token++;
+        const std::uint32_t token = thread_token();  // never 0 (no_thread): it counts from 1
         registry().queues.emplace(token, queue.get());
         merge_pending = &queue->pending;
         registration.queue = queue.release();
