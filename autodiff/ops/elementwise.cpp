@@ -204,9 +204,12 @@ Var<T> mul(const Var<T>& a, const Var<T>& b) {
     }
     detail::check_defined("mul", a);
     detail::check_defined("mul", b);
+    // An input is kept only when the other needs a gradient; when only one
+    // input does, g is read by that input's product alone (product_in_sweep).
     return arithmetic("mul", a, b, std::multiplies<T>(), [&] { return a.value() * b.value(); },
                       [a = detail::kept_for(a, b), b = detail::kept_for(b, a)](std::size_t i, const Var<T>& g) {
-                          return i == 0 ? g * b : g * a;
+                          if (i == 0) return a.defined() ? g * b : detail::product_in_sweep(g, b);
+                          return b.defined() ? g * a : detail::product_in_sweep(g, a);
                       });
 }
 
@@ -370,6 +373,23 @@ Var<T> sigmoid(const Var<T>& x) {
 }
 
 namespace detail {
+
+template <class T>
+Var<T> product_in_sweep(const Var<T>& g, const Var<T>& s) {
+    // Held alone: the sweep's own copy, which it drops after this VJP. Not
+    // in anomaly mode, which compares g before and after the VJP.
+    const Array<T>& S = s.value();
+    if (!recording() && !(recording_state.observe & observe_anomaly) && g.node_ptr().held_alone() &&
+        (equal_shapes(g.value(), S) || (S.size() == 1 && S.dimension() <= g.dim()))) {
+        Array<T>& d = g.mutable_value();
+        T* out = d.data();
+        const T* factor = S.data();
+        const std::size_t step = S.size() == d.size() ? 1 : 0;  // equal shapes, or one factor for all
+        for (std::size_t i = 0, n = d.size(); i < n; ++i) out[i] *= factor[i * step];
+        return g;
+    }
+    return g * s;
+}
 
 template <class T>
 Var<T> sigmoid_backward_in_sweep(const Var<T>& g, const Var<T>& y) {
@@ -702,6 +722,7 @@ AD_COMPARISON(not_equal, p != q)
     template Var<T> softplus(const Var<T>&);                               \
     template Var<T> clamp(const Var<T>&, T, T);                            \
     template Var<T> detail::sigmoid_backward_in_sweep(const Var<T>&, const Var<T>&); \
+    template Var<T> detail::product_in_sweep(const Var<T>&, const Var<T>&);          \
     template Var<T> sin(const Var<T>&);                                    \
     template Var<T> cos(const Var<T>&);                                    \
     template Var<T> tan(const Var<T>&);                                    \

@@ -124,6 +124,12 @@ Var<T> mapped(const Var<T>& x, F f) {
 /// in place and returned, instead of a new value per sigmoid layer.
 template <class T> Var<T> sigmoid_backward_in_sweep(const Var<T>& g, const Var<T>& y);
 
+/// g * s inside a sweep, for a VJP whose cotangent g is read by no other
+/// part of the VJP (mul's, when only one input needs a gradient): without
+/// create_graph, a g that nothing else holds is scaled in place when s has
+/// its shape or one element, instead of a new value per product.
+template <class T> Var<T> product_in_sweep(const Var<T>& g, const Var<T>& s);
+
 }  // namespace detail
 
 }  // namespace ad

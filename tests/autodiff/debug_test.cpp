@@ -2,6 +2,8 @@
 // known line is reported at that line, forward and backward, in float and
 // double, on nested tapes and under create_graph.
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <thread>
 
@@ -115,6 +117,22 @@ TEST_CASE_TEMPLATE("anomaly mode names the VJP that turned a finite cotangent in
     CHECK(message.find(here(sqrt_line)) != std::string::npos);
     // The failed sweep left no gradient behind: grad() still reads zeros.
     CHECK(x.grad()(1) == 0);
+}
+
+TEST_CASE_TEMPLATE("anomaly mode names a product whose VJP overflowed, though its cotangent nobody else holds", T,
+                   float, double) {
+    // Without anomaly mode mul's VJP scales a cotangent that only the sweep
+    // holds in place; with it, the finite cotangent must survive to be compared.
+    Tape tape;
+    const T big = std::sqrt(std::numeric_limits<T>::max()) * T(2);
+    Var<T> x = param<T>({T(1) / big});
+    DetectAnomaly anomaly;
+    Var<T> y = x * constant<T>({big});        // 1
+    Var<T> loss = sum(y * constant<T>({big}));  // big: finite; its VJP gives y the finite cotangent big
+    const std::string message = message_of<T>([&] { loss.backward(); });
+    INFO(message);
+    CHECK(message.rfind("mul backward: anomaly:", 0) == 0);
+    CHECK(message.find("inf at index (0,) of the cotangent of input 0") != std::string::npos);
 }
 
 TEST_CASE_TEMPLATE("under create_graph, a bad second derivative names the op whose VJP recorded it", T, float, double) {

@@ -495,6 +495,30 @@ TEST_CASE("sigmoid: the sweep overwrites a cotangent in place only when nothing 
     CHECK(ad::test::matches(shared[0].value(), Array<double>(2.0 * expected)));
 }
 
+TEST_CASE("mul: the sweep scales a cotangent in place only when nothing else holds it") {
+    Array<double> x0 = ad::test::uniform({3, 4}, 87), c = ad::test::uniform({3, 4}, 88), d = ad::test::uniform({3, 4}, 89);
+    auto x = ad::param(x0);
+    ad::Tape tape;
+    auto y = x * ad::constant(c);
+    auto seed = ad::constant(d);  // a seed the caller holds
+    auto by_seed = ad::grad(y, {x}, seed, {.retain_graph = true});
+    CHECK(seed.value() == d);
+    CHECK(ad::test::matches(by_seed[0].value(), Array<double>(d * c)));
+    auto by_loss = ad::grad(ad::sum(y * ad::constant(d)), {y, x});  // y's cotangent, read during the sweep
+    CHECK(by_loss[0].value() == d);
+    CHECK(ad::test::matches(by_loss[1].value(), Array<double>(d * c)));
+    // add's VJP hands the same cotangent to both products: the first to run must not scale it.
+    auto shared = ad::grad(ad::sum(x * ad::constant(c) + ad::constant(d) * x), {x});
+    CHECK(ad::test::matches(shared[0].value(), Array<double>(c + d)));
+    // A one-element factor, on either side; and a factor of the other's shape that broadcasts.
+    auto three = ad::constant(Array<double>{3.0});
+    auto by_scalar = ad::grad(ad::sum((three * x) * ad::constant(d) * three), {x});
+    CHECK(ad::test::matches(by_scalar[0].value(), Array<double>(9.0 * d)));
+    auto row = ad::param(Array<double>(xt::view(x0, 0)));
+    auto by_row = ad::grad(ad::sum(row * ad::constant(c)), {row});
+    CHECK(ad::test::matches(by_row[0].value(), Array<double>(xt::sum(c, {0}))));
+}
+
 TEST_CASE("sign, floor, ceil, round: PyTorch's values (round half to even) and a zero gradient") {
     ad::Tape tape;
     auto x = ad::param(Array<double>{-2.5, -1.5, -0.4, 0.0, 0.5, 1.5, 2.5, 3.7});
