@@ -274,7 +274,7 @@ Var<T> affine(const Var<T>& x, T a, T b) {
     if (Var<T> fast = scalar_unary(rule, x, [a, b](T v) { return a * v + b; }, [a](T, T) { return a; }); fast.defined()) return fast;
     detail::check_defined("affine", x);
     return make_op("affine", detail::mapped(x, [a, b](T v) { return a * v + b; }), x,
-                   [a](std::size_t, const Var<T>& g) { return a == T(1) ? g : g * a; });
+                   [a](std::size_t, const Var<T>& g) { return a == T(1) ? g : detail::product_in_sweep(g, a); });
 }
 
 template <class T>
@@ -374,13 +374,22 @@ Var<T> sigmoid(const Var<T>& x) {
 
 namespace detail {
 
+namespace {
+
+/// Whether a VJP may overwrite its cotangent g: held alone, it is the
+/// sweep's own copy, which the sweep drops after this VJP. Not in anomaly
+/// mode, which compares g before and after the VJP.
+template <class T>
+bool writable_in_sweep(const Var<T>& g) {
+    return !recording() && !(recording_state.observe & observe_anomaly) && g.node_ptr().held_alone();
+}
+
+}  // namespace
+
 template <class T>
 Var<T> product_in_sweep(const Var<T>& g, const Var<T>& s) {
-    // Held alone: the sweep's own copy, which it drops after this VJP. Not
-    // in anomaly mode, which compares g before and after the VJP.
     const Array<T>& S = s.value();
-    if (!recording() && !(recording_state.observe & observe_anomaly) && g.node_ptr().held_alone() &&
-        (equal_shapes(g.value(), S) || (S.size() == 1 && S.dimension() <= g.dim()))) {
+    if (writable_in_sweep(g) && (equal_shapes(g.value(), S) || (S.size() == 1 && S.dimension() <= g.dim()))) {
         Array<T>& d = g.mutable_value();
         T* out = d.data();
         const T* factor = S.data();
@@ -389,6 +398,15 @@ Var<T> product_in_sweep(const Var<T>& g, const Var<T>& s) {
         return g;
     }
     return g * s;
+}
+
+template <class T>
+Var<T> product_in_sweep(const Var<T>& g, T factor) {
+    if (!writable_in_sweep(g)) return g * factor;
+    Array<T>& d = g.mutable_value();
+    T* out = d.data();
+    for (std::size_t i = 0, n = d.size(); i < n; ++i) out[i] *= factor;
+    return g;
 }
 
 template <class T>
@@ -723,6 +741,7 @@ AD_COMPARISON(not_equal, p != q)
     template Var<T> clamp(const Var<T>&, T, T);                            \
     template Var<T> detail::sigmoid_backward_in_sweep(const Var<T>&, const Var<T>&); \
     template Var<T> detail::product_in_sweep(const Var<T>&, const Var<T>&);          \
+    template Var<T> detail::product_in_sweep(const Var<T>&, T);                      \
     template Var<T> sin(const Var<T>&);                                    \
     template Var<T> cos(const Var<T>&);                                    \
     template Var<T> tan(const Var<T>&);                                    \

@@ -125,10 +125,12 @@ Var<T> mapped(const Var<T>& x, F f) {
 template <class T> Var<T> sigmoid_backward_in_sweep(const Var<T>& g, const Var<T>& y);
 
 /// g * s inside a sweep, for a VJP whose cotangent g is read by no other
-/// part of the VJP (mul's, when only one input needs a gradient): without
-/// create_graph, a g that nothing else holds is scaled in place when s has
-/// its shape or one element, instead of a new value per product.
+/// part of the VJP (mul's, when only one input needs a gradient, and
+/// affine's): without create_graph or anomaly mode, a g that nothing else
+/// holds is scaled in place (when s has its shape or one element), instead
+/// of a new value per product.
 template <class T> Var<T> product_in_sweep(const Var<T>& g, const Var<T>& s);
+template <class T> Var<T> product_in_sweep(const Var<T>& g, T s);
 
 }  // namespace detail
 

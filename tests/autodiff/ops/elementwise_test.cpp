@@ -495,7 +495,7 @@ TEST_CASE("sigmoid: the sweep overwrites a cotangent in place only when nothing 
     CHECK(ad::test::matches(shared[0].value(), Array<double>(2.0 * expected)));
 }
 
-TEST_CASE("mul: the sweep scales a cotangent in place only when nothing else holds it") {
+TEST_CASE("mul and scale: the sweep scales a cotangent in place only when nothing else holds it") {
     Array<double> x0 = ad::test::uniform({3, 4}, 87), c = ad::test::uniform({3, 4}, 88), d = ad::test::uniform({3, 4}, 89);
     auto x = ad::param(x0);
     ad::Tape tape;
@@ -517,6 +517,13 @@ TEST_CASE("mul: the sweep scales a cotangent in place only when nothing else hol
     auto row = ad::param(Array<double>(xt::view(x0, 0)));
     auto by_row = ad::grad(ad::sum(row * ad::constant(c)), {row});
     CHECK(ad::test::matches(by_row[0].value(), Array<double>(xt::sum(c, {0}))));
+    // scale (x * s, an affine op) the same way.
+    auto scaled = x * 2.0;
+    auto by_scaled_seed = ad::grad(scaled, {x}, seed, {.retain_graph = true});
+    CHECK(seed.value() == d);
+    CHECK(ad::test::matches(by_scaled_seed[0].value(), Array<double>(2.0 * d)));
+    auto by_two_scales = ad::grad(ad::sum((x * 2.0 + x * 3.0) * ad::constant(d)), {x});
+    CHECK(ad::test::matches(by_two_scales[0].value(), Array<double>(5.0 * d)));
 }
 
 TEST_CASE("sign, floor, ceil, round: PyTorch's values (round half to even) and a zero gradient") {
