@@ -411,8 +411,7 @@ Var<T> product_in_sweep(const Var<T>& g, T factor) {
 
 template <class T>
 Var<T> sigmoid_backward_in_sweep(const Var<T>& g, const Var<T>& y) {
-    // Held alone: the sweep's own copy, which it drops after this VJP.
-    if (!recording() && g.node_ptr().held_alone() && equal_shapes(g.value(), y.value())) {
+    if (writable_in_sweep(g) && equal_shapes(g.value(), y.value())) {
         Array<T>& d = g.mutable_value();
         kernels::sigmoid_backward(d.data(), y.value().data(), d.data(), d.size());
         return g;
@@ -464,7 +463,7 @@ Var<T> relu(const Var<T>& x) {
                        if (detail::recording() || !equal_shapes(g.value(), x.value())) {
                            return g * constant(map(x.value(), [](T v) { return T(!(v <= 0)); }));
                        }
-                       const bool in_place = g.node_ptr().held_alone();
+                       const bool in_place = detail::writable_in_sweep(g);
                        Var<T> out = in_place ? g : detail::make_uninitialized<T>(g.value().shape());
                        const T* gv = g.value().data();
                        const T* xv = x.value().data();

@@ -120,7 +120,7 @@ Var<T> mapped(const Var<T>& x, F f) {
 
 /// sigmoid_backward(g, y) inside a sweep, for a VJP whose cotangent g is
 /// read by no other part of the VJP (sigmoid's, linear_sigmoid's first
-/// stage): without create_graph, a g that nothing else holds is overwritten
+/// stage): without create_graph or anomaly mode, a g that nothing else holds is overwritten
 /// in place and returned, instead of a new value per sigmoid layer.
 template <class T> Var<T> sigmoid_backward_in_sweep(const Var<T>& g, const Var<T>& y);
 
